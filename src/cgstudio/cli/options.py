@@ -1,0 +1,93 @@
+"""Shared CLI options. Flag names follow llama.cpp's; values are validated by ``Settings``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from cgstudio.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# flag -> (settings section, field). None values mean "not given on the command line".
+LOAD_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
+    (("--ctx-size", "-c"), "n_ctx", {"type": int, "help": "Context length in tokens [8192]."}),
+    (("--n-gpu-layers", "-ngl"), "n_gpu_layers", {"type": str, "help": "GPU layers: 0..N or 'all' [0]."}),
+    (("--threads", "-t"), "n_threads", {"type": int, "help": "CPU threads [physical cores]."}),
+    (("--batch-size", "-b"), "n_batch", {"type": int, "help": "Evaluation batch size [512]."}),
+    (("--rope-freq-base",), "rope_freq_base", {"type": str, "help": "RoPE base or 'auto' [auto]."}),
+    (("--rope-freq-scale",), "rope_freq_scale", {"type": str, "help": "RoPE scale or 'auto' [auto]."}),
+    (("--no-kv-offload",), "offload_kqv", {"is_flag": True, "flag_value": False, "default": None,
+                                           "help": "Keep the KV cache off the GPU."}),
+    (("--mlock",), "use_mlock", {"is_flag": True, "flag_value": True, "default": None,
+                                 "help": "Keep the model in memory."}),
+    (("--no-mmap",), "use_mmap", {"is_flag": True, "flag_value": False, "default": None,
+                                  "help": "Do not mmap the weights."}),
+    (("--flash-attn", "-fa"), "flash_attn", {"is_flag": True, "flag_value": True, "default": None,
+                                             "help": "Use flash attention."}),
+    (("--cache-type-k", "-ctk"), "cache_type_k", {"type": str, "help": "K cache type [f16]."}),
+    (("--cache-type-v", "-ctv"), "cache_type_v", {"type": str, "help": "V cache type [f16]; quantized needs -fa."}),
+]
+SAMPLING_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
+    (("--max-tokens", "-n", "--n-predict"), "max_tokens", {"type": int, "help": "Most tokens to generate [256]."}),
+    (("--temperature", "--temp"), "temperature", {"type": float, "help": "0 = greedy [0.2]."}),
+    (("--top-k",), "top_k", {"type": int, "help": "[40]; 0 = off."}),
+    (("--top-p",), "top_p", {"type": float, "help": "[0.95]."}),
+    (("--min-p",), "min_p", {"type": float, "help": "[0.05]."}),
+    (("--repeat-penalty",), "repeat_penalty", {"type": float, "help": "[1.0] = off."}),
+    (("--stop",), "stop", {"multiple": True, "help": "Stop string (repeatable)."}),
+]
+
+
+def load_options(f: F) -> F:
+    for flags, field, spec in reversed(LOAD_FLAGS):
+        kw = {k: v for k, v in spec.items() if k != "default"}
+        f = click.option(*flags, f"{field}__opt", default=None, **kw)(f)  # type: ignore[assignment]
+    f = click.option("--seed", "seed__opt", type=int, default=None,
+                     help="Seed for reproducible output [random].")(f)  # type: ignore[assignment]
+    return f
+
+
+def sampling_options(f: F) -> F:
+    for flags, field, kw in reversed(SAMPLING_FLAGS):
+        f = click.option(*flags, f"{field}__opt", default=None, **kw)(f)  # type: ignore[assignment]
+    return f
+
+
+def model_option(f: F) -> F:
+    return click.option(
+        "-m", "--model", envvar="CGSTUDIO_MODEL", default=None,
+        help="GGUF path or alias [CGSTUDIO_MODEL, profile, or a demo model].",
+    )(f)  # type: ignore[return-value]
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(f)  # type: ignore[return-value]
+
+
+def settings_from(opts: dict[str, Any]) -> Settings:
+    load: dict[str, Any] = {}
+    sampling: dict[str, Any] = {}
+    for _, field, _ in LOAD_FLAGS:
+        load[field] = opts.pop(f"{field}__opt", None)
+    for _, field, _ in SAMPLING_FLAGS:
+        value = opts.pop(f"{field}__opt", None)
+        sampling[field] = list(value) if field == "stop" and value else (None if field == "stop" else value)
+    seed = opts.pop("seed__opt", None)
+    load["seed"] = seed
+    sampling["seed"] = seed
+    guards = {
+        "strict": opts.pop("strict", None) or None,
+        "repetition": False if opts.pop("no_repetition_guard", False) else None,
+        "variant": opts.pop("variant", None),
+    }
+    return load_settings({"load": load, "sampling": sampling, "guards": guards})
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,1 @@
+"""Engines: the small contract every backend implements (tokenize, count, stream tokens)."""

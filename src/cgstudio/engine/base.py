@@ -1,0 +1,146 @@
+"""The engine contract. An engine tokenizes, knows its vocabulary and streams token ids.
+
+Everything above it (prompt formats, guards, metrics, stop strings) lives in the pipeline,
+so the CLI, the server, eval and bench share one behaviour. ``FakeEngine`` in
+``cgstudio.engine.fake`` scripts an engine for unit tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class TokenKind(str, Enum):
+    NORMAL = "normal"
+    CONTROL = "control"
+    USER_DEFINED = "user_defined"
+    BYTE = "byte"
+    UNKNOWN = "unknown"
+    UNUSED = "unused"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What we know about a loaded model, from its GGUF metadata and vocabulary."""
+
+    path: str
+    architecture: str
+    name: str
+    n_ctx_train: int
+    n_layers: int
+    n_head: int
+    n_head_kv: int
+    key_length: int
+    value_length: int
+    size_bytes: int
+    n_params: int
+    quantization: str
+    chat_template: str | None
+    bos_id: int | None
+    eos_id: int | None
+    eot_id: int | None
+    add_bos: bool
+    add_space_prefix: bool | None
+    n_vocab: int
+    # text -> id for every CONTROL and USER_DEFINED token: these may never come from user text.
+    special_tokens: dict[str, int] = field(default_factory=dict)
+    special_kinds: dict[int, TokenKind] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def kv_bytes_per_token(self, bytes_per_element: float = 2.0) -> int:
+        """KV-cache bytes per token of context (F16 cache by default): layers x (K + V) widths."""
+        width = self.n_head_kv * (self.key_length + self.value_length)
+        return int(self.n_layers * width * bytes_per_element)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    temperature: float = 0.2
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    seed: int | None = None
+
+
+@dataclass
+class DecodeRequest:
+    """One sequence to decode. ``stop_ids`` end it (the stop token is not yielded)."""
+
+    tokens: list[int]
+    max_tokens: int
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    stop_ids: frozenset[int] = frozenset()
+    cancel: threading.Event | None = None
+
+
+@dataclass
+class DecodeStats:
+    """Filled in by the engine while a stream runs. Times are seconds (perf_counter)."""
+
+    n_prompt: int = 0
+    n_prompt_evaluated: int = 0  # prompt tokens actually run through the model (not reused)
+    n_reused: int = 0
+    n_generated: int = 0
+    prompt_eval_s: float = 0.0
+    finish: str | None = None  # "stop_token" | "max_tokens" | "context" | "cancelled"
+    stop_token: int | None = None
+
+
+class TokenStream(Iterator[int]):
+    """Iterator of generated token ids with live ``stats``. Closing it frees the sequence."""
+
+    stats: DecodeStats
+
+    def __init__(self, gen: Iterator[int], stats: DecodeStats) -> None:
+        self._gen = gen
+        self.stats = stats
+
+    def __next__(self) -> int:
+        return next(self._gen)
+
+    def close(self) -> None:
+        close = getattr(self._gen, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass
+class EngineCounters:
+    """Cumulative counters; tests assert on these rather than on timing."""
+
+    evaluated_tokens: int = 0
+    generated_tokens: int = 0
+    decode_calls: int = 0
+
+
+class Engine(ABC):
+    info: ModelInfo
+    n_ctx: int
+    counters: EngineCounters
+
+    @abstractmethod
+    def tokenize(self, text: str, *, parse_special: bool = False) -> list[int]:
+        """Tokenize without adding BOS. ``parse_special`` lets special-token text become tokens."""
+
+    @abstractmethod
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        """The bytes of one token; control tokens are empty unless ``special``."""
+
+    @abstractmethod
+    def token_kind(self, token: int) -> TokenKind: ...
+
+    @abstractmethod
+    def stream(self, request: DecodeRequest) -> TokenStream:
+        """Decode ``request``; never exceeds the context (finish 'context')."""
+
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> str:
+        return b"".join(self.piece(t, special=special) for t in tokens).decode("utf-8", errors="replace")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass

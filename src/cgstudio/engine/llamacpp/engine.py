@@ -1,0 +1,49 @@
+"""``LlamaCppEngine``: the in-process llama.cpp backend behind the ``Engine`` contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cgstudio.engine.base import DecodeRequest, Engine, EngineCounters, ModelInfo, TokenKind, TokenStream
+from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle
+from cgstudio.engine.llamacpp.scheduler import Scheduler
+from cgstudio.settings import LoadProfile
+
+
+def inspect_model(path: str | Path) -> ModelInfo:
+    """Read metadata and vocabulary without loading weights (fast, any size)."""
+    handle = ModelHandle(Path(path), LoadProfile(), vocab_only=True)
+    try:
+        return handle.model_info()
+    finally:
+        handle.close()
+
+
+class LlamaCppEngine(Engine):
+    def __init__(self, path: str | Path, profile: LoadProfile | None = None) -> None:
+        self.profile = profile or LoadProfile()
+        self._model = ModelHandle(Path(path), self.profile)
+        self.info = self._model.model_info()
+        self._context = ContextHandle(self._model, self.profile)
+        self.n_ctx = self._context.n_ctx
+        self.counters = EngineCounters()
+        self._scheduler = Scheduler(self._model, self._context, self.counters)
+        self._kind_cache: dict[int, TokenKind] = {}
+
+    def tokenize(self, text: str, *, parse_special: bool = False) -> list[int]:
+        return self._model.tokenize(text.encode("utf-8"), parse_special=parse_special)
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        return self._model.piece(token, special=special)
+
+    def token_kind(self, token: int) -> TokenKind:
+        kind = self.info.special_kinds.get(token)
+        return kind if kind is not None else self._model.token_kind(token)
+
+    def stream(self, request: DecodeRequest) -> TokenStream:
+        return self._scheduler.submit(request)
+
+    def close(self) -> None:
+        self._scheduler.close()
+        self._context.close()
+        self._model.close()

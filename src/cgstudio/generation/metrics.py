@@ -1,0 +1,47 @@
+"""Honest metrics, measured where they happen (time.perf_counter)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds and tokens per second. A rate over too few tokens is ``None``, never invented."""
+
+    time_to_first_token_s: float | None  # LM Studio's "thought for"
+    prompt_tokens_per_s: float | None
+    generation_tokens_per_s: float | None  # None when fewer than 2 tokens were generated
+    total_s: float
+    prompt_eval_s: float = 0.0
+    prompt_tokens_evaluated: int = 0
+    prompt_tokens_reused: int = 0
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+def prompt_rate(n_evaluated: int, seconds: float) -> float | None:
+    if n_evaluated < 1 or seconds <= 0:
+        return None
+    return n_evaluated / seconds
+
+
+def generation_rate(n_generated: int, first_token_at: float | None, last_token_at: float | None) -> float | None:
+    # Tokens after the first, over the time after the first: the decode rate the user feels.
+    # With fewer than 2 tokens there is no interval to measure.
+    if n_generated < 2 or first_token_at is None or last_token_at is None:
+        return None
+    span = last_token_at - first_token_at
+    if span <= 0:
+        return None
+    return (n_generated - 1) / span

@@ -1,0 +1,185 @@
+"""The one generation pipeline. The CLI, the server, eval and bench all consume ``run``.
+
+engine tokens -> UTF-8-safe text -> stop strings (held back) -> FIM rules -> repetition guard
+-> ``Chunk``s, and a final ``Result`` with finish reason, warnings, usage and timings.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from cgstudio.engine.base import DecodeRequest, Engine, SamplerConfig
+from cgstudio.generation.diagnose import empty_output_warning
+from cgstudio.generation.metrics import Timings, Usage, generation_rate, prompt_rate
+from cgstudio.generation.postprocess import FimRules
+from cgstudio.generation.repetition import RepetitionConfig, RepetitionGuard
+from cgstudio.generation.stops import StopMatcher, Utf8Stream
+from cgstudio.prompts.base import GuardWarning, Prompt
+from cgstudio.settings import GuardSettings, SamplingParams
+
+ENGINE_FINISH = {"stop_token": "eos", "max_tokens": "length", "context": "length", "cancelled": "cancelled"}
+
+
+@dataclass
+class Result:
+    text: str
+    finish_reason: str  # eos | stop | length | repetition | cancelled
+    warnings: list[GuardWarning]
+    usage: Usage
+    timings: Timings
+    mode: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "warnings": [w.as_dict() for w in self.warnings],
+            "usage": self.usage.as_dict(),
+            "timings": self.timings.as_dict(),
+            "mode": self.mode,
+        }
+
+
+@dataclass
+class Chunk:
+    """A piece of streamed text; the last chunk has ``result`` set (and maybe empty text)."""
+
+    text: str
+    result: Result | None = None
+    stats: dict[str, float | int | None] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """What the pipeline needs to know beyond the prompt, for diagnosis."""
+
+    family: str
+    variant_problem: str | None = None  # set when the variant does not fit the mode
+
+
+def sampler_config(params: SamplingParams, profile_seed: int | None) -> SamplerConfig:
+    return SamplerConfig(
+        temperature=params.temperature,
+        top_k=params.top_k,
+        top_p=params.top_p,
+        min_p=params.min_p,
+        repeat_penalty=params.repeat_penalty,
+        repeat_last_n=params.repeat_last_n,
+        seed=params.seed if params.seed is not None else profile_seed,
+    )
+
+
+def run(
+    engine: Engine,
+    prompt: Prompt,
+    sampling: SamplingParams,
+    guards: GuardSettings,
+    ctx: RunContext,
+    *,
+    profile_seed: int | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[Chunk]:
+    t_start = time.perf_counter()
+    max_tokens = min(sampling.max_tokens, prompt.max_tokens or sampling.max_tokens)
+    request = DecodeRequest(
+        tokens=prompt.tokens,
+        max_tokens=max_tokens,
+        sampler=sampler_config(sampling, profile_seed),
+        stop_ids=prompt.stop_ids,
+        cancel=cancel,
+    )
+    stream = engine.stream(request)
+    protected = engine.info.special_kinds
+    utf8 = Utf8Stream()
+    stops = StopMatcher([*prompt.stop_strings, *sampling.stop])
+    fim = (
+        FimRules(prompt.suffix, prompt.prefix_tail, guards.fim_stop_at_suffix, guards.fim_single_line,
+                 guards.fim_block_end)
+        if prompt.mode == "fim" else None
+    )
+    rep = RepetitionGuard(RepetitionConfig(enabled=guards.repetition))
+    warnings = list(prompt.warnings)
+    out: list[str] = []
+    emitted = 0
+    finish: str | None = None
+    keep: int | None = None
+    first_at = last_at = None
+    try:
+        for tok in stream:
+            now = time.perf_counter()
+            first_at = first_at or now
+            last_at = now
+            if tok in protected:
+                continue  # control tokens never reach the text
+            text, stopped = stops.feed(utf8.feed(engine.piece(tok)))
+            if stopped:
+                finish = "stop"
+            if text:
+                out.append(text)
+                emitted += len(text)
+                if fim is not None and (cut := fim.feed(text)) is not None:
+                    keep, finish = cut, "stop"
+                verdict = rep.feed(text)
+                if verdict is not None and finish is None:
+                    keep, finish = verdict.keep_chars, "repetition"
+                    warnings.append(GuardWarning(
+                        "repetition",
+                        f"stopped a loop: {verdict.detail}. Use an instruction-tuned model for instructions, "
+                        "lower max_tokens, or raise the temperature slightly.",
+                    ))
+                yield Chunk(_clip_delta(text, emitted, keep))
+            if finish is not None:
+                break
+    finally:
+        stream.close()
+    if finish is None:
+        tail = stops.flush() + utf8.flush()
+        if tail:
+            out.append(tail)
+            yield Chunk(tail)
+        finish = ENGINE_FINISH.get(stream.stats.finish or "", "length")
+    full = "".join(out)
+    if keep is not None:
+        full = full[:keep]
+    stats = stream.stats
+    if not full.strip():
+        warnings.append(empty_output_warning(
+            prompt=prompt,
+            prompt_text=engine.detokenize(prompt.tokens, special=True),
+            info=engine.info,
+            family=ctx.family,
+            stats=stats,
+            finish_reason=finish,
+            stop_at_start=stops.matched if stops.matched_at_start else None,
+            variant_problem=ctx.variant_problem,
+        ))
+    total = time.perf_counter() - t_start
+    timings = Timings(
+        time_to_first_token_s=(first_at - t_start) if first_at is not None else None,
+        prompt_tokens_per_s=prompt_rate(stats.n_prompt_evaluated, stats.prompt_eval_s),
+        generation_tokens_per_s=generation_rate(stats.n_generated, first_at, last_at),
+        total_s=total,
+        prompt_eval_s=stats.prompt_eval_s,
+        prompt_tokens_evaluated=stats.n_prompt_evaluated,
+        prompt_tokens_reused=stats.n_reused,
+    )
+    result = Result(
+        text=full,
+        finish_reason=finish,
+        warnings=warnings,
+        usage=Usage(prompt_tokens=len(prompt.tokens), completion_tokens=stats.n_generated),
+        timings=timings,
+        mode=prompt.mode,
+    )
+    yield Chunk("", result=result)
+
+
+def _clip_delta(text: str, emitted: int, keep: int | None) -> str:
+    """The part of ``text`` (ending at offset ``emitted``) that lies before ``keep``."""
+    if keep is None:
+        return text
+    start = emitted - len(text)
+    return text[: max(0, keep - start)]

@@ -1,0 +1,68 @@
+"""FIM post-processing for editors, applied to whole lines as they complete.
+
+Each rule returns the length of output to keep once it decides to stop:
+  * suffix overlap: the completion starts repeating the first line(s) of the suffix;
+  * single line: at most one line;
+  * block end: a line indented less than the cursor's block ends the completion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+@dataclass
+class FimRules:
+    suffix: str
+    prefix_tail: str
+    stop_at_suffix: bool = True
+    single_line: bool = False
+    block_end: bool = False
+
+    def __post_init__(self) -> None:
+        lines = [ln for ln in self.suffix.split("\n") if ln.strip()]
+        self._suffix_lines = [ln.strip() for ln in lines[:2]]
+        cursor_line = self.prefix_tail.rsplit("\n", 1)[-1]
+        self._cursor_indent = _indent(cursor_line)
+        self._text = ""
+        self._line_starts = [0]
+        self._candidate: int | None = None
+
+    def feed(self, delta: str) -> int | None:
+        """Add output text; return the number of characters to keep if a rule stops here."""
+        if not (self.stop_at_suffix or self.single_line or self.block_end):
+            return None
+        base = len(self._text)
+        self._text += delta
+        for off, ch in enumerate(delta):
+            if ch == "\n":
+                end = base + off
+                cut = self._on_line(len(self._line_starts) - 1, self._line_starts[-1], end)
+                self._line_starts.append(end + 1)
+                if cut is not None:
+                    return cut
+        return None
+
+    def _on_line(self, index: int, start: int, end: int) -> int | None:
+        line = self._text[start:end]
+        if self.single_line and line.strip():
+            return end
+        # Line 0 continues the cursor line, so its indentation says nothing about the block.
+        if self.block_end and index > 0 and line.strip() and _indent(line) < self._cursor_indent:
+            return start
+        if self.stop_at_suffix and self._suffix_lines:
+            if self._candidate is not None:
+                cut, self._candidate = self._candidate, None
+                if line.strip() == self._suffix_lines[1]:
+                    return cut
+            if line.strip() == self._suffix_lines[0]:
+                # A short first suffix line ("}", ")") also closes inner blocks: need the next line too.
+                if len(self._suffix_lines[0]) >= 4:
+                    return start
+                if len(self._suffix_lines) > 1:
+                    self._candidate = start
+        return None

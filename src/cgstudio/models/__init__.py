@@ -1,0 +1,1 @@
+"""Model files: GGUF inspection, family/variant detection, demo models."""

@@ -1,0 +1,1 @@
+"""Prompt formats built as token-id sequences, per model family."""

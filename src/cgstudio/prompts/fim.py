@@ -1,0 +1,156 @@
+"""Fill-in-the-middle prompts (PSM order) with file paths and multi-file context.
+
+CodeGemma (arXiv 2406.11409, Figures 2 and 4):
+    <bos>a.py\\n{a}<|file_separator|>b.py\\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>
+Qwen2.5-Coder (repo-level format from its model card):
+    <|repo_name|>{repo}\\n<|file_sep|>a.py\\n{a}\\n<|file_sep|>b.py\\n<|fim_prefix|>...<|fim_middle|>
+No whitespace is added around the user's prefix or suffix and none is stripped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cgstudio.errors import ContextOverflowError
+from cgstudio.prompts.base import ContextFile, GuardWarning, Prompt
+from cgstudio.prompts.vocab import Vocab
+
+
+@dataclass(frozen=True)
+class FimSpec:
+    prefix: str
+    suffix: str
+    middle: str
+    file_sep: str
+    stop_texts: tuple[str, ...]  # besides eos/eot
+    add_bos: bool
+    repo_style: bool  # Qwen: <|repo_name|> header, separator before each file
+
+
+CODEGEMMA_FIM = FimSpec(
+    "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>",
+    stop_texts=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>", "<end_of_turn>"),
+    add_bos=True, repo_style=False,
+)
+QWEN_FIM = FimSpec(
+    "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_sep|>",
+    stop_texts=(
+        "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>", "<|file_sep|>",
+        "<|repo_name|>", "<|im_end|>", "<|endoftext|>",
+    ),
+    add_bos=False, repo_style=True,
+)
+
+
+def stop_ids(vocab: Vocab, texts: tuple[str, ...]) -> frozenset[int]:
+    info = vocab.engine.info
+    ids = {vocab.id(t) for t in texts if vocab.has(t)}
+    ids.update(x for x in (info.eos_id, info.eot_id) if x is not None)
+    return frozenset(ids)
+
+
+def build_fim(
+    vocab: Vocab,
+    spec: FimSpec,
+    prefix: str,
+    suffix: str,
+    *,
+    path: str | None = None,
+    files: tuple[ContextFile, ...] = (),
+    n_ctx: int,
+    max_tokens: int,
+    prefix_share: float = 0.75,
+) -> Prompt:
+    """Render a PSM FIM prompt that fits ``n_ctx`` with room for ``max_tokens``.
+
+    Trimming keeps the text nearest the cursor: context files go first (oldest dropped),
+    then the prefix loses its start and the suffix its end, split by ``prefix_share``.
+    """
+    warnings: list[GuardWarning] = []
+    reserve = min(max_tokens, max(n_ctx // 2, 1))
+    if reserve < max_tokens:
+        warnings.append(GuardWarning(
+            "max_tokens_clamped",
+            f"max_tokens {max_tokens} does not fit a {n_ctx}-token context next to the prompt; "
+            f"using {reserve}. Raise --ctx-size for longer completions.",
+        ))
+    budget = n_ctx - reserve
+    head = [vocab.bos_id] if spec.add_bos and vocab.bos_id is not None else []
+    pre_ids, suf_ids = vocab.plain(prefix), vocab.plain(suffix)
+    marker = [vocab.id(spec.prefix)]
+    tail_markers = [vocab.id(spec.suffix)], [vocab.id(spec.middle)]
+    path_ids = vocab.plain(path + "\n") if path else []
+    if spec.repo_style and files:
+        path_ids = [vocab.id(spec.file_sep), *vocab.plain((path or "current_file") + "\n")]
+    fixed = len(head) + len(path_ids) + len(marker) + 2
+    if fixed + 1 > budget:
+        raise ContextOverflowError(fixed + 1, n_ctx, "even an empty FIM prompt does not fit")
+    room = budget - fixed
+    if len(pre_ids) + len(suf_ids) > room:
+        keep_pre, keep_suf = _split_room(len(pre_ids), len(suf_ids), room, prefix_share)
+        dropped_pre, dropped_suf = len(pre_ids) - keep_pre, len(suf_ids) - keep_suf
+        pre_ids = pre_ids[len(pre_ids) - keep_pre :]
+        suf_ids = suf_ids[:keep_suf]
+        warnings.append(GuardWarning(
+            "prompt_truncated",
+            f"the FIM prompt did not fit {n_ctx} tokens with {reserve} kept for the completion: dropped "
+            f"{dropped_pre} prefix tokens from the start and {dropped_suf} suffix tokens from the end. "
+            "Raise --ctx-size to keep more of the file.",
+        ))
+        room = 0
+    else:
+        room -= len(pre_ids) + len(suf_ids)
+    ctx_ids = _context_files(vocab, spec, files, room, warnings)
+    tokens = [
+        *head, *ctx_ids, *path_ids, *marker, *pre_ids, *tail_markers[0], *suf_ids, *tail_markers[1],
+    ]
+    return Prompt(
+        tokens=tokens,
+        mode="fim",
+        stop_ids=stop_ids(vocab, spec.stop_texts),
+        warnings=warnings,
+        suffix=suffix,
+        prefix_tail=prefix[-2000:],
+        max_tokens=reserve,
+    )
+
+
+def _split_room(n_pre: int, n_suf: int, room: int, share: float) -> tuple[int, int]:
+    want_pre = int(room * share)
+    keep_pre = min(n_pre, max(want_pre, room - n_suf))
+    keep_suf = min(n_suf, room - keep_pre)
+    keep_pre = min(n_pre, room - keep_suf)
+    return keep_pre, keep_suf
+
+
+def _context_files(
+    vocab: Vocab, spec: FimSpec, files: tuple[ContextFile, ...], room: int, warnings: list[GuardWarning]
+) -> list[int]:
+    if not files:
+        return []
+    sep = vocab.id(spec.file_sep)
+    blocks: list[list[int]] = []
+    for f in files:
+        if spec.repo_style:
+            blocks.append([sep, *vocab.plain(f"{f.path}\n{f.text}\n")])
+        else:
+            blocks.append([*vocab.plain(f"{f.path}\n{f.text}"), sep])
+    header: list[int] = []
+    if spec.repo_style and vocab.has("<|repo_name|>"):
+        header = [vocab.id("<|repo_name|>"), *vocab.plain("repo\n")]
+    # The files nearest the end of the list are kept first: callers put the most relevant last.
+    kept: list[list[int]] = []
+    used = len(header)
+    for block in reversed(blocks):
+        if used + len(block) > room:
+            break
+        kept.insert(0, block)
+        used += len(block)
+    if len(kept) < len(blocks):
+        warnings.append(GuardWarning(
+            "context_files_dropped",
+            f"{len(blocks) - len(kept)} of {len(blocks)} context files did not fit the token budget",
+        ))
+    if not kept:
+        return []
+    return [*header, *(t for b in kept for t in b)]

@@ -1,0 +1,116 @@
+"""Safe tokenization: user text stays plain text, whatever it contains.
+
+llama.cpp turns tokens typed USER_DEFINED into their ids even with special parsing off,
+and converters differ in how they type FIM and turn tokens. So we never trust the typing:
+we tokenize, check the ids against the protected set, and where text spells a protected
+token we split it so that it tokenizes as ordinary pieces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cgstudio.engine.base import Engine, TokenKind
+from cgstudio.errors import ModelFormatError
+
+
+def _is_markup(text: str) -> bool:
+    # USER_DEFINED covers whitespace runs in Gemma's vocabulary: those are ordinary text.
+    # Only markup-looking ones (<...>, [...]) can carry meaning a user must not inject.
+    return (
+        len(text) >= 3
+        and not any(c.isspace() for c in text)
+        and ((text[0] == "<" and text[-1] == ">") or (text[0] == "[" and text[-1] == "]"))
+    )
+
+
+@dataclass
+class Vocab:
+    """Token lookups for prompt building, over one engine's vocabulary."""
+
+    engine: Engine
+    protected: dict[str, int] = field(init=False)
+    protected_ids: frozenset[int] = field(init=False)
+    _by_first: dict[str, list[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        info = self.engine.info
+        self.protected = {
+            text: tid
+            for text, tid in info.special_tokens.items()
+            if info.special_kinds.get(tid) == TokenKind.CONTROL or _is_markup(text)
+        }
+        self.protected_ids = frozenset(self.protected.values())
+        by_first: dict[str, list[str]] = {}
+        for text in self.protected:
+            if text:
+                by_first.setdefault(text[0], []).append(text)
+        for texts in by_first.values():
+            texts.sort(key=len, reverse=True)
+        self._by_first = by_first
+
+    @property
+    def bos_id(self) -> int | None:
+        return self.engine.info.bos_id
+
+    def has(self, text: str) -> bool:
+        return text in self.engine.info.special_tokens
+
+    def id(self, text: str) -> int:
+        """The id of special token ``text``; a clear error if the model lacks it."""
+        tid = self.engine.info.special_tokens.get(text)
+        if tid is None:
+            raise ModelFormatError(f"the model's vocabulary has no {text} token")
+        return tid
+
+    def raw(self, text: str) -> list[int]:
+        """Tokenize text in which special-token spellings SHOULD become tokens (raw prompts)."""
+        return self.engine.tokenize(text, parse_special=True)
+
+    def plain(self, text: str) -> list[int]:
+        """Tokenize user text; no id in the result is a protected (special) token."""
+        if not text:
+            return []
+        ids = self.engine.tokenize(text, parse_special=False)
+        if not self.protected_ids.intersection(ids):
+            return ids
+        out: list[int] = []
+        for piece, is_special in self._split(text):
+            if is_special:
+                # "<|fim_suffix|>" -> "<" + "|fim_suffix|>": neither half can be the token.
+                out.extend(self._checked(piece[:1]))
+                out.extend(self.plain(piece[1:]))
+            else:
+                out.extend(self._checked(piece))
+        return out
+
+    def _checked(self, text: str) -> list[int]:
+        ids = self.engine.tokenize(text, parse_special=False) if text else []
+        if self.protected_ids.intersection(ids):
+            # Last resort, for vocabularies that match protected tokens inside a piece:
+            # one character at a time can never spell a multi-character token.
+            ids = [t for ch in text for t in self.engine.tokenize(ch, parse_special=False)]
+        return ids
+
+    def _split(self, text: str) -> list[tuple[str, bool]]:
+        parts: list[tuple[str, bool]] = []
+        start = i = 0
+        n = len(text)
+        while i < n:
+            cands = self._by_first.get(text[i])
+            hit = next((c for c in cands if text.startswith(c, i)), None) if cands else None
+            if hit:
+                if start < i:
+                    parts.append((text[start:i], False))
+                parts.append((hit, True))
+                i += len(hit)
+                start = i
+            else:
+                i += 1
+        if start < n:
+            parts.append((text[start:], False))
+        return parts
+
+    def render(self, tokens: list[int]) -> str:
+        """Prompt text as the model sees it, special tokens spelled out."""
+        return b"".join(self.engine.piece(t, special=True) for t in tokens).decode("utf-8", errors="replace")

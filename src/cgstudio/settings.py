@@ -1,0 +1,213 @@
+"""Settings: one pydantic model validates CLI flags, environment variables and the TOML profile.
+
+Precedence (highest first): CLI flag / API keyword, ``CGSTUDIO_*`` environment variable,
+the TOML profile file (``$CGSTUDIO_PROFILE`` or ``$XDG_CONFIG_HOME/cgstudio/profile.toml``),
+then the defaults below. Nested env vars use ``__``: ``CGSTUDIO_LOAD__N_CTX=4096``.
+
+``LoadProfile`` holds the 13 load parameters LM Studio shows, with the same meanings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from cgstudio.errors import SettingsError
+
+CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+UNQUANTIZED_CACHE: frozenset[str] = frozenset({"f32", "f16", "bf16"})
+CODEGEMMA_TRAINED_CTX = 8192
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoadProfile(_Strict):
+    """The 13 LM Studio load parameters. Flag names follow llama.cpp's."""
+
+    n_ctx: int = Field(
+        CODEGEMMA_TRAINED_CTX, ge=16, le=1_048_576,
+        description="Context length in tokens (--ctx-size). CodeGemma was trained on 8192.",
+    )
+    n_gpu_layers: int = Field(
+        0, ge=-1, description="Layers offloaded to the GPU (--n-gpu-layers); 0 = CPU only, -1 = all."
+    )
+    n_threads: int | None = Field(
+        None, ge=1, le=1024, description="CPU thread pool size (--threads); unset = physical cores."
+    )
+    n_batch: int = Field(512, ge=1, le=65536, description="Evaluation batch size (--batch-size).")
+    rope_freq_base: float | None = Field(
+        None, gt=0, description="RoPE frequency base (--rope-freq-base); unset/'auto' = from the GGUF."
+    )
+    rope_freq_scale: float | None = Field(
+        None, gt=0, description="RoPE frequency scale (--rope-freq-scale); unset/'auto' = from the GGUF."
+    )
+    offload_kqv: bool = Field(True, description="Keep the KV cache on the GPU (--no-kv-offload turns off).")
+    use_mlock: bool = Field(False, description="Keep the model in memory, mlock (--mlock).")
+    use_mmap: bool = Field(True, description="Try mmap to load the weights (--no-mmap turns off).")
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Seed; unset = random, an integer = reproducible output."
+    )
+    flash_attn: bool = Field(False, description="Flash attention (--flash-attn).")
+    cache_type_k: CacheType = Field("f16", description="K cache type (--cache-type-k).")
+    cache_type_v: CacheType = Field(
+        "f16", description="V cache type (--cache-type-v); a quantized V cache needs flash attention."
+    )
+
+    @field_validator("rope_freq_base", "rope_freq_scale", mode="before")
+    @classmethod
+    def _auto_is_none(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().lower() in ("auto", ""):
+            return None
+        return v
+
+    @field_validator("n_gpu_layers", mode="before")
+    @classmethod
+    def _all_layers(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().lower() in ("all", "max"):
+            return -1
+        return v
+
+    @model_validator(mode="after")
+    def _v_cache_needs_flash(self) -> LoadProfile:
+        if self.cache_type_v not in UNQUANTIZED_CACHE and not self.flash_attn:
+            raise ValueError(
+                f"cache_type_v={self.cache_type_v} (a quantized V cache) needs flash attention: "
+                "add --flash-attn or use --cache-type-v f16"
+            )
+        return self
+
+
+class SamplingParams(_Strict):
+    """Sampling options. Defaults suit code: low temperature, no repeat penalty."""
+
+    temperature: float = Field(0.2, ge=0.0, le=5.0, description="0 = greedy.")
+    top_k: int = Field(40, ge=0, description="0 = off.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    min_p: float = Field(0.05, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(1.0, gt=0.0, le=10.0, description="1.0 = off; >1 harms code.")
+    repeat_last_n: int = Field(64, ge=0, le=4096)
+    max_tokens: int = Field(256, ge=1, le=1_048_576, description="Most tokens to generate.")
+    stop: list[str] = Field(default_factory=list, description="Extra stop strings.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Per-request seed; unset = profile seed.")
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, v: list[str]) -> list[str]:
+        if any(s == "" for s in v):
+            raise ValueError("stop strings must be non-empty")
+        return v
+
+
+class GuardSettings(_Strict):
+    """Guards against the failures users hit (issue 3). Each can be switched off."""
+
+    repetition: bool = Field(True, description="Stop loops and garbage with finish_reason 'repetition'.")
+    repetition_min_lines: int = Field(
+        6, ge=2, le=1000, description="Repeated line shapes needed before a stop is considered."
+    )
+    repetition_ngram_tokens: int = Field(
+        200, ge=16, le=100_000, description="Window (characters/16) for n-gram loop checks."
+    )
+    strict: bool = Field(False, description="Turn variant_mismatch warnings into errors.")
+    fim_stop_at_suffix: bool = Field(True, description="Stop when a FIM completion repeats the suffix.")
+    fim_single_line: bool = Field(False, description="FIM returns at most one line.")
+    fim_block_end: bool = Field(False, description="Stop FIM at the end of the block (by indentation).")
+    fim_prefix_share: float = Field(
+        0.75, gt=0.0, lt=1.0, description="Share of the FIM token budget kept for the prefix when trimming."
+    )
+    variant: Literal["auto", "pretrained", "instruction-tuned"] = Field(
+        "auto", description="Override variant detection."
+    )
+
+
+def default_profile_path() -> Path:
+    if p := os.environ.get("CGSTUDIO_PROFILE"):
+        return Path(p)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "cgstudio" / "profile.toml"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from one source of truth."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CGSTUDIO_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    model: str | None = Field(None, description="Default model: a GGUF path or a store alias.")
+    load: LoadProfile = Field(default_factory=LoadProfile)
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    guards: GuardSettings = Field(default_factory=GuardSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_profile_path())
+        return (init_settings, env_settings, toml)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "settings"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build validated settings; ``overrides`` are CLI/API values (nested dicts, None = unset)."""
+    clean = _drop_none(overrides or {})
+    try:
+        return _with_nested_defaults(clean)
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from exc
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML profile
+        raise SettingsError(f"cannot read profile {default_profile_path()}: {exc}") from exc
+
+
+def _with_nested_defaults(overrides: dict[str, Any]) -> Settings:
+    # pydantic-settings replaces a nested model wholesale when init kwargs give part of it;
+    # merge the env/TOML values in first so a CLI flag overrides one field, not the section.
+    base = Settings()
+    merged = _deep_merge(base.model_dump(exclude_unset=False), overrides)
+    return Settings.model_validate(merged)
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            sub = _drop_none(v)
+            if sub:
+                out[k] = sub
+        elif v is not None:
+            out[k] = v
+    return out

@@ -1,0 +1,6 @@
+"""Test helpers shipped with the package: tiny synthetic models that llama.cpp can load.
+
+`cgstudio.testing.synthetic_gguf.write_codegemma_gguf` writes a few-hundred-kilobyte GGUF with
+CodeGemma's architecture (`gemma`) and CodeGemma's special-token ids, so tests can exercise the
+real loading, tokenization and generation paths without downloading a model.
+"""

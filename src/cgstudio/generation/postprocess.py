@@ -11,6 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def _repeats(line: str, suffix_line: str) -> bool:
+    """``line`` restates a suffix line: equal, or starts with a long one (a trailing comment added)."""
+    if len(suffix_line) < 4:
+        return False
+    return line == suffix_line or (len(suffix_line) >= 12 and line.startswith(suffix_line))
+
+
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
@@ -25,7 +32,7 @@ class FimRules:
 
     def __post_init__(self) -> None:
         lines = [ln for ln in self.suffix.split("\n") if ln.strip()]
-        self._suffix_lines = [ln.strip() for ln in lines[:2]]
+        self._suffix_lines = [ln.strip() for ln in lines[:3]]
         cursor_line = self.prefix_tail.rsplit("\n", 1)[-1]
         self._cursor_indent = _indent(cursor_line)
         self._text = ""
@@ -59,10 +66,11 @@ class FimRules:
                 cut, self._candidate = self._candidate, None
                 if line.strip() == self._suffix_lines[1]:
                     return cut
-            if line.strip() == self._suffix_lines[0]:
+            stripped = line.strip()
+            if stripped == self._suffix_lines[0] and len(stripped) < 4:
                 # A short first suffix line ("}", ")") also closes inner blocks: need the next line too.
-                if len(self._suffix_lines[0]) >= 4:
-                    return start
                 if len(self._suffix_lines) > 1:
                     self._candidate = start
+            elif any(_repeats(stripped, s) for s in self._suffix_lines):
+                return start
         return None

@@ -1,0 +1,70 @@
+"""A scripted engine for unit tests: it "generates" a fixed list of byte pieces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from cgstudio.engine.base import (
+    DecodeRequest,
+    DecodeStats,
+    Engine,
+    EngineCounters,
+    ModelInfo,
+    TokenKind,
+    TokenStream,
+)
+
+EOS = 1
+BOS = 2
+
+
+class FakeEngine(Engine):
+    """Token ids 0..2 are <pad>/<eos>/<bos>; ids from 10 are the scripted output pieces in order."""
+
+    def __init__(self, pieces: list[bytes], *, end_with_eos: bool = True, n_ctx: int = 4096) -> None:
+        self.pieces = pieces
+        self.end_with_eos = end_with_eos
+        self.n_ctx = n_ctx
+        self.counters = EngineCounters()
+        self.info = ModelInfo(
+            path="fake.gguf", architecture="fake", name="fake", n_ctx_train=n_ctx, n_layers=1, n_head=1,
+            n_head_kv=1, key_length=1, value_length=1, size_bytes=0, n_params=0, quantization="F32",
+            chat_template=None, bos_id=BOS, eos_id=EOS, eot_id=None, add_bos=True, add_space_prefix=False,
+            n_vocab=10 + len(pieces),
+            special_tokens={"<pad>": 0, "<eos>": EOS, "<bos>": BOS},
+            special_kinds={0: TokenKind.CONTROL, EOS: TokenKind.CONTROL, BOS: TokenKind.CONTROL},
+        )
+
+    def tokenize(self, text: str, *, parse_special: bool = False) -> list[int]:
+        return [1000 + b for b in text.encode()]  # one token per byte
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        if token >= 1000:
+            return bytes([token - 1000])
+        if token >= 10:
+            return self.pieces[token - 10]
+        return {0: b"<pad>", EOS: b"<eos>", BOS: b"<bos>"}[token] if special else b""
+
+    def token_kind(self, token: int) -> TokenKind:
+        return self.info.special_kinds.get(token, TokenKind.NORMAL)
+
+    def stream(self, request: DecodeRequest) -> TokenStream:
+        stats = DecodeStats(n_prompt=len(request.tokens), n_prompt_evaluated=len(request.tokens),
+                            prompt_eval_s=0.001)
+
+        def gen() -> Iterator[int]:
+            self.counters.evaluated_tokens += len(request.tokens)
+            for i in range(len(self.pieces)):
+                if request.cancel is not None and request.cancel.is_set():
+                    stats.finish = "cancelled"
+                    return
+                if stats.n_generated >= request.max_tokens:
+                    stats.finish = "max_tokens"
+                    return
+                stats.n_generated += 1
+                self.counters.generated_tokens += 1
+                yield 10 + i
+            stats.finish = "stop_token" if self.end_with_eos else "max_tokens"
+            stats.stop_token = EOS if self.end_with_eos else None
+
+        return TokenStream(gen(), stats)

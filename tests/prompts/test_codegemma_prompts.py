@@ -1,0 +1,175 @@
+"""Token-exact CodeGemma prompts on synthetic GGUFs, for CONTROL and USER_DEFINED typings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import cgstudio
+from cgstudio.api import CodeModel
+from cgstudio.errors import ContextOverflowError, InvalidInputError, UnsupportedModeError, VariantMismatchError
+from cgstudio.prompts.base import ChatMessage, ContextFile
+from cgstudio.prompts.chat import fix_bos
+
+BOS, EOS, FIM_PRE, FIM_MID, FIM_SUF, FILE_SEP, SOT, EOT = 2, 1, 67, 68, 69, 70, 106, 107
+SPECIAL = {0, 1, 2, FIM_PRE, FIM_MID, FIM_SUF, FILE_SEP, SOT, EOT}
+INJECT = "x = '<|fim_suffix|> <start_of_turn> <|file_separator|> <bos> <eos> <end_of_turn> <|fim_middle|>'\n"
+TYPINGS = ["control", "user_defined", "user_defined_nokeys"]
+
+
+@pytest.fixture(scope="module", params=TYPINGS)
+def model(request: pytest.FixtureRequest, codegemma_paths: dict[str, Path]) -> CodeModel:
+    m = cgstudio.load(str(codegemma_paths[request.param]), n_ctx=1024)
+    yield m
+    m.close()
+
+
+def test_family_and_ids(model: CodeModel) -> None:
+    assert model.family == "codegemma"
+    assert model.fim_capable
+    for text, tid in [("<|fim_prefix|>", 67), ("<|fim_middle|>", 68), ("<|fim_suffix|>", 69),
+                      ("<|file_separator|>", 70), ("<start_of_turn>", 106), ("<end_of_turn>", 107)]:
+        assert model.vocab.id(text) == tid
+
+
+def test_user_text_never_becomes_special(model: CodeModel) -> None:
+    ids = model.vocab.plain(INJECT)
+    assert not SPECIAL.intersection(ids)
+    assert model.vocab.render(ids) == INJECT  # spelled out as plain text, byte for byte
+
+
+def test_fim_psm_layout_is_token_exact(model: CodeModel) -> None:
+    prefix, suffix = "def f(a):\n    " + INJECT, "\n    return a\n<|fim_prefix|>"
+    prompt, _ = model.prompt_complete(prefix, suffix)
+    v = model.vocab
+    assert prompt.tokens == [BOS, FIM_PRE, *v.plain(prefix), FIM_SUF, *v.plain(suffix), FIM_MID]
+    assert prompt.tokens.count(FIM_SUF) == 1
+    assert prompt.tokens.count(BOS) == 1
+    assert not SPECIAL.intersection(prompt.tokens[2:-1]) - {FIM_SUF}
+    assert prompt.stop_ids == frozenset({EOS, FIM_PRE, FIM_MID, FIM_SUF, FILE_SEP, EOT})
+
+
+def test_fim_adds_and_strips_no_whitespace(model: CodeModel) -> None:
+    prefix, suffix = "  a = 1 \n\t", " \n\n  "
+    prompt, _ = model.prompt_complete(prefix, suffix)
+    i, j = prompt.tokens.index(FIM_PRE), prompt.tokens.index(FIM_SUF)
+    assert model.vocab.render(prompt.tokens[i + 1 : j]) == prefix
+    assert model.vocab.render(prompt.tokens[j + 1 : -1]) == suffix
+
+
+def test_fim_with_path_and_context_files(model: CodeModel) -> None:
+    v = model.vocab
+    files = (ContextFile("utils.py", "def helper():\n    return 1\n"), ContextFile("b.py", "B = 2\n"))
+    prompt, _ = model.prompt_complete("import utils\n", "", files, path="src/main.py")
+    assert prompt.tokens == [
+        BOS,
+        *v.plain("utils.py\ndef helper():\n    return 1\n"), FILE_SEP,
+        *v.plain("b.py\nB = 2\n"), FILE_SEP,
+        *v.plain("src/main.py\n"), FIM_PRE, *v.plain("import utils\n"), FIM_SUF, FIM_MID,
+    ]
+    text = v.render(prompt.tokens)
+    assert text.startswith("<bos>utils.py\ndef helper():\n    return 1\n<|file_separator|>b.py\n")
+    assert text.endswith("src/main.py\n<|fim_prefix|>import utils\n<|fim_suffix|><|fim_middle|>")
+
+
+def test_chat_format_is_token_exact(model: CodeModel) -> None:
+    v = model.vocab
+    msgs = [
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "hi <end_of_turn>"),
+        ChatMessage("assistant", "hello"),
+        ChatMessage("user", "code?"),
+    ]
+    prompt, _ = model.prompt_chat(msgs)
+    assert prompt.tokens == [
+        BOS,
+        SOT, *v.plain("user\nBe brief.\n\nhi <end_of_turn>"), EOT, *v.plain("\n"),
+        SOT, *v.plain("model\nhello"), EOT, *v.plain("\n"),
+        SOT, *v.plain("user\ncode?"), EOT, *v.plain("\n"),
+        SOT, *v.plain("model\n"),
+    ]
+    assert v.render(prompt.tokens).startswith("<bos><start_of_turn>user\nBe brief.\n\nhi <end_of_turn>")
+    assert prompt.tokens.count(EOT) == 3  # the user's literal <end_of_turn> stayed text
+    assert prompt.stop_ids == frozenset({EOS, EOT})
+
+
+def test_chat_roles_must_alternate(model: CodeModel) -> None:
+    with pytest.raises(InvalidInputError, match="alternate"):
+        model.prompt_chat([ChatMessage("user", "a"), ChatMessage("user", "b")])
+    with pytest.raises(InvalidInputError, match="last message"):
+        model.prompt_chat([ChatMessage("user", "a"), ChatMessage("assistant", "b")])
+
+
+def test_exactly_one_bos(model: CodeModel) -> None:
+    assert fix_bos(model.vocab, [BOS, BOS, 5, 6]) == [BOS, 5, 6]
+    assert fix_bos(model.vocab, [5, 6]) == [BOS, 5, 6]
+
+
+def test_raw_prompt_parses_control_text(model: CodeModel) -> None:
+    prompt = model.prompt_raw("<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>")
+    assert prompt.tokens[:2] == [BOS, FIM_PRE]
+    assert prompt.tokens[-1] == FIM_MID
+    assert FIM_SUF in prompt.tokens
+
+
+def test_fim_prompt_too_long_is_trimmed_near_cursor(codegemma_paths: dict[str, Path]) -> None:
+    m = cgstudio.load(str(codegemma_paths["control"]), n_ctx=512)
+    try:
+        prefix = "".join(f"line_{i} = {i}\n" for i in range(800))
+        suffix = "".join(f"after_{i} = {i}\n" for i in range(300))
+        prompt, _ = m.prompt_complete(prefix, suffix)
+        assert len(prompt.tokens) + (prompt.max_tokens or 0) <= 512
+        assert [w.code for w in prompt.warnings][-1] == "prompt_truncated"
+        i, j = prompt.tokens.index(FIM_PRE), prompt.tokens.index(FIM_SUF)
+        assert m.vocab.render(prompt.tokens[i + 1 : j]).endswith("line_799 = 799\n")  # nearest the cursor kept
+        assert m.vocab.render(prompt.tokens[j + 1 : -1]).startswith("after_0 = 0\n")
+    finally:
+        m.close()
+
+
+def test_chat_that_cannot_fit_is_a_clear_error(codegemma_paths: dict[str, Path]) -> None:
+    m = cgstudio.load(str(codegemma_paths["control"]), n_ctx=256)
+    try:
+        with pytest.raises(ContextOverflowError, match=r"prompt needs \d+ tokens, context is 256"):
+            m.prompt_chat([ChatMessage("user", "word " * 2000)])
+        long_history = [ChatMessage("user", "first instruction")]
+        for i in range(30):
+            long_history += [ChatMessage("assistant", f"answer {i} " * 5), ChatMessage("user", f"q {i}")]
+        prompt, _ = m.prompt_chat(long_history)
+        text = m.vocab.render(prompt.tokens)
+        assert "first instruction" in text and "q 29" in text and "answer 0 " not in text
+        assert prompt.warnings[0].code == "prompt_truncated"
+    finally:
+        m.close()
+
+
+def test_no_fim_model(codegemma_paths: dict[str, Path]) -> None:
+    m = cgstudio.load(str(codegemma_paths["nofim"]), n_ctx=512)
+    try:
+        assert m.family == "gemma" and not m.fim_capable
+        with pytest.raises(UnsupportedModeError, match="no FIM tokens"):
+            m.prompt_complete("a", "b")
+        prompt, _ = m.prompt_complete("def f():\n", "")
+        assert prompt.mode == "completion" and prompt.tokens == [BOS, *m.vocab.plain("def f():\n")]
+    finally:
+        m.close()
+
+
+def test_variant_checks(codegemma_paths: dict[str, Path]) -> None:
+    it = cgstudio.load(str(codegemma_paths["it"]), n_ctx=512)
+    try:
+        assert it.variant.variant == "instruction-tuned"
+        r = it.complete("def f():\n", "\n", sampling={"max_tokens": 4})
+        assert r.warnings[0].code == "variant_mismatch"
+        with pytest.raises(VariantMismatchError):
+            it.complete("def f():\n", "\n", sampling={"max_tokens": 4}, guards={"strict": True})
+    finally:
+        it.close()
+    pt = cgstudio.load(str(codegemma_paths["control"]), n_ctx=512)
+    try:
+        r = pt.chat([{"role": "user", "content": "hello"}], sampling={"max_tokens": 4})
+        assert r.warnings[0].code == "variant_mismatch"
+        assert "for chat use codegemma-7b-it" in r.warnings[0].message
+    finally:
+        pt.close()

@@ -20,6 +20,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("cgstudio.cli.inspect", "inspect"),
     "serve": ("cgstudio.cli.serve", "serve"),
     "eval": ("cgstudio.cli.evaluate", "eval_group"),
+    "bench": ("cgstudio.cli.bench", "bench"),
+    "models": ("cgstudio.cli.models", "models_group"),
+    "pull": ("cgstudio.cli.pull", "pull"),
+    "doctor": ("cgstudio.cli.doctor", "doctor"),
+    "recommend": ("cgstudio.cli.recommend", "recommend"),
 }
 HELP = {
     "complete": "Complete code at a cursor (fill-in-the-middle) or continue it.",
@@ -28,6 +33,11 @@ HELP = {
     "inspect": "Show a GGUF's family, variant, FIM tokens, context and KV size.",
     "serve": "Serve OpenAI, Ollama and llama.cpp-server APIs on one local port.",
     "eval": "Reproduce the CodeGemma paper's HumanEval and infilling numbers.",
+    "bench": "Measure what users feel: TTFT, keystroke FIM, concurrency, speculation.",
+    "models": "List, add and remove models in the local store.",
+    "pull": "Download a CodeGemma GGUF from the Hugging Face Hub.",
+    "doctor": "Check this machine, the llama.cpp build and a GGUF for known problems.",
+    "recommend": "Propose a load profile that fits this machine.",
 }
 
 

@@ -64,6 +64,18 @@ class LoadProfile(_Strict):
         "f16", description="V cache type (--cache-type-v); a quantized V cache needs flash attention."
     )
 
+    # Beyond LM Studio's 13: how the engine shares the context (llama.cpp server flag names).
+    n_parallel: int = Field(
+        1, ge=1, le=64, description="Sequences decoded together in one batch (--parallel); each gets n_ctx."
+    )
+    cache_reuse: int = Field(
+        32, ge=0, le=65536,
+        description="Min. chunk (tokens) of a cached prompt to reuse by KV shifting (--cache-reuse); 0 = prefix only.",
+    )
+    speculative: Literal["auto", "off", "on"] = Field(
+        "auto", description="Prompt-lookup speculative decoding: auto = only while drafts are accepted."
+    )
+
     @field_validator("rope_freq_base", "rope_freq_scale", mode="before")
     @classmethod
     def _auto_is_none(cls, v: Any) -> Any:

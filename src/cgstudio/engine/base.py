@@ -77,6 +77,10 @@ class DecodeRequest:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     stop_ids: frozenset[int] = frozenset()
     cancel: threading.Event | None = None
+    # Reuse cached KV chunks of at least this many tokens by shifting (None = engine default, 0 = prefix only).
+    reuse_min: int | None = None
+    # Prompt-lookup speculation: None = engine default ("auto": only while drafts are accepted).
+    speculative: bool | None = None
 
 
 @dataclass
@@ -90,6 +94,9 @@ class DecodeStats:
     prompt_eval_s: float = 0.0
     finish: str | None = None  # "stop_token" | "max_tokens" | "context" | "cancelled"
     stop_token: int | None = None
+    n_drafted: int = 0  # speculative tokens proposed
+    n_accepted: int = 0  # speculative tokens the model confirmed
+    queued_s: float = 0.0  # time waiting for a free sequence slot
 
 
 class TokenStream(Iterator[int]):
@@ -117,6 +124,9 @@ class EngineCounters:
     evaluated_tokens: int = 0
     generated_tokens: int = 0
     decode_calls: int = 0
+    reused_tokens: int = 0
+    active_sequences: int = 0
+    queued_requests: int = 0
 
 
 class Engine(ABC):

@@ -25,6 +25,9 @@ class Timings:
     prompt_eval_s: float = 0.0
     prompt_tokens_evaluated: int = 0
     prompt_tokens_reused: int = 0
+    queued_s: float = 0.0
+    draft_tokens: int = 0  # prompt-lookup speculation: proposed
+    draft_tokens_accepted: int = 0  # and confirmed by the model
 
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)

@@ -90,6 +90,8 @@ def run(
         sampler=sampler_config(sampling, profile_seed),
         stop_ids=prompt.stop_ids,
         cancel=cancel,
+        # Shifting a cached chunk is an approximation; FIM keystrokes are where it pays off.
+        reuse_min=None if prompt.mode == "fim" else 0,
     )
     stream = engine.stream(request)
     protected = engine.info.special_kinds
@@ -165,6 +167,9 @@ def run(
         prompt_eval_s=stats.prompt_eval_s,
         prompt_tokens_evaluated=stats.n_prompt_evaluated,
         prompt_tokens_reused=stats.n_reused,
+        queued_s=stats.queued_s,
+        draft_tokens=stats.n_drafted,
+        draft_tokens_accepted=stats.n_accepted,
     )
     result = Result(
         text=full,

@@ -25,9 +25,12 @@ class LlamaCppEngine(Engine):
         self._model = ModelHandle(Path(path), self.profile)
         self.info = self._model.model_info()
         self._context = ContextHandle(self._model, self.profile)
-        self.n_ctx = self._context.n_ctx
+        self.n_ctx = self._context.n_ctx_seq
         self.counters = EngineCounters()
-        self._scheduler = Scheduler(self._model, self._context, self.counters)
+        self._scheduler = Scheduler(
+            self._model, self._context, self.counters, n_parallel=self.profile.n_parallel,
+            reuse_min=self.profile.cache_reuse, speculative=self.profile.speculative,
+        )
         self._kind_cache: dict[int, TokenKind] = {}
 
     def tokenize(self, text: str, *, parse_special: bool = False) -> list[int]:

@@ -243,12 +243,16 @@ def _quantization(file_type: str | None, desc: str) -> str:
 class ContextHandle:
     """A llama_context with the profile's parameters applied."""
 
-    def __init__(self, model: ModelHandle, profile: LoadProfile, *, n_seq_max: int = 1) -> None:
+    def __init__(self, model: ModelHandle, profile: LoadProfile) -> None:
         params = lc.llama_context_default_params()
-        params.n_ctx = profile.n_ctx
+        n_seq = profile.n_parallel
+        # One unified KV pool sized so that every sequence can reach the full context length.
+        params.n_ctx = profile.n_ctx * n_seq
         params.n_batch = profile.n_batch
         params.n_ubatch = min(profile.n_batch, 512)
-        params.n_seq_max = n_seq_max
+        # One more sequence id than slots: a scratch sequence for KV-reuse edits (see scheduler).
+        params.n_seq_max = n_seq + 1
+        params.kv_unified = True
         threads = profile.n_threads or default_threads()
         params.n_threads = threads
         params.n_threads_batch = threads
@@ -270,6 +274,7 @@ class ContextHandle:
             )
         self.ctx = ctx
         self.n_ctx = lc.llama_n_ctx(ctx)
+        self.n_ctx_seq = min(profile.n_ctx, self.n_ctx)
         self.n_batch = profile.n_batch
         self.memory = lc.llama_get_memory(ctx)
 

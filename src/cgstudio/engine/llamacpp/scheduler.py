@@ -1,14 +1,26 @@
 """The scheduler owns the llama.cpp context, its KV cache and the decode loop.
 
-Today it serves one sequence at a time behind a lock, reusing the KV cache of the
-previous prompt's longest common prefix. The shape is kept for issue 6: each
-``_Slot`` is one llama.cpp sequence id with its own token history and sampler, so a
-batching loop can advance several slots per ``llama_decode`` without changing callers.
-Cancellation is checked between decode steps.
+One background thread runs continuous batching: every step builds one ``llama_batch`` that
+advances all active sequences (prompt chunks and generated tokens, each with its own
+llama.cpp sequence id), calls ``llama_decode`` once, and samples each sequence with its own
+native sampler chain. New requests join between steps; finished or cancelled ones leave.
+
+KV reuse: each slot keeps the tokens its cache holds after a request ends. A new request
+takes the free slot sharing the longest prefix, and (``reuse_min`` > 0) also keeps a later
+cached chunk that reappears in the new prompt by shifting its positions, as llama.cpp's
+``--cache-reuse`` does. For FIM that chunk is the suffix: typing at the cursor then evaluates
+only the new tokens. The shifted chunk's KV was computed under the old prefix, so outputs can
+differ from a cold run; ``cgstudio bench`` measures how often.
+
+Speculation: prompt-lookup drafts (an n-gram of the recent output found earlier in the
+context) are verified in the same batch; sampling at each drafted position keeps the output
+distribution exactly that of plain decoding. In "auto" mode a sequence stops drafting when
+its acceptance rate is too low to pay for the extra batch rows.
 """
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
@@ -21,6 +33,12 @@ from cgstudio.engine.base import DecodeRequest, DecodeStats, EngineCounters, Sam
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle, llama_log_tail
 from cgstudio.errors import CGStudioError, ContextOverflowError
 
+_END = object()
+MAX_DRAFT = 8
+NGRAM_MAX, NGRAM_MIN = 4, 2
+# Drafting is stopped for a sequence once this many drafts were verified with a lower acceptance.
+SPEC_PROBE, SPEC_MIN_ACCEPT = 16, 0.35
+
 
 class DecodeError(CGStudioError):
     code = "decode_failed"
@@ -29,7 +47,9 @@ class DecodeError(CGStudioError):
 @dataclass
 class _Slot:
     seq_id: int
-    tokens: list[int] = field(default_factory=list)  # what the KV cache holds for this sequence
+    tokens: list[int] = field(default_factory=list)  # what the KV cache holds, by position
+    busy: bool = False
+    last_used: float = 0.0
 
 
 class _Sampler:
@@ -57,8 +77,7 @@ class _Sampler:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed))
         self.chain = chain
 
-    def accept_prompt(self, tokens: list[int]) -> None:
-        # The repeat penalty window should see the prompt, as llama.cpp's server does.
+    def accept(self, tokens: list[int]) -> None:
         for t in tokens:
             lc.llama_sampler_accept(self.chain, t)
 
@@ -71,119 +90,387 @@ class _Sampler:
             self.chain = None
 
 
+@dataclass
+class _Seq:
+    req: DecodeRequest
+    stats: DecodeStats
+    out: queue.SimpleQueue[object]
+    closed: threading.Event
+    t_submit: float
+    slot: _Slot | None = None
+    sampler: _Sampler | None = None
+    todo: list[tuple[int, int]] = field(default_factory=list)  # prompt (token, position) left to evaluate
+    t_prefill: float = 0.0
+    pending: int | None = None  # sampled, emitted, not yet in the KV cache
+    draft: list[int] = field(default_factory=list)
+    speculate: bool = False
+    history: list[int] = field(default_factory=list)  # prompt + output, for n-gram lookup
+
+
 class Scheduler:
-    def __init__(self, model: ModelHandle, context: ContextHandle, counters: EngineCounters) -> None:
+    def __init__(
+        self, model: ModelHandle, context: ContextHandle, counters: EngineCounters, *,
+        n_parallel: int = 1, reuse_min: int = 32, speculative: str = "auto",
+    ) -> None:
         self.model = model
         self.context = context
         self.counters = counters
-        self.n_ctx = context.n_ctx
-        self._lock = threading.Lock()
-        self._slot = _Slot(seq_id=0)
-        self._batch = lc.llama_batch_init(max(context.n_batch, 1), 0, 1)
+        self.n_ctx_seq = context.n_ctx_seq
+        self.reuse_min = reuse_min
+        self.speculative = speculative
+        self._slots = [_Slot(seq_id=i) for i in range(n_parallel)]
+        self._scratch = n_parallel  # the context has one extra sequence id for _fill_gap
+        self._pending: list[_Seq] = []
+        self._active: list[_Seq] = []
+        self._cv = threading.Condition()
+        self._stop = False
+        self._batch = lc.llama_batch_init(max(context.n_batch, n_parallel * (MAX_DRAFT + 1)), 0, 1)
+        self._batch_cap = max(context.n_batch, n_parallel * (MAX_DRAFT + 1))
+        self._can_shift = bool(lc.llama_memory_can_shift(context.memory))
+        self._thread = threading.Thread(target=self._loop, name="cgstudio-scheduler", daemon=True)
+        self._thread.start()
+
+    @property
+    def n_ctx(self) -> int:
+        return self.n_ctx_seq
 
     def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
         if getattr(self, "_batch", None) is not None:
             lc.llama_batch_free(self._batch)
             self._batch = None
 
     # -- public -------------------------------------------------------------------------------
     def submit(self, request: DecodeRequest) -> TokenStream:
-        if len(request.tokens) >= self.n_ctx:
-            raise ContextOverflowError(len(request.tokens), self.n_ctx)
         if not request.tokens:
             raise DecodeError("empty prompt: nothing to decode")
+        if len(request.tokens) >= self.n_ctx_seq:
+            raise ContextOverflowError(len(request.tokens), self.n_ctx_seq)
+        if self._stop:
+            raise DecodeError("the engine is closed")
         stats = DecodeStats(n_prompt=len(request.tokens))
-        return TokenStream(self._run(request, stats), stats)
+        seq = _Seq(request, stats, queue.SimpleQueue(), threading.Event(), time.perf_counter())
+        with self._cv:
+            self._pending.append(seq)
+            self.counters.queued_requests = len(self._pending)
+            self._cv.notify_all()
+        return TokenStream(self._consume(seq), stats)
 
-    # -- internals ----------------------------------------------------------------------------
-    def _run(self, req: DecodeRequest, stats: DecodeStats) -> Iterator[int]:
-        with self._lock:
-            slot = self._slot
-            sampler = _Sampler(req.sampler, self.model.n_vocab)
-            try:
-                t0 = time.perf_counter()
-                last_idx = self._load_prompt(slot, req.tokens, stats, req)
-                stats.prompt_eval_s = time.perf_counter() - t0
-                if stats.finish == "cancelled":
+    def _consume(self, seq: _Seq) -> Iterator[int]:
+        try:
+            while True:
+                item = seq.out.get()
+                if item is _END:
                     return
-                if req.sampler.repeat_penalty != 1.0:
-                    sampler.accept_prompt(req.tokens[-req.sampler.repeat_last_n :])
-                yield from self._generate(slot, sampler, last_idx, req, stats)
-            finally:
-                sampler.free()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            # The consumer stopped (done, stop string, disconnect): free the slot next step.
+            seq.closed.set()
+            with self._cv:
+                self._cv.notify_all()
 
-    def _cancelled(self, req: DecodeRequest) -> bool:
-        return req.cancel is not None and req.cancel.is_set()
+    # -- the loop -----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stop and not self._active and not self._pending:
+                    self._cv.wait()
+                if self._stop:
+                    for seq in self._active + self._pending:
+                        self._finish(seq, "cancelled")
+                    return
+                self._admit()
+            try:
+                self._step()
+            except Exception as exc:  # a decode failure ends the sequences in flight, not the server
+                for seq in list(self._active):
+                    self._fail(seq, exc)
 
-    def _load_prompt(self, slot: _Slot, tokens: list[int], stats: DecodeStats, req: DecodeRequest) -> int:
-        """Make the KV cache hold ``tokens[:-1]`` reused or evaluated, evaluate the rest; return logits idx."""
-        common = 0
-        for a, b in zip(slot.tokens, tokens, strict=False):
-            if a != b:
+    def _admit(self) -> None:
+        """Move queued requests into free slots (FIFO), choosing the slot with the longest cached match."""
+        while self._pending:
+            free = [s for s in self._slots if not s.busy]
+            if not free:
                 break
-            common += 1
-        # Always re-evaluate at least the last prompt token: we need its logits.
-        common = min(common, len(tokens) - 1)
-        if common < len(slot.tokens):
-            lc.llama_memory_seq_rm(self.context.memory, slot.seq_id, common, -1)
-            del slot.tokens[common:]
-        stats.n_reused = common
-        todo = tokens[common:]
-        pos = common
-        last_idx = 0
-        for start in range(0, len(todo), self.context.n_batch):
-            if self._cancelled(req):
-                stats.finish = "cancelled"
-                return 0
-            chunk = todo[start : start + self.context.n_batch]
-            last_idx = self._decode(slot, chunk, pos, logits_last=True)
-            pos += len(chunk)
-        stats.n_prompt_evaluated = len(todo)
-        return last_idx
+            seq = self._pending.pop(0)
+            if seq.closed.is_set() or self._cancelled(seq):
+                self._finish(seq, "cancelled")
+                continue
+            slot = max(free, key=lambda s: (_lcp(s.tokens, seq.req.tokens), -s.last_used))
+            slot.busy = True
+            seq.slot = slot
+            seq.stats.queued_s = time.perf_counter() - seq.t_submit
+            try:
+                self._prepare(seq, slot)
+            except Exception as exc:
+                self._fail(seq, exc)
+                continue
+            self._active.append(seq)
+        self.counters.queued_requests = len(self._pending)
+        self.counters.active_sequences = len(self._active)
 
-    def _decode(self, slot: _Slot, chunk: list[int], pos: int, *, logits_last: bool) -> int:
+    def _prepare(self, seq: _Seq, slot: _Slot) -> None:
+        req = seq.req
+        seq.sampler = _Sampler(req.sampler, self.model.n_vocab)
+        if req.sampler.repeat_penalty != 1.0:
+            seq.sampler.accept(req.tokens[-req.sampler.repeat_last_n :])
+        reuse_min = self.reuse_min if req.reuse_min is None else req.reuse_min
+        seq.todo = self._reuse(slot, req.tokens, reuse_min, seq.stats)
+        seq.t_prefill = time.perf_counter()
+        spec = {"on": True, "off": False}.get(self.speculative)
+        seq.speculate = req.speculative if req.speculative is not None else (spec is not False)
+        seq.history = list(req.tokens)
+
+    def _reuse(self, slot: _Slot, prompt: list[int], reuse_min: int, stats: DecodeStats) -> list[tuple[int, int]]:
+        """Keep what the slot's cache can serve; return the (token, pos) pairs still to evaluate."""
+        mem, sid, cache = self.context.memory, slot.seq_id, slot.tokens
+        n = len(prompt)
+        common = min(_lcp(cache, prompt), n - 1)  # the last prompt token is always evaluated: we need logits
+        shifted = 0
+        if reuse_min > 0 and self._can_shift:
+            # Longest common suffix of the two prompts, not counting the final token and not overlapping
+            # the common prefix: for FIM this is <|fim_suffix|>{suffix} after an edit at the cursor.
+            old_end = min(len(cache), self._old_prompt_len(slot, prompt)) - 1
+            k = 0
+            while (k < old_end - common and k < n - 1 - common
+                   and cache[old_end - 1 - k] == prompt[n - 2 - k]):
+                k += 1
+            if k >= reuse_min:
+                shifted = k
+        if shifted:
+            old_start, new_start = old_end - shifted, n - 1 - shifted
+            ok = lc.llama_memory_seq_rm(mem, sid, old_end, -1)
+            ok = ok and lc.llama_memory_seq_rm(mem, sid, common, old_start)
+            if ok:
+                if new_start != old_start:
+                    lc.llama_memory_seq_add(mem, sid, old_start, old_end, new_start - old_start)
+                kept = cache[old_start:old_end]
+                if new_start > common:
+                    self._fill_gap(sid, prompt, common, new_start)
+                slot.tokens = prompt[:new_start] + kept
+                stats.n_prompt_evaluated += new_start - common
+                stats.n_reused = common + shifted
+                self.counters.reused_tokens += common + shifted
+                return [(prompt[n - 1], n - 1)]
+            self._clear(slot)
+            common = 0
+        if common < len(cache) and not lc.llama_memory_seq_rm(mem, sid, common, -1):
+            self._clear(slot)  # e.g. a sliding-window cache that cannot drop a tail
+            common = 0
+        del slot.tokens[common:]
+        stats.n_reused = common
+        self.counters.reused_tokens += common
+        return [(prompt[p], p) for p in range(common, n)]
+
+    def _fill_gap(self, sid: int, prompt: list[int], start: int, end: int) -> None:
+        """Evaluate prompt[start:end] in front of a chunk already shifted to position ``end``.
+
+        llama.cpp requires each sequence's new positions to follow its last one, so the gap is
+        evaluated on a scratch sequence that shares the prefix cells (unified KV), then its cells
+        are added to the real sequence.
+        """
+        mem, scratch = self.context.memory, self._scratch
+        lc.llama_memory_seq_rm(mem, scratch, -1, -1)
+        lc.llama_memory_seq_cp(mem, sid, scratch, 0, start)
+        try:
+            for c0 in range(start, end, self._batch_cap):
+                c1 = min(end, c0 + self._batch_cap)
+                for i, p in enumerate(range(c0, c1)):
+                    _put(self._batch, i, prompt[p], p, scratch, False)
+                self._batch.n_tokens = c1 - c0
+                rc = lc.llama_decode(self.context.ctx, self._batch)
+                self.counters.decode_calls += 1
+                self.counters.evaluated_tokens += c1 - c0
+                if rc != 0:
+                    raise DecodeError(f"llama_decode failed (code {rc}): {llama_log_tail() or 'no detail'}")
+            lc.llama_memory_seq_cp(mem, scratch, sid, start, end)
+        finally:
+            lc.llama_memory_seq_rm(mem, scratch, -1, -1)
+
+    def _old_prompt_len(self, slot: _Slot, prompt: list[int]) -> int:
+        # The cache also holds the previous answer; its prompt ended with the same final token
+        # (<|fim_middle|> for FIM), so look for the last occurrence of it.
+        last = prompt[-1]
+        for i in range(len(slot.tokens) - 1, -1, -1):
+            if slot.tokens[i] == last:
+                return i + 1
+        return 0
+
+    def _clear(self, slot: _Slot) -> None:
+        lc.llama_memory_seq_rm(self.context.memory, slot.seq_id, -1, -1)
+        slot.tokens = []
+
+    def _cancelled(self, seq: _Seq) -> bool:
+        return seq.req.cancel is not None and seq.req.cancel.is_set()
+
+    def _step(self) -> None:
+        # Drop sequences whose consumer left or that were cancelled: within one decode step.
+        for seq in list(self._active):
+            if seq.closed.is_set() or self._cancelled(seq):
+                self._finish(seq, "cancelled")
+        if not self._active:
+            return
         b = self._batch
-        n = len(chunk)
-        for i, tok in enumerate(chunk):
-            b.token[i] = tok
-            b.pos[i] = pos + i
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = slot.seq_id
-            b.logits[i] = False
-        if logits_last:
-            b.logits[n - 1] = True
+        n = 0
+        rows: list[tuple[_Seq, int, int]] = []  # (seq, first batch index, number of logit rows)
+        budget = self._batch_cap
+        for seq in self._active:  # generation first: one token (plus drafts) each, lowest latency
+            if seq.pending is None:
+                continue
+            assert seq.slot is not None
+            pos = len(seq.slot.tokens)
+            room = self.n_ctx_seq - pos - 1
+            seq.draft = self._draft(seq)[: max(0, min(room, budget - n - 1))] if seq.speculate else []
+            toks = [seq.pending, *seq.draft]
+            for i, t in enumerate(toks):
+                _put(b, n + i, t, pos + i, seq.slot.seq_id, True)
+            rows.append((seq, n, len(toks)))
+            seq.slot.tokens.extend(toks)
+            n += len(toks)
+        for seq in self._active:  # then prompt chunks, fairly: each gets a share of what is left
+            if not seq.todo or n >= budget:
+                continue
+            assert seq.slot is not None
+            share = max(1, (budget - n) // max(1, sum(1 for s in self._active if s.todo)))
+            chunk, seq.todo = seq.todo[:share], seq.todo[share:]
+            for i, (t, p) in enumerate(chunk):
+                _put(b, n + i, t, p, seq.slot.seq_id, not seq.todo and i == len(chunk) - 1)
+                _set_token(seq.slot.tokens, p, t)
+            seq.stats.n_prompt_evaluated += len(chunk)
+            if not seq.todo:
+                rows.append((seq, n + len(chunk) - 1, 1))
+            n += len(chunk)
+        if n == 0:
+            return
         b.n_tokens = n
         rc = lc.llama_decode(self.context.ctx, b)
         self.counters.decode_calls += 1
-        if rc != 0:
-            # Keep our view of the cache honest: drop whatever this call may have left.
-            lc.llama_memory_seq_rm(self.context.memory, slot.seq_id, pos, -1)
-            raise DecodeError(f"llama_decode failed (code {rc}): {llama_log_tail() or 'no detail'}")
-        slot.tokens.extend(chunk)
         self.counters.evaluated_tokens += n
-        return n - 1
+        if rc != 0:
+            raise DecodeError(f"llama_decode failed (code {rc}): {llama_log_tail() or 'no detail'}")
+        now = time.perf_counter()
+        for seq, idx, n_rows in rows:
+            if seq.pending is None:  # end of prefill
+                seq.stats.prompt_eval_s = now - seq.t_prefill
+            self._sample(seq, idx, n_rows)
 
-    def _generate(
-        self, slot: _Slot, sampler: _Sampler, idx: int, req: DecodeRequest, stats: DecodeStats
-    ) -> Iterator[int]:
-        ctx = self.context.ctx
-        while True:
-            if self._cancelled(req):
-                stats.finish = "cancelled"
-                return
-            tok = sampler.sample(ctx, idx)
-            if tok in req.stop_ids or lc.llama_vocab_is_eog(self.model.vocab, tok):
-                stats.finish = "stop_token"
-                stats.stop_token = tok
-                return
-            stats.n_generated += 1
-            self.counters.generated_tokens += 1
-            yield tok
-            if stats.n_generated >= req.max_tokens:
-                stats.finish = "max_tokens"
-                return
-            if len(slot.tokens) + 1 >= self.n_ctx:
-                # No context shift: shifting is what corrupted users' output. Stop instead.
-                stats.finish = "context"
-                return
-            idx = self._decode(slot, [tok], len(slot.tokens), logits_last=True)
+    def _sample(self, seq: _Seq, idx: int, n_rows: int) -> None:
+        assert seq.sampler is not None and seq.slot is not None
+        slot = seq.slot  # _emit may finish the sequence and release it
+        drafted = seq.draft if seq.pending is not None else []
+        accepted = 0
+        for j in range(n_rows):
+            tok = seq.sampler.sample(self.context.ctx, idx + j)
+            if not self._emit(seq, tok):
+                break
+            if j < len(drafted) and tok == drafted[j]:
+                accepted += 1
+                continue
+            break
+        if drafted:
+            seq.stats.n_drafted += len(drafted)
+            seq.stats.n_accepted += accepted
+            # Rejected drafts leave the cache: positions after the last confirmed one.
+            keep = len(slot.tokens) - (len(drafted) - accepted)
+            if keep < len(slot.tokens):
+                lc.llama_memory_seq_rm(self.context.memory, slot.seq_id, keep, -1)
+                del slot.tokens[keep:]
+            if (self.speculative == "auto" and seq.req.speculative is None
+                    and seq.stats.n_drafted >= SPEC_PROBE
+                    and seq.stats.n_accepted < SPEC_MIN_ACCEPT * seq.stats.n_drafted):
+                seq.speculate = False
+        seq.draft = []
+
+    def _emit(self, seq: _Seq, tok: int) -> bool:
+        """Hand one sampled token to the consumer; False when the sequence ended."""
+        assert seq.slot is not None
+        st = seq.stats
+        if tok in seq.req.stop_ids or lc.llama_vocab_is_eog(self.model.vocab, tok):
+            st.stop_token = tok
+            self._finish(seq, "stop_token")
+            return False
+        st.n_generated += 1
+        self.counters.generated_tokens += 1
+        seq.out.put(tok)
+        seq.history.append(tok)
+        if st.n_generated >= seq.req.max_tokens:
+            self._finish(seq, "max_tokens")
+            return False
+        if len(seq.slot.tokens) + 1 >= self.n_ctx_seq:
+            # No context shift: shifting is what corrupted users' output. Stop instead.
+            self._finish(seq, "context")
+            return False
+        seq.pending = tok
+        return True
+
+    def _draft(self, seq: _Seq) -> list[int]:
+        """Prompt lookup: the tokens that followed the latest earlier occurrence of the recent n-gram."""
+        h = seq.history
+        for n in range(NGRAM_MAX, NGRAM_MIN - 1, -1):
+            if len(h) <= n:
+                continue
+            key = h[-n:]
+            for start in range(len(h) - n - 1, -1, -1):
+                if h[start : start + n] == key:
+                    follow = h[start + n : start + n + MAX_DRAFT]
+                    if follow:
+                        return follow
+                    break
+        return []
+
+    def _finish(self, seq: _Seq, reason: str) -> None:
+        if seq.stats.finish is None:
+            seq.stats.finish = reason
+        if seq.sampler is not None:
+            seq.sampler.free()
+            seq.sampler = None
+        if seq.slot is not None:
+            slot = seq.slot
+            if seq.todo:  # cancelled mid-prompt: the cache holds an unknown part of it
+                self._clear(slot)
+            slot.busy = False
+            slot.last_used = time.perf_counter()
+            seq.slot = None
+        if seq in self._active:
+            self._active.remove(seq)
+        self.counters.active_sequences = len(self._active)
+        seq.pending = None
+        seq.out.put(_END)
+
+    def _fail(self, seq: _Seq, exc: BaseException) -> None:
+        if seq.slot is not None:
+            self._clear(seq.slot)
+        seq.stats.finish = "error"
+        seq.out.put(exc if isinstance(exc, CGStudioError) else DecodeError(str(exc)))
+        seq.todo = []
+        self._finish(seq, "error")
+
+
+def _lcp(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _set_token(tokens: list[int], pos: int, tok: int) -> None:
+    if pos < len(tokens):
+        tokens[pos] = tok
+    else:
+        tokens.extend([-1] * (pos - len(tokens)))
+        tokens.append(tok)
+
+
+def _put(b: lc.llama_batch, i: int, tok: int, pos: int, seq_id: int, logits: bool) -> None:
+    b.token[i] = tok
+    b.pos[i] = pos
+    b.n_seq_id[i] = 1
+    b.seq_id[i][0] = seq_id
+    b.logits[i] = logits

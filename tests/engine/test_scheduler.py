@@ -1,0 +1,110 @@
+"""Continuous batching, KV reuse, cancellation and speculation on a real model (Qwen2.5-Coder-0.5B)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+import cgstudio
+from cgstudio.api import CodeModel
+from cgstudio.engine.base import DecodeRequest, SamplerConfig
+
+pytestmark = pytest.mark.slow
+GREEDY = SamplerConfig(temperature=0.0)
+PROMPTS = [
+    "def fibonacci(n):\n",
+    "class Stack:\n    def __init__(self):\n",
+    "import json\n\ndef load_config(path):\n",
+    "def quicksort(items):\n",
+]
+
+
+@pytest.fixture(scope="module")
+def qwen4(qwen_path: Path) -> CodeModel:
+    m = cgstudio.load(str(qwen_path), n_ctx=2048, n_parallel=4)
+    yield m
+    m.close()
+
+
+def _decode(m: CodeModel, text: str, n: int = 24, **kw: object) -> tuple[list[int], object]:
+    stream = m.engine.stream(DecodeRequest(tokens=m.vocab.plain(text), max_tokens=n, sampler=GREEDY, **kw))
+    return list(stream), stream.stats
+
+
+def test_batched_streams_equal_serial_decoding(qwen4: CodeModel) -> None:
+    serial = [_decode(qwen4, p, speculative=False)[0] for p in PROMPTS]
+    results: dict[int, list[int]] = {}
+    calls_before = qwen4.engine.counters.decode_calls
+
+    def worker(i: int) -> None:
+        results[i] = _decode(qwen4, PROMPTS[i], speculative=False)[0]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(PROMPTS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    calls = qwen4.engine.counters.decode_calls - calls_before
+    assert [results[i] for i in range(len(PROMPTS))] == serial
+    # 4 x (prefill + 24 steps) = 100 calls when run one after another; batching needs far fewer.
+    assert calls < 70
+
+
+def test_fim_keystroke_reuse_evaluates_only_new_tokens(qwen4: CodeModel) -> None:
+    body = "".join(f"def helper_{i}(x):\n    return x * {i} + {i * 7}\n\n" for i in range(40))
+    suffix = "\n\n" + "".join(f"assert helper_{i}(1) == {i + i * 7}\n" for i in range(30))
+    prefix = body + "def main():\n    total = helper_3(2) + helper_"
+    params = {"temperature": 0, "max_tokens": 8}
+    first = qwen4.complete(prefix, suffix, sampling=params)
+    assert first.timings.prompt_tokens_evaluated > 500
+    typed = qwen4.complete(prefix + "1", suffix, sampling=params)  # one keystroke at the cursor
+    assert typed.timings.prompt_tokens_evaluated <= 4
+    assert typed.timings.prompt_tokens_reused >= first.timings.prompt_tokens_evaluated - 8
+    evaluated_before = qwen4.engine.counters.evaluated_tokens
+    again = qwen4.complete(prefix + "12", suffix, sampling=params)
+    # Only the new prompt tokens and the generated ones went through the model.
+    extra = again.usage.completion_tokens + again.timings.draft_tokens  # generation rows, drafts included
+    assert qwen4.engine.counters.evaluated_tokens - evaluated_before <= 4 + extra
+
+
+def test_cancellation_frees_the_slot(qwen_path: Path) -> None:
+    m = cgstudio.load(str(qwen_path), n_ctx=1024, n_parallel=1)
+    try:
+        cancel = threading.Event()
+        stream = m.engine.stream(DecodeRequest(tokens=m.vocab.plain("def f():\n"), max_tokens=500,
+                                               sampler=GREEDY, cancel=cancel))
+        got = [next(stream), next(stream)]
+        cancel.set()
+        rest = list(stream)
+        assert stream.stats.finish == "cancelled"
+        assert len(got) + len(rest) < 10
+        assert m.engine.counters.active_sequences == 0
+        # The only slot is free again: a new request runs to completion.
+        tokens, stats = _decode(m, "def g():\n", 5)
+        assert len(tokens) == 5 and stats.finish == "max_tokens"  # type: ignore[attr-defined]
+    finally:
+        m.close()
+
+
+def test_closing_a_stream_stops_decoding(qwen4: CodeModel) -> None:
+    before = qwen4.engine.counters.generated_tokens
+    stream = qwen4.engine.stream(DecodeRequest(tokens=qwen4.vocab.plain("x = ["), max_tokens=400, sampler=GREEDY))
+    next(stream)
+    stream.close()
+    _decode(qwen4, "y = 1\n", 2)  # the scheduler has run steps since the close
+    assert qwen4.engine.counters.generated_tokens - before < 20
+
+
+def test_speculation_keeps_greedy_output_and_accepts_drafts(qwen4: CodeModel) -> None:
+    code = "".join(f"def area_{i}(w, h):\n    return w * h * {i}\n\n" for i in range(12))
+    prompt = f"<|im_start|>user\nRepeat this code exactly:\n{code}<|im_end|>\n<|im_start|>assistant\n"
+    tokens = qwen4.vocab.raw(prompt)
+    plain = list(qwen4.engine.stream(DecodeRequest(tokens=tokens, max_tokens=96, sampler=GREEDY,
+                                                   speculative=False)))
+    spec_stream = qwen4.engine.stream(DecodeRequest(tokens=tokens, max_tokens=96, sampler=GREEDY,
+                                                    speculative=True))
+    spec = list(spec_stream)
+    assert spec == plain
+    assert spec_stream.stats.n_accepted > 30

@@ -168,7 +168,7 @@ class CodeModel:
                 raise VariantMismatchError(problem)
             prompt.warnings.insert(0, GuardWarning("variant_mismatch", problem))
         yield from run(
-            self.engine, prompt, self.sampling(sampling), g, RunContext(self.family, problem),
+            self.engine, prompt, self.sampling(sampling), g, RunContext(self.family, problem, self.vocab.protected_ids),
             profile_seed=self.settings.load.seed, cancel=cancel,
         )
 

@@ -126,10 +126,13 @@ class GuardSettings(_Strict):
 
     repetition: bool = Field(True, description="Stop loops and garbage with finish_reason 'repetition'.")
     repetition_min_lines: int = Field(
-        6, ge=2, le=1000, description="Repeated line shapes needed before a stop is considered."
+        8, ge=2, le=10_000, description="Identical code lines in a row that count as a loop."
     )
-    repetition_ngram_tokens: int = Field(
-        200, ge=16, le=100_000, description="Window (characters/16) for n-gram loop checks."
+    repetition_block_repeats: int = Field(
+        12, ge=2, le=10_000, description="Copies of a multi-line block shape (digits normalised) that count as a loop."
+    )
+    repetition_shape_lines: int = Field(
+        40, ge=2, le=10_000, description="Lines of one shape (digits normalised) in a row that count as a loop."
     )
     strict: bool = Field(False, description="Turn variant_mismatch warnings into errors.")
     fim_stop_at_suffix: bool = Field(True, description="Stop when a FIM completion repeats the suffix.")

@@ -129,6 +129,8 @@ def _split_at_cursor(text: str, cursor: str | None) -> tuple[str, str]:
 @click.option("--context-file", multiple=True, help="Other files for multi-file context (repeatable).")
 @click.option("--single-line", is_flag=True, help="Return at most one line.")
 @click.option("--block", is_flag=True, help="Stop at the end of the cursor's block (indentation).")
+@click.option("--raw", is_flag=True,
+              help="Send --prefix as an already rendered prompt: special-token text becomes special tokens.")
 @click.option("--dry-run", is_flag=True, help="Print the rendered prompt and its token ids; do not generate.")
 @model_option
 @load_options
@@ -136,9 +138,11 @@ def _split_at_cursor(text: str, cursor: str | None) -> tuple[str, str]:
 @guard_options
 @json_option
 def complete(model: str | None, prefix: str | None, suffix: str | None, file_: str | None, cursor: str | None,
-             path: str | None, context_file: tuple[str, ...], single_line: bool, block: bool, dry_run: bool,
-             as_json: bool, **opts: Any) -> None:
+             path: str | None, context_file: tuple[str, ...], single_line: bool, block: bool, raw: bool,
+             dry_run: bool, as_json: bool, **opts: Any) -> None:
     """Fill in the middle at a cursor, or continue code when there is no suffix."""
+    if raw and (suffix or file_ or context_file):
+        raise UsageError("--raw takes only --prefix: the whole prompt, already rendered")
     if file_ is not None:
         if prefix is not None or suffix is not None:
             raise UsageError("use either --file or --prefix/--suffix, not both")
@@ -152,8 +156,11 @@ def complete(model: str | None, prefix: str | None, suffix: str | None, file_: s
     guards = {"fim_single_line": single_line or None, "fim_block_end": block or None}
     guards = {k: v for k, v in guards.items() if v is not None}
     if dry_run:
-        prompt, _ = m.prompt_complete(prefix, suffix, files, path=path)
+        prompt = m.prompt_raw(prefix) if raw else m.prompt_complete(prefix, suffix, files, path=path)[0]
         _dry_run(m, prompt, as_json)
+        return
+    if raw:
+        _consume(m.stream_raw(prefix, guards=guards), as_json)
         return
     _consume(m.stream_complete(prefix, suffix, files, path=path, guards=guards), as_json)
 

@@ -58,6 +58,9 @@ class RunContext:
 
     family: str
     variant_problem: str | None = None  # set when the variant does not fit the mode
+    # Special tokens whose text must never reach the output (Vocab.protected_ids). Not every
+    # USER_DEFINED token: Gemma types its newline and whitespace-run tokens that way.
+    protected_ids: frozenset[int] = frozenset()
 
 
 def sampler_config(params: SamplingParams, profile_seed: int | None) -> SamplerConfig:
@@ -94,7 +97,7 @@ def run(
         reuse_min=None if prompt.mode == "fim" else 0,
     )
     stream = engine.stream(request)
-    protected = engine.info.special_kinds
+    protected = ctx.protected_ids
     utf8 = Utf8Stream()
     stops = StopMatcher([*prompt.stop_strings, *sampling.stop])
     fim = (
@@ -102,7 +105,12 @@ def run(
                  guards.fim_block_end)
         if prompt.mode == "fim" else None
     )
-    rep = RepetitionGuard(RepetitionConfig(enabled=guards.repetition))
+    rep = RepetitionGuard(RepetitionConfig(
+        enabled=guards.repetition,
+        min_lines=guards.repetition_min_lines,
+        block_repeats=guards.repetition_block_repeats,
+        shape_run_lines=guards.repetition_shape_lines,
+    ))
     warnings = list(prompt.warnings)
     out: list[str] = []
     emitted = 0

@@ -1,0 +1,1 @@
+"""HumanEval and HumanEval-infilling evaluation: task sets, a process sandbox and pass@k scoring."""

@@ -112,6 +112,11 @@ class SamplingParams(_Strict):
     max_tokens: int = Field(256, ge=1, le=1_048_576, description="Most tokens to generate.")
     stop: list[str] = Field(default_factory=list, description="Extra stop strings.")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Per-request seed; unset = profile seed.")
+    # Decode options that ride with a request (llama.cpp server names).
+    speculative: bool | None = Field(
+        None, description="Prompt-lookup speculation for this request; unset = the load profile's choice."
+    )
+    cache_prompt: bool = Field(True, description="Reuse the KV cache of earlier prompts (false = cold).")
 
     @field_validator("stop")
     @classmethod

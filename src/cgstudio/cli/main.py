@@ -7,6 +7,7 @@ Domain errors become one line on stderr here, and nowhere else.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -88,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except Exception as exc:  # a bug: one line for users, the traceback on request
+        if os.environ.get("CGSTUDIO_DEBUG"):
+            raise
+        click.echo(f"error: internal error ({type(exc).__name__}: {exc}); rerun with CGSTUDIO_DEBUG=1 "
+                   "for the traceback and please report it", err=True)
+        return 1
     return 0
 
 

@@ -81,6 +81,7 @@ class DecodeRequest:
     reuse_min: int | None = None
     # Prompt-lookup speculation: None = engine default ("auto": only while drafts are accepted).
     speculative: bool | None = None
+    cache: bool = True  # False: evaluate the whole prompt, reusing nothing
 
 
 @dataclass

@@ -95,6 +95,8 @@ def run(
         cancel=cancel,
         # Shifting a cached chunk is an approximation; FIM keystrokes are where it pays off.
         reuse_min=None if prompt.mode == "fim" else 0,
+        speculative=sampling.speculative,
+        cache=sampling.cache_prompt,
     )
     stream = engine.stream(request)
     protected = ctx.protected_ids

@@ -221,6 +221,8 @@ class Scheduler:
         if req.sampler.repeat_penalty != 1.0:
             seq.sampler.accept(req.tokens[-req.sampler.repeat_last_n :])
         reuse_min = self.reuse_min if req.reuse_min is None else req.reuse_min
+        if not req.cache:
+            self._clear(slot)
         seq.todo = self._reuse(slot, req.tokens, reuse_min, seq.stats)
         seq.t_prefill = time.perf_counter()
         spec = {"on": True, "off": False}.get(self.speculative)

@@ -1,0 +1,1 @@
+"""``cgstudio bench``: what users feel (TTFT, keystroke FIM, concurrency, speculation), with baselines."""

@@ -1,0 +1,106 @@
+"""HTTP streaming through our server and llama-cpp-python's own server, as subprocesses on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from cgstudio.settings import LoadProfile
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    name: str
+    base_url: str
+    proc: subprocess.Popen[bytes]
+
+    def rss_mib(self) -> float:
+        try:
+            p = psutil.Process(self.proc.pid)
+            return sum(c.memory_info().rss for c in [p, *p.children(recursive=True)]) / 2**20
+        except psutil.Error:
+            return float("nan")
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before answering {url}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"server did not answer {url} within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def serve(kind: str, model: Path, profile: LoadProfile, log_dir: Path) -> Iterator[Served]:
+    port = free_port()
+    threads = str(profile.n_threads or os.cpu_count() or 1)
+    if kind == "cgstudio":
+        cmd = [sys.executable, "-m", "cgstudio.cli.main", "serve", "--model", str(model), "--port", str(port),
+               "--ctx-size", str(profile.n_ctx), "--threads", threads, "--batch-size", str(profile.n_batch),
+               "--parallel", "1"]
+        health = f"http://127.0.0.1:{port}/health"
+    else:
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--port", str(port),
+               "--n_ctx", str(profile.n_ctx), "--n_threads", threads, "--n_threads_batch", threads,
+               "--n_batch", str(profile.n_batch), "--verbose", "False"]
+        health = f"http://127.0.0.1:{port}/v1/models"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / f"{kind}-server.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        _wait(health, proc)
+        yield Served(kind, f"http://127.0.0.1:{port}", proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def stream_completion(base_url: str, prompt: str, max_tokens: int, model: str = "default") -> tuple[str, list[float], int | None]:
+    """Stream /v1/completions; return (text, arrival times of non-empty chunks, usage tokens if sent)."""
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    times: list[float] = []
+    parts: list[str] = []
+    usage = None
+    with httpx.stream("POST", f"{base_url}/v1/completions", json=body, timeout=600) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            doc = json.loads(data)
+            if doc.get("usage"):
+                usage = doc["usage"].get("completion_tokens")
+            for choice in doc.get("choices") or []:
+                text = choice.get("text") or ""
+                if text:
+                    times.append(time.perf_counter())
+                    parts.append(text)
+    return "".join(parts), times, usage

@@ -47,7 +47,9 @@ def test_auto_and_all_spellings() -> None:
 
 def test_precedence_flag_over_env_over_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     profile = tmp_path / "profile.toml"
-    profile.write_text('model = "x.gguf"\n[load]\nn_ctx = 2048\nn_batch = 256\n[sampling]\ntemperature = 0.7\n')
+    profile.write_text(
+        'model = "x.gguf"\n[load]\nn_ctx = 2048\nn_batch = 256\n[sampling]\ntemperature = 0.7\n'
+    )
     monkeypatch.setenv("CGSTUDIO_PROFILE", str(profile))
     s = load_settings()
     assert (s.model, s.load.n_ctx, s.load.n_batch, s.sampling.temperature) == ("x.gguf", 2048, 256, 0.7)

@@ -1,10 +1,10 @@
 """The Python API: ``cgstudio.load(model, **profile)`` returns a ``CodeModel``.
 
-    m = cgstudio.load("codegemma-2b-Q4_K_M.gguf", n_ctx=4096)
-    r = m.complete("def add(a, b):\\n    ", suffix="\\n\\nprint(add(1, 2))\\n")
-    print(r.text, r.timings.time_to_first_token_s)
-    for chunk in m.stream_chat([{"role": "user", "content": "Reverse a list in Python"}]):
-        print(chunk.text, end="")
+m = cgstudio.load("codegemma-2b-Q4_K_M.gguf", n_ctx=4096)
+r = m.complete("def add(a, b):\\n    ", suffix="\\n\\nprint(add(1, 2))\\n")
+print(r.text, r.timings.time_to_first_token_s)
+for chunk in m.stream_chat([{"role": "user", "content": "Reverse a list in Python"}]):
+    print(chunk.text, end="")
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def check_text(name: str, text: str) -> str:
         raise InvalidInputError(f"{name} contains NUL characters; remove them (is it a binary file?)")
     if len(text) > MAX_INPUT_CHARS:
         raise InvalidInputError(
-            f"{name} is {len(text):,} characters; the limit is {MAX_INPUT_CHARS:,}. Send the text near the cursor."
+            f"{name} is {len(text):,} characters; the limit is {MAX_INPUT_CHARS:,}. "
+            "Send the text near the cursor."
         )
     return text
 
@@ -70,7 +71,12 @@ class CodeModel:
         return GuardSettings.model_validate({**self.settings.guards.model_dump(), **overrides})
 
     def prompt_complete(
-        self, prefix: str, suffix: str = "", files: Iterable[ContextFile] = (), *, path: str | None = None,
+        self,
+        prefix: str,
+        suffix: str = "",
+        files: Iterable[ContextFile] = (),
+        *,
+        path: str | None = None,
         max_tokens: int | None = None,
     ) -> tuple[Prompt, str | None]:
         check_text("prefix", prefix)
@@ -91,12 +97,17 @@ class CodeModel:
             raise InvalidInputError("prefix and suffix are both empty: give the code around the cursor")
         problem = None
         if self.variant.variant == "instruction-tuned" and self.family == "codegemma":
-            problem = (
-                f"{self.alias} is instruction-tuned; FIM works best on codegemma-2b or codegemma-7b"
-            )
+            problem = f"{self.alias} is instruction-tuned; FIM works best on codegemma-2b or codegemma-7b"
         prompt = build_fim(
-            self.vocab, fim, prefix, suffix, path=path, files=files, n_ctx=self.engine.n_ctx,
-            max_tokens=max_tokens, prefix_share=self.settings.guards.fim_prefix_share,
+            self.vocab,
+            fim,
+            prefix,
+            suffix,
+            path=path,
+            files=files,
+            n_ctx=self.engine.n_ctx,
+            max_tokens=max_tokens,
+            prefix_share=self.settings.guards.fim_prefix_share,
         )
         return prompt, problem
 
@@ -110,27 +121,36 @@ class CodeModel:
         warnings: list[GuardWarning] = []
         room = self.engine.n_ctx - reserve - len(head)
         if len(ids) > room:
-            warnings.append(GuardWarning(
-                "prompt_truncated",
-                f"dropped the first {len(ids) - room} of {len(ids)} prompt tokens to fit the "
-                f"{self.engine.n_ctx}-token context; raise --ctx-size to keep them",
-            ))
+            warnings.append(
+                GuardWarning(
+                    "prompt_truncated",
+                    f"dropped the first {len(ids) - room} of {len(ids)} prompt tokens to fit the "
+                    f"{self.engine.n_ctx}-token context; raise --ctx-size to keep them",
+                )
+            )
             ids = ids[len(ids) - room :]
         fim_stops = self.format.fim.stop_texts if self.format.fim else ()
         return Prompt(
-            tokens=head + ids, mode="completion", stop_ids=stop_ids(self.vocab, fim_stops),
-            warnings=warnings, max_tokens=reserve,
+            tokens=head + ids,
+            mode="completion",
+            stop_ids=stop_ids(self.vocab, fim_stops),
+            warnings=warnings,
+            max_tokens=reserve,
         )
 
-    def prompt_chat(self, messages: Sequence[ChatMessage | Mapping[str, str]], max_tokens: int | None = None
-                    ) -> tuple[Prompt, str | None]:
+    def prompt_chat(
+        self, messages: Sequence[ChatMessage | Mapping[str, str]], max_tokens: int | None = None
+    ) -> tuple[Prompt, str | None]:
         msgs = [m if isinstance(m, ChatMessage) else _to_message(m) for m in messages]
         for m in msgs:
             check_text(f"{m.role} message", m.content)
         prompt = build_chat(
-            self.vocab, self.format.chat, msgs,
+            self.vocab,
+            self.format.chat,
+            msgs,
             stop_ids=stop_ids(self.vocab, self.format.chat_stops),
-            n_ctx=self.engine.n_ctx, max_tokens=max_tokens or self.settings.sampling.max_tokens,
+            n_ctx=self.engine.n_ctx,
+            max_tokens=max_tokens or self.settings.sampling.max_tokens,
         )
         problem = None
         if self.variant.variant == "pretrained":
@@ -154,13 +174,21 @@ class CodeModel:
 
             raise ContextOverflowError(len(ids), self.engine.n_ctx, "the raw prompt is too long")
         fim_stops = self.format.fim.stop_texts if self.format.fim else self.format.chat_stops
-        return Prompt(tokens=ids, mode="completion", stop_ids=stop_ids(self.vocab, fim_stops),
-                      max_tokens=self.engine.n_ctx - len(ids))
+        return Prompt(
+            tokens=ids,
+            mode="completion",
+            stop_ids=stop_ids(self.vocab, fim_stops),
+            max_tokens=self.engine.n_ctx - len(ids),
+        )
 
     # -- generation --------------------------------------------------------------------------
     def _run(
-        self, prompt: Prompt, problem: str | None, sampling: Mapping[str, Any] | None,
-        guards: Mapping[str, Any] | None, cancel: threading.Event | None,
+        self,
+        prompt: Prompt,
+        problem: str | None,
+        sampling: Mapping[str, Any] | None,
+        guards: Mapping[str, Any] | None,
+        cancel: threading.Event | None,
     ) -> Iterator[Chunk]:
         g = self.guards(guards)
         if problem:
@@ -168,13 +196,24 @@ class CodeModel:
                 raise VariantMismatchError(problem)
             prompt.warnings.insert(0, GuardWarning("variant_mismatch", problem))
         yield from run(
-            self.engine, prompt, self.sampling(sampling), g, RunContext(self.family, problem, self.vocab.protected_ids),
-            profile_seed=self.settings.load.seed, cancel=cancel,
+            self.engine,
+            prompt,
+            self.sampling(sampling),
+            g,
+            RunContext(self.family, problem, self.vocab.protected_ids),
+            profile_seed=self.settings.load.seed,
+            cancel=cancel,
         )
 
     def stream_complete(
-        self, prefix: str, suffix: str = "", files: Iterable[ContextFile] = (), *, path: str | None = None,
-        sampling: Mapping[str, Any] | None = None, guards: Mapping[str, Any] | None = None,
+        self,
+        prefix: str,
+        suffix: str = "",
+        files: Iterable[ContextFile] = (),
+        *,
+        path: str | None = None,
+        sampling: Mapping[str, Any] | None = None,
+        guards: Mapping[str, Any] | None = None,
         cancel: threading.Event | None = None,
     ) -> Iterator[Chunk]:
         params = self.sampling(sampling)
@@ -185,8 +224,12 @@ class CodeModel:
         return _final(self.stream_complete(prefix, suffix, files, **kw))
 
     def stream_chat(
-        self, messages: Sequence[ChatMessage | Mapping[str, str]], *, sampling: Mapping[str, Any] | None = None,
-        guards: Mapping[str, Any] | None = None, cancel: threading.Event | None = None,
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, str]],
+        *,
+        sampling: Mapping[str, Any] | None = None,
+        guards: Mapping[str, Any] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Chunk]:
         params = self.sampling(sampling)
         prompt, problem = self.prompt_chat(messages, params.max_tokens)
@@ -195,14 +238,20 @@ class CodeModel:
     def chat(self, messages: Sequence[ChatMessage | Mapping[str, str]], **kw: Any) -> Result:
         return _final(self.stream_chat(messages, **kw))
 
-    def stream_raw(self, text: str, *, sampling: Mapping[str, Any] | None = None,
-                   guards: Mapping[str, Any] | None = None, cancel: threading.Event | None = None
-                   ) -> Iterator[Chunk]:
+    def stream_raw(
+        self,
+        text: str,
+        *,
+        sampling: Mapping[str, Any] | None = None,
+        guards: Mapping[str, Any] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Chunk]:
         params = self.sampling(sampling)
         return self._run(self.prompt_raw(text, params.max_tokens), None, sampling, guards, cancel)
 
-    def prompt_generate(self, request: str, language: str, *, explain: bool = False,
-                        max_tokens: int | None = None) -> tuple[Prompt, str | None]:
+    def prompt_generate(
+        self, request: str, language: str, *, explain: bool = False, max_tokens: int | None = None
+    ) -> tuple[Prompt, str | None]:
         check_text("request", request)
         if not request.strip():
             raise InvalidInputError("the request is empty: say what code you want")
@@ -217,18 +266,34 @@ class CodeModel:
             return prompt, problem
         text, path = completion_request_text(request, language)
         if self.format.fim is not None:
-            prompt = build_fim(self.vocab, self.format.fim, text, "", path=path, n_ctx=self.engine.n_ctx,
-                               max_tokens=max_tokens or self.settings.sampling.max_tokens)
+            prompt = build_fim(
+                self.vocab,
+                self.format.fim,
+                text,
+                "",
+                path=path,
+                n_ctx=self.engine.n_ctx,
+                max_tokens=max_tokens or self.settings.sampling.max_tokens,
+            )
         else:
             prompt = self._plain_prompt(text, max_tokens or self.settings.sampling.max_tokens)
         prompt.mode = "generate"
         return prompt, None
 
-    def stream_generate(self, request: str, language: str = "python", *, explain: bool = False,
-                        sampling: Mapping[str, Any] | None = None, guards: Mapping[str, Any] | None = None,
-                        cancel: threading.Event | None = None) -> Iterator[Chunk]:
+    def stream_generate(
+        self,
+        request: str,
+        language: str = "python",
+        *,
+        explain: bool = False,
+        sampling: Mapping[str, Any] | None = None,
+        guards: Mapping[str, Any] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Chunk]:
         params = self.sampling(sampling)
-        prompt, problem = self.prompt_generate(request, language, explain=explain, max_tokens=params.max_tokens)
+        prompt, problem = self.prompt_generate(
+            request, language, explain=explain, max_tokens=params.max_tokens
+        )
         return self._run(prompt, problem, sampling, guards, cancel)
 
     def generate(self, request: str, language: str = "python", *, explain: bool = False, **kw: Any) -> Result:
@@ -247,7 +312,7 @@ def _to_message(m: Mapping[str, str]) -> ChatMessage:
         raise InvalidInputError(f"unknown chat role {role!r}; use system, user or assistant")
     if not isinstance(content, str):
         raise InvalidInputError("each chat message needs text content")
-    return ChatMessage(role, content)
+    return ChatMessage(role, content)  # type: ignore[arg-type]  # role checked just above
 
 
 def _final(chunks: Iterator[Chunk]) -> Result:

@@ -36,7 +36,9 @@ class LoadProfile(_Strict):
     """The 13 LM Studio load parameters. Flag names follow llama.cpp's."""
 
     n_ctx: int = Field(
-        CODEGEMMA_TRAINED_CTX, ge=16, le=1_048_576,
+        CODEGEMMA_TRAINED_CTX,
+        ge=16,
+        le=1_048_576,
         description="Context length in tokens (--ctx-size). CodeGemma was trained on 8192.",
     )
     n_gpu_layers: int = Field(
@@ -69,8 +71,11 @@ class LoadProfile(_Strict):
         1, ge=1, le=64, description="Sequences decoded together in one batch (--parallel); each gets n_ctx."
     )
     cache_reuse: int = Field(
-        32, ge=0, le=65536,
-        description="Min. chunk (tokens) of a cached prompt to reuse by KV shifting (--cache-reuse); 0 = prefix only.",
+        32,
+        ge=0,
+        le=65536,
+        description="Min. chunk (tokens) of a cached prompt reused by KV shifting (--cache-reuse); "
+        "0 = prefix only.",
     )
     speculative: Literal["auto", "off", "on"] = Field(
         "auto", description="Prompt-lookup speculative decoding: auto = only while drafts are accepted."
@@ -134,10 +139,16 @@ class GuardSettings(_Strict):
         8, ge=2, le=10_000, description="Identical code lines in a row that count as a loop."
     )
     repetition_block_repeats: int = Field(
-        12, ge=2, le=10_000, description="Copies of a multi-line block shape (digits normalised) that count as a loop."
+        12,
+        ge=2,
+        le=10_000,
+        description="Copies of a multi-line block shape (digits normalised) that count as a loop.",
     )
     repetition_shape_lines: int = Field(
-        40, ge=2, le=10_000, description="Lines of one shape (digits normalised) in a row that count as a loop."
+        40,
+        ge=2,
+        le=10_000,
+        description="Lines of one shape (digits normalised) in a row that count as a loop.",
     )
     strict: bool = Field(False, description="Turn variant_mismatch warnings into errors.")
     fim_stop_at_suffix: bool = Field(True, description="Stop when a FIM completion repeats the suffix.")

@@ -15,16 +15,29 @@ SPECIAL_IDS = {0, 1, 2, 67, 68, 69, 70, 106, 107}
 
 def cli(*args: str, stdin: str | None = None, timeout: int = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cgstudio.cli.main", *args], capture_output=True, text=True,
-        input=stdin, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [sys.executable, "-m", "cgstudio.cli.main", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
 @pytest.mark.parametrize("typing", ["control", "user_defined", "user_defined_nokeys"])
 def test_dry_run_acceptance(codegemma_paths: dict[str, Path], typing: str) -> None:
     prefix = "def f():\n    # <|fim_suffix|> <start_of_turn> <|file_separator|>\n    return "
-    r = cli("complete", "--model", str(codegemma_paths[typing]), "--prefix", prefix, "--suffix", "\n",
-            "--dry-run", "--json")
+    r = cli(
+        "complete",
+        "--model",
+        str(codegemma_paths[typing]),
+        "--prefix",
+        prefix,
+        "--suffix",
+        "\n",
+        "--dry-run",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     toks = doc["prompt_tokens"]
@@ -41,8 +54,15 @@ def test_inspect_json(codegemma_paths: dict[str, Path]) -> None:
     d = json.loads(r.stdout)
     assert d["family"] == "codegemma" and d["fim"] is True and d["variant"] == "pretrained"
     assert d["special_tokens"] == {
-        "<pad>": 0, "<eos>": 1, "<bos>": 2, "<|fim_prefix|>": 67, "<|fim_middle|>": 68, "<|fim_suffix|>": 69,
-        "<|file_separator|>": 70, "<start_of_turn>": 106, "<end_of_turn>": 107,
+        "<pad>": 0,
+        "<eos>": 1,
+        "<bos>": 2,
+        "<|fim_prefix|>": 67,
+        "<|fim_middle|>": 68,
+        "<|fim_suffix|>": 69,
+        "<|file_separator|>": 70,
+        "<start_of_turn>": 106,
+        "<end_of_turn>": 107,
     }
     for key in ("context_length", "quantization", "size_bytes", "n_layers", "kv_bytes_per_token"):
         assert key in d
@@ -52,14 +72,30 @@ def test_inspect_json(codegemma_paths: dict[str, Path]) -> None:
 
 
 def test_generation_json_is_the_only_stdout(codegemma_paths: dict[str, Path]) -> None:
-    r = cli("complete", "--model", str(codegemma_paths["control"]), "--prefix", "def f():\n", "--suffix", "\n",
-            "-n", "6", "--temp", "0", "--json")
+    r = cli(
+        "complete",
+        "--model",
+        str(codegemma_paths["control"]),
+        "--prefix",
+        "def f():\n",
+        "--suffix",
+        "\n",
+        "-n",
+        "6",
+        "--temp",
+        "0",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)  # would fail if streamed text leaked onto stdout
     assert set(doc) >= {"text", "finish_reason", "warnings", "usage", "timings"}
     assert doc["usage"]["completion_tokens"] <= 6
-    assert set(doc["timings"]) >= {"time_to_first_token_s", "prompt_tokens_per_s", "generation_tokens_per_s",
-                                   "total_s"}
+    assert set(doc["timings"]) >= {
+        "time_to_first_token_s",
+        "prompt_tokens_per_s",
+        "generation_tokens_per_s",
+        "total_s",
+    }
     assert "tok/s" in r.stderr
 
 
@@ -72,8 +108,9 @@ def test_generation_json_is_the_only_stdout(codegemma_paths: dict[str, Path]) ->
         (["--cache-type-v", "q8_0"], 2, "flash attention"),
     ],
 )
-def test_bad_sampling_values_are_usage_errors(codegemma_paths: dict[str, Path], args: list[str], code: int,
-                                              needle: str) -> None:
+def test_bad_sampling_values_are_usage_errors(
+    codegemma_paths: dict[str, Path], args: list[str], code: int, needle: str
+) -> None:
     r = cli("complete", "--model", str(codegemma_paths["control"]), "--prefix", "x", *args)
     assert r.returncode == code
     assert needle in r.stderr and "Traceback" not in r.stderr
@@ -126,12 +163,23 @@ def test_cursor_marker_and_context_files(codegemma_paths: dict[str, Path], tmp_p
     src.write_text("import util\n\ndef f():\n    return <CURSOR>\n")
     ctx = tmp_path / "util.py"
     ctx.write_text("X = 1\n")
-    r = cli("complete", "--model", str(codegemma_paths["control"]), "--file", str(src),
-            "--context-file", str(ctx), "--dry-run", "--json")
+    r = cli(
+        "complete",
+        "--model",
+        str(codegemma_paths["control"]),
+        "--file",
+        str(src),
+        "--context-file",
+        str(ctx),
+        "--dry-run",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     text = json.loads(r.stdout)["prompt_text"]
-    assert text == (f"<bos>{ctx}\nX = 1\n<|file_separator|>{src}\n<|fim_prefix|>import util\n\ndef f():\n"
-                    "    return <|fim_suffix|>\n<|fim_middle|>")
+    assert text == (
+        f"<bos>{ctx}\nX = 1\n<|file_separator|>{src}\n<|fim_prefix|>import util\n\ndef f():\n"
+        "    return <|fim_suffix|>\n<|fim_middle|>"
+    )
 
 
 def test_help_is_fast_and_lists_commands() -> None:

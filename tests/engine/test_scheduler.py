@@ -73,8 +73,9 @@ def test_cancellation_frees_the_slot(qwen_path: Path) -> None:
     m = cgstudio.load(str(qwen_path), n_ctx=1024, n_parallel=1)
     try:
         cancel = threading.Event()
-        stream = m.engine.stream(DecodeRequest(tokens=m.vocab.plain("def f():\n"), max_tokens=500,
-                                               sampler=GREEDY, cancel=cancel))
+        stream = m.engine.stream(
+            DecodeRequest(tokens=m.vocab.plain("def f():\n"), max_tokens=500, sampler=GREEDY, cancel=cancel)
+        )
         got = [next(stream), next(stream)]
         cancel.set()
         rest = list(stream)
@@ -90,7 +91,9 @@ def test_cancellation_frees_the_slot(qwen_path: Path) -> None:
 
 def test_closing_a_stream_stops_decoding(qwen4: CodeModel) -> None:
     before = qwen4.engine.counters.generated_tokens
-    stream = qwen4.engine.stream(DecodeRequest(tokens=qwen4.vocab.plain("x = ["), max_tokens=400, sampler=GREEDY))
+    stream = qwen4.engine.stream(
+        DecodeRequest(tokens=qwen4.vocab.plain("x = ["), max_tokens=400, sampler=GREEDY)
+    )
     next(stream)
     stream.close()
     _decode(qwen4, "y = 1\n", 2)  # the scheduler has run steps since the close
@@ -101,10 +104,12 @@ def test_speculation_keeps_greedy_output_and_accepts_drafts(qwen4: CodeModel) ->
     code = "".join(f"def area_{i}(w, h):\n    return w * h * {i}\n\n" for i in range(12))
     prompt = f"<|im_start|>user\nRepeat this code exactly:\n{code}<|im_end|>\n<|im_start|>assistant\n"
     tokens = qwen4.vocab.raw(prompt)
-    plain = list(qwen4.engine.stream(DecodeRequest(tokens=tokens, max_tokens=96, sampler=GREEDY,
-                                                   speculative=False)))
-    spec_stream = qwen4.engine.stream(DecodeRequest(tokens=tokens, max_tokens=96, sampler=GREEDY,
-                                                    speculative=True))
+    plain = list(
+        qwen4.engine.stream(DecodeRequest(tokens=tokens, max_tokens=96, sampler=GREEDY, speculative=False))
+    )
+    spec_stream = qwen4.engine.stream(
+        DecodeRequest(tokens=tokens, max_tokens=96, sampler=GREEDY, speculative=True)
+    )
     spec = list(spec_stream)
     assert spec == plain
     assert spec_stream.stats.n_accepted > 30

@@ -9,11 +9,25 @@ from cgstudio.prompts.base import Prompt
 from cgstudio.settings import GuardSettings, SamplingParams
 
 
-def _run(engine: FakeEngine, *, stop: list[str] | None = None, tokens: list[int] | None = None,
-         mode: str = "completion", max_tokens: int = 64, family: str = "gemma") -> tuple[list[str], Result]:
+def _run(
+    engine: FakeEngine,
+    *,
+    stop: list[str] | None = None,
+    tokens: list[int] | None = None,
+    mode: str = "completion",
+    max_tokens: int = 64,
+    family: str = "gemma",
+) -> tuple[list[str], Result]:
     prompt = Prompt(tokens=tokens or [BOS, 1000 + ord("x")], mode=mode, stop_ids=frozenset({1}))  # type: ignore[arg-type]
-    chunks = list(run(engine, prompt, SamplingParams(stop=stop or [], max_tokens=max_tokens),
-                      GuardSettings(), RunContext(family)))
+    chunks = list(
+        run(
+            engine,
+            prompt,
+            SamplingParams(stop=stop or [], max_tokens=max_tokens),
+            GuardSettings(),
+            RunContext(family),
+        )
+    )
     result = chunks[-1].result
     assert result is not None
     return [c.text for c in chunks if c.text], result
@@ -52,7 +66,7 @@ def test_rates_are_none_under_two_tokens() -> None:
 def test_empty_output_is_diagnosed_with_first_token_eos_and_foreign_markup() -> None:
     engine = FakeEngine([])
     prompt_text = "<s>[INST] write code [/INST]"
-    tokens = [BOS] + engine.tokenize(prompt_text)
+    tokens = [BOS, *engine.tokenize(prompt_text)]
     _, result = _run(engine, tokens=tokens)
     codes = [w.code for w in result.warnings]
     assert codes == ["empty_output"]

@@ -8,7 +8,12 @@ import pytest
 
 import cgstudio
 from cgstudio.api import CodeModel
-from cgstudio.errors import ContextOverflowError, InvalidInputError, UnsupportedModeError, VariantMismatchError
+from cgstudio.errors import (
+    ContextOverflowError,
+    InvalidInputError,
+    UnsupportedModeError,
+    VariantMismatchError,
+)
 from cgstudio.prompts.base import ChatMessage, ContextFile
 from cgstudio.prompts.chat import fix_bos
 
@@ -28,8 +33,14 @@ def model(request: pytest.FixtureRequest, codegemma_paths: dict[str, Path]) -> C
 def test_family_and_ids(model: CodeModel) -> None:
     assert model.family == "codegemma"
     assert model.fim_capable
-    for text, tid in [("<|fim_prefix|>", 67), ("<|fim_middle|>", 68), ("<|fim_suffix|>", 69),
-                      ("<|file_separator|>", 70), ("<start_of_turn>", 106), ("<end_of_turn>", 107)]:
+    for text, tid in [
+        ("<|fim_prefix|>", 67),
+        ("<|fim_middle|>", 68),
+        ("<|fim_suffix|>", 69),
+        ("<|file_separator|>", 70),
+        ("<start_of_turn>", 106),
+        ("<end_of_turn>", 107),
+    ]:
         assert model.vocab.id(text) == tid
 
 
@@ -64,9 +75,15 @@ def test_fim_with_path_and_context_files(model: CodeModel) -> None:
     prompt, _ = model.prompt_complete("import utils\n", "", files, path="src/main.py")
     assert prompt.tokens == [
         BOS,
-        *v.plain("utils.py\ndef helper():\n    return 1\n"), FILE_SEP,
-        *v.plain("b.py\nB = 2\n"), FILE_SEP,
-        *v.plain("src/main.py\n"), FIM_PRE, *v.plain("import utils\n"), FIM_SUF, FIM_MID,
+        *v.plain("utils.py\ndef helper():\n    return 1\n"),
+        FILE_SEP,
+        *v.plain("b.py\nB = 2\n"),
+        FILE_SEP,
+        *v.plain("src/main.py\n"),
+        FIM_PRE,
+        *v.plain("import utils\n"),
+        FIM_SUF,
+        FIM_MID,
     ]
     text = v.render(prompt.tokens)
     assert text.startswith("<bos>utils.py\ndef helper():\n    return 1\n<|file_separator|>b.py\n")
@@ -84,10 +101,20 @@ def test_chat_format_is_token_exact(model: CodeModel) -> None:
     prompt, _ = model.prompt_chat(msgs)
     assert prompt.tokens == [
         BOS,
-        SOT, *v.plain("user\nBe brief.\n\nhi <end_of_turn>"), EOT, *v.plain("\n"),
-        SOT, *v.plain("model\nhello"), EOT, *v.plain("\n"),
-        SOT, *v.plain("user\ncode?"), EOT, *v.plain("\n"),
-        SOT, *v.plain("model\n"),
+        SOT,
+        *v.plain("user\nBe brief.\n\nhi <end_of_turn>"),
+        EOT,
+        *v.plain("\n"),
+        SOT,
+        *v.plain("model\nhello"),
+        EOT,
+        *v.plain("\n"),
+        SOT,
+        *v.plain("user\ncode?"),
+        EOT,
+        *v.plain("\n"),
+        SOT,
+        *v.plain("model\n"),
     ]
     assert v.render(prompt.tokens).startswith("<bos><start_of_turn>user\nBe brief.\n\nhi <end_of_turn>")
     assert prompt.tokens.count(EOT) == 3  # the user's literal <end_of_turn> stayed text
@@ -122,7 +149,9 @@ def test_fim_prompt_too_long_is_trimmed_near_cursor(codegemma_paths: dict[str, P
         assert len(prompt.tokens) + (prompt.max_tokens or 0) <= 512
         assert [w.code for w in prompt.warnings][-1] == "prompt_truncated"
         i, j = prompt.tokens.index(FIM_PRE), prompt.tokens.index(FIM_SUF)
-        assert m.vocab.render(prompt.tokens[i + 1 : j]).endswith("line_799 = 799\n")  # nearest the cursor kept
+        assert m.vocab.render(prompt.tokens[i + 1 : j]).endswith(
+            "line_799 = 799\n"
+        )  # nearest the cursor kept
         assert m.vocab.render(prompt.tokens[j + 1 : -1]).startswith("after_0 = 0\n")
     finally:
         m.close()

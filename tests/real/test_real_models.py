@@ -46,22 +46,27 @@ def test_qwen_fim_fills_a_sensible_middle(qwen: CodeModel) -> None:
     assert r.timings.time_to_first_token_s is not None and r.timings.time_to_first_token_s > 0
     assert r.usage.completion_tokens >= 2 and r.timings.generation_tokens_per_s is not None
     namespace: dict[str, object] = {}
-    exec(compile(IS_PRIME_PREFIX + r.text, "<fim>", "exec"), namespace)  # noqa: S102 - our own test output
+    exec(compile(IS_PRIME_PREFIX + r.text, "<fim>", "exec"), namespace)
     is_prime = namespace["is_prime"]
     assert [p for p in range(20) if is_prime(p)] == [2, 3, 5, 7, 11, 13, 17, 19]  # type: ignore[operator]
 
 
 def test_qwen_chat_answers_with_code(qwen: CodeModel) -> None:
-    r = qwen.chat([{"role": "user", "content": "Write a Python function that reverses a string."}],
-                  sampling={"temperature": 0, "max_tokens": 200})
+    r = qwen.chat(
+        [{"role": "user", "content": "Write a Python function that reverses a string."}],
+        sampling={"temperature": 0, "max_tokens": 200},
+    )
     assert "```" in r.text and "def " in r.text
     assert "<|im_end|>" not in r.text
     assert not r.warnings or all(w.code != "variant_mismatch" for w in r.warnings)
 
 
 def test_qwen_generate_extracts_code(qwen: CodeModel) -> None:
-    r = qwen.generate("a function that returns the sum of squares of a list of ints", "python",
-                      sampling={"temperature": 0, "max_tokens": 200})
+    r = qwen.generate(
+        "a function that returns the sum of squares of a list of ints",
+        "python",
+        sampling={"temperature": 0, "max_tokens": 200},
+    )
     assert "def " in r.text and "```" not in r.text
 
 
@@ -81,9 +86,27 @@ def test_streaming_chunks_join_to_the_result(qwen: CodeModel) -> None:
 
 def test_cli_fim_json_on_qwen(qwen_path: Path) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "cgstudio.cli.main", "complete", "--model", str(qwen_path), "--prefix",
-         IS_PRIME_PREFIX, "--suffix", IS_PRIME_SUFFIX, "--temp", "0", "-n", "160", "--json"],
-        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+        [
+            sys.executable,
+            "-m",
+            "cgstudio.cli.main",
+            "complete",
+            "--model",
+            str(qwen_path),
+            "--prefix",
+            IS_PRIME_PREFIX,
+            "--suffix",
+            IS_PRIME_SUFFIX,
+            "--temp",
+            "0",
+            "-n",
+            "160",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
     )
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)

@@ -56,18 +56,51 @@ def serve(kind: str, model: Path, profile: LoadProfile, log_dir: Path) -> Iterat
     port = free_port()
     threads = str(profile.n_threads or os.cpu_count() or 1)
     if kind == "cgstudio":
-        cmd = [sys.executable, "-m", "cgstudio.cli.main", "serve", "--model", str(model), "--port", str(port),
-               "--ctx-size", str(profile.n_ctx), "--threads", threads, "--batch-size", str(profile.n_batch),
-               "--parallel", "1"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cgstudio.cli.main",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--ctx-size",
+            str(profile.n_ctx),
+            "--threads",
+            threads,
+            "--batch-size",
+            str(profile.n_batch),
+            "--parallel",
+            "1",
+        ]
         health = f"http://127.0.0.1:{port}/health"
     else:
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--port", str(port),
-               "--n_ctx", str(profile.n_ctx), "--n_threads", threads, "--n_threads_batch", threads,
-               "--n_batch", str(profile.n_batch), "--verbose", "False"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(profile.n_ctx),
+            "--n_threads",
+            threads,
+            "--n_threads_batch",
+            threads,
+            "--n_batch",
+            str(profile.n_batch),
+            "--verbose",
+            "False",
+        ]
         health = f"http://127.0.0.1:{port}/v1/models"
     log_dir.mkdir(parents=True, exist_ok=True)
     log = (log_dir / f"{kind}-server.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     try:
         _wait(health, proc)
         yield Served(kind, f"http://127.0.0.1:{port}", proc)
@@ -80,10 +113,18 @@ def serve(kind: str, model: Path, profile: LoadProfile, log_dir: Path) -> Iterat
         log.close()
 
 
-def stream_completion(base_url: str, prompt: str, max_tokens: int, model: str = "default") -> tuple[str, list[float], int | None]:
+def stream_completion(
+    base_url: str, prompt: str, max_tokens: int, model: str = "default"
+) -> tuple[str, list[float], int | None]:
     """Stream /v1/completions; return (text, arrival times of non-empty chunks, usage tokens if sent)."""
-    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     times: list[float] = []
     parts: list[str] = []
     usage = None

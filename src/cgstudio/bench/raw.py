@@ -49,7 +49,9 @@ class RawLoop:
                 one[0] = tok
                 if lc.llama_decode(ctx, lc.llama_batch_get_one(one, 1)) != 0:
                     raise RuntimeError("raw loop: llama_decode failed")
-            rate = (len(out) - 1) / (last - first) if len(out) >= 2 and first and last and last > first else None
+            rate = (
+                (len(out) - 1) / (last - first) if len(out) >= 2 and first and last and last > first else None
+            )
             return out, rate, prompt_s
         finally:
             lc.llama_sampler_free(smpl)

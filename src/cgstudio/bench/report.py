@@ -27,8 +27,14 @@ def machine() -> dict[str, Any]:
         pass
     import llama_cpp
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "python": platform.python_version(),
-            "llama_cpp_python": llama_cpp.__version__, "platform": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem, 1),
+        "python": platform.python_version(),
+        "llama_cpp_python": llama_cpp.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -94,7 +100,8 @@ def markdown(doc: dict[str, Any], ratios: dict[str, Ratio], images: list[Path], 
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}",
         f"- llama-cpp-python {m['llama_cpp_python']} (portable build, no AMX), Python {m['python']}",
         f"- Model: `{doc['model']}`; load profile: {doc['profile']}",
-        f"- Command: `{command}`; mode: {'quick' if doc['quick'] else 'default'}; wall time {doc['wall_s']:.0f} s;"
+        f"- Command: `{command}`; mode: {'quick' if doc['quick'] else 'default'}; "
+        f"wall time {doc['wall_s']:.0f} s;"
         f" peak RSS of the bench process {doc['peak_rss_mib']:.0f} MiB",
         "",
         "## Ratios",

@@ -88,8 +88,17 @@ def run_decode(bc: BenchContext) -> None:
         raw.run(gen_prompt.tokens, 8)
         for i in range(plan.trials):
             bc.progress(f"decode trial {i + 1}/{plan.trials}")
-            chunks = list(m.stream_chat(wl.GENERATION_MESSAGES, sampling={
-                **GREEDY, "max_tokens": plan.tg_tokens, "speculative": False, "cache_prompt": False}))
+            chunks = list(
+                m.stream_chat(
+                    wl.GENERATION_MESSAGES,
+                    sampling={
+                        **GREEDY,
+                        "max_tokens": plan.tg_tokens,
+                        "speculative": False,
+                        "cache_prompt": False,
+                    },
+                )
+            )
             r = chunks[-1].result
             assert r is not None
             raw_tokens, raw_rate, _ = raw.run(gen_prompt.tokens, plan.tg_tokens)
@@ -160,8 +169,9 @@ def run_keystroke(bc: BenchContext) -> None:
                 warm_ttft.append(r.timings.time_to_first_token_s)
             evaluated.append(r.timings.prompt_tokens_evaluated)
             if i in cold_at:
-                c = m.complete(prefix, suffix, path=case.path, sampling={**params, "cache_prompt": False},
-                               guards=guards)
+                c = m.complete(
+                    prefix, suffix, path=case.path, sampling={**params, "cache_prompt": False}, guards=guards
+                )
                 if c.timings.time_to_first_token_s is not None:
                     cold_ttft.append(c.timings.time_to_first_token_s)
                 agree.append(c.text == r.text)
@@ -169,7 +179,7 @@ def run_keystroke(bc: BenchContext) -> None:
                 m.complete(prefix, suffix, path=case.path, sampling=params, guards=guards)
         cold_p50, warm_p50 = percentile(cold_ttft, 50), percentile(warm_ttft, 50)
         bc.results["keystroke"] = {
-            "file": "argparse.py (first ~%d tokens) from this Python's standard library" % plan.keystroke_tokens,
+            "file": f"argparse.py (first ~{plan.keystroke_tokens} tokens) from the standard library",
             "prompt_tokens": prompt_tokens,
             "keystrokes": n_keys - 1,
             "cold_ttft_s": {"p50": cold_p50, "p95": percentile(cold_ttft, 95), "n": len(cold_ttft)},
@@ -196,11 +206,14 @@ def run_concurrency(bc: BenchContext) -> None:
                 bc.progress(f"concurrency {n} (trial {trial + 1})")
                 results: list[Any] = [None] * n
 
-                def worker(i: int) -> None:
+                def worker(i: int, results: list[Any] = results) -> None:
                     p = wl.cold_marker() + wl.CONCURRENCY_PROMPTS[i % len(wl.CONCURRENCY_PROMPTS)]
-                    results[i] = m.complete(p, "", sampling={
-                        **GREEDY, "max_tokens": plan.conc_tokens, "speculative": False},
-                        guards={"repetition": False})
+                    results[i] = m.complete(
+                        p,
+                        "",
+                        sampling={**GREEDY, "max_tokens": plan.conc_tokens, "speculative": False},
+                        guards={"repetition": False},
+                    )
 
                 t0 = time.perf_counter()
                 threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
@@ -213,8 +226,11 @@ def run_concurrency(bc: BenchContext) -> None:
                 agg[n].append(total / wall)
                 per[n].extend(r.timings.generation_tokens_per_s or 0.0 for r in results)
         bc.results["concurrency"] = [
-            {"streams": n, "aggregate_tok_s": summarize(agg[n]).as_dict(),
-             "per_stream_tok_s": summarize(per[n]).as_dict()}
+            {
+                "streams": n,
+                "aggregate_tok_s": summarize(agg[n]).as_dict(),
+                "per_stream_tok_s": summarize(per[n]).as_dict(),
+            }
             for n in plan.concurrency
         ]
         if 4 in agg and 1 in agg:
@@ -284,8 +300,10 @@ def run_http(bc: BenchContext, log_dir: Path) -> None:
         theirs: list[float] = []
         raws: list[float] = []
         rss: dict[str, float] = {}
-        with serve("cgstudio", bc.path, bc.profile, log_dir) as a, \
-                serve("llama_cpp", bc.path, bc.profile, log_dir) as b:
+        with (
+            serve("cgstudio", bc.path, bc.profile, log_dir) as a,
+            serve("llama_cpp", bc.path, bc.profile, log_dir) as b,
+        ):
             rate(a.base_url)
             rate(b.base_url)
             for i in range(plan.http_trials):

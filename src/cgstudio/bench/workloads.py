@@ -54,8 +54,11 @@ def keystroke_case(vocab: Vocab, n_tokens: int = 2000, keystrokes: int = 20) -> 
     lines = text.splitlines(keepends=True)
     start = int(len(lines) * 0.6)
     idx = next(
-        (i for i in range(start, len(lines)) if lines[i].startswith("        ") and lines[i].strip()
-         and len(lines[i].strip()) >= keystrokes),
+        (
+            i
+            for i in range(start, len(lines))
+            if lines[i].startswith("        ") and lines[i].strip() and len(lines[i].strip()) >= keystrokes
+        ),
         start,
     )
     line = lines[idx]
@@ -67,7 +70,7 @@ def keystroke_case(vocab: Vocab, n_tokens: int = 2000, keystrokes: int = 20) -> 
     return KeystrokeCase("argparse_part.py", before, after, typed)
 
 
-EDIT_CODE = '''def summarize(records, key, threshold=0.5, limit=None):
+EDIT_CODE = """def summarize(records, key, threshold=0.5, limit=None):
     totals = {}
     counts = {}
     for record in records:
@@ -86,30 +89,39 @@ EDIT_CODE = '''def summarize(records, key, threshold=0.5, limit=None):
         if limit is not None and len(result) >= limit:
             break
     return result
-'''
+"""
 
 
 def edit_messages() -> list[dict[str, str]]:
     """An edit-style request that copies most of its input: where prompt-lookup drafts pay off."""
-    return [{
+    return [
+        {
+            "role": "user",
+            "content": "Add type hints to this function. Keep every other line exactly as it is and reply "
+            "with "
+            f"the whole function in one python code block.\n\n```python\n{EDIT_CODE}```",
+        }
+    ]
+
+
+GENERATION_MESSAGES = [
+    {
         "role": "user",
-        "content": "Add type hints to this function. Keep every other line exactly as it is and reply with "
-                   f"the whole function in one python code block.\n\n```python\n{EDIT_CODE}```",
-    }]
-
-
-GENERATION_MESSAGES = [{
-    "role": "user",
-    "content": "Write a Python module for a small library system: classes Book, Member and Library with "
-               "methods to add books, register members, lend and return books, and list overdue loans. "
-               "Include docstrings.",
-}]
+        "content": "Write a Python module for a small library system: classes Book, Member and Library with "
+        "methods to add books, register members, lend and return books, and list overdue loans. "
+        "Include docstrings.",
+    }
+]
 
 CONCURRENCY_PROMPTS = [
-    "def merge_sorted(a, b):\n", "class LRUCache:\n    def __init__(self, capacity):\n",
-    "def parse_csv_line(line, sep=','):\n", "def levenshtein(s, t):\n",
-    "class Matrix:\n    def __init__(self, rows):\n", "def flatten(nested):\n",
-    "def word_frequencies(text):\n", "def binary_search(items, target):\n",
+    "def merge_sorted(a, b):\n",
+    "class LRUCache:\n    def __init__(self, capacity):\n",
+    "def parse_csv_line(line, sep=','):\n",
+    "def levenshtein(s, t):\n",
+    "class Matrix:\n    def __init__(self, rows):\n",
+    "def flatten(nested):\n",
+    "def word_frequencies(text):\n",
+    "def binary_search(items, target):\n",
 ]
 
 

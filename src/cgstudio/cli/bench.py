@@ -18,10 +18,16 @@ SECTIONS = ("decode", "ttft", "keystroke", "concurrency", "speculation", "http")
 @click.command()
 @model_option
 @click.option("--quick", is_flag=True, help="A ~3-minute run with fewer trials (for tests).")
-@click.option("--sections", default=",".join(SECTIONS), show_default=True,
-              help="Comma-separated sections to run.")
-@click.option("--report", "report", default="BENCHMARKS.md", show_default=True,
-              help="Write the markdown report (and PNG plots beside it) here; '' to skip.")
+@click.option(
+    "--sections", default=",".join(SECTIONS), show_default=True, help="Comma-separated sections to run."
+)
+@click.option(
+    "--report",
+    "report",
+    default="BENCHMARKS.md",
+    show_default=True,
+    help="Write the markdown report (and PNG plots beside it) here; '' to skip.",
+)
 @load_options
 @json_option
 def bench(model: str | None, quick: bool, sections: str, report: str, as_json: bool, **opts: Any) -> None:
@@ -46,11 +52,13 @@ def bench(model: str | None, quick: bool, sections: str, report: str, as_json: b
     plan = runner.Plan.make(quick)
     console = Console(stderr=True)
     t0 = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
-                  transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=False
+    ) as progress:
         task = progress.add_task("bench", total=len(chosen))
-        bc = runner.BenchContext(resolved.path, profile, plan,
-                                 progress=lambda msg: progress.update(task, description=msg))
+        bc = runner.BenchContext(
+            resolved.path, profile, plan, progress=lambda msg: progress.update(task, description=msg)
+        )
         out_dir = Path(report).parent if report else Path(".")
         for name in chosen:
             progress.update(task, description=name)
@@ -75,7 +83,9 @@ def bench(model: str | None, quick: bool, sections: str, report: str, as_json: b
         images = rep.plots(doc, path.parent)
         command = "cgstudio " + " ".join(sys.argv[1:]) if sys.argv[1:] else "cgstudio bench"
         path.write_text(rep.markdown(doc, bc.ratios, images, command))
-        click.echo(f"wrote {path}" + (f" and {', '.join(i.name for i in images)}" if images else ""), err=True)
+        click.echo(
+            f"wrote {path}" + (f" and {', '.join(i.name for i in images)}" if images else ""), err=True
+        )
     if as_json:
         emit_json(doc)
         return

@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from cgstudio.cli.options import emit_json, json_option, load_options, model_option, sampling_options, settings_from
+from cgstudio.cli.options import (
+    emit_json,
+    json_option,
+    load_options,
+    model_option,
+    sampling_options,
+    settings_from,
+)
 from cgstudio.errors import InvalidInputError, UsageError
 from cgstudio.generation.pipeline import Chunk, Result
 from cgstudio.prompts.base import ContextFile, Prompt
@@ -21,8 +28,12 @@ CURSOR_MARK = "<CURSOR>"
 def guard_options(f: Any) -> Any:
     f = click.option("--strict", is_flag=True, help="Variant mismatches are errors, not warnings.")(f)
     f = click.option("--no-repetition-guard", is_flag=True, help="Do not stop loops early.")(f)
-    f = click.option("--variant", type=click.Choice(["auto", "pretrained", "instruction-tuned"]), default=None,
-                     help="Override variant detection.")(f)
+    f = click.option(
+        "--variant",
+        type=click.Choice(["auto", "pretrained", "instruction-tuned"]),
+        default=None,
+        help="Override variant detection.",
+    )(f)
     return f
 
 
@@ -41,8 +52,11 @@ def _open_model(model: str | None, opts: dict[str, Any]) -> Any:
 def stats_line(r: Result) -> str:
     t = r.timings
     parts = []
-    parts.append(f"thought for {t.time_to_first_token_s:.2f} s" if t.time_to_first_token_s is not None
-                 else "thought for — (no token)")
+    parts.append(
+        f"thought for {t.time_to_first_token_s:.2f} s"
+        if t.time_to_first_token_s is not None
+        else "thought for — (no token)"
+    )
     rate = t.generation_tokens_per_s
     parts.append(f"{rate:.1f} tok/s" if rate is not None else "— tok/s")
     parts.append(f"{r.usage.completion_tokens} tokens")
@@ -76,14 +90,19 @@ def _dry_run(m: Any, prompt: Prompt, as_json: bool) -> None:
     text = m.vocab.render(prompt.tokens)
     stops = sorted(prompt.stop_ids)
     if as_json:
-        emit_json({
-            "prompt_text": text,
-            "prompt_tokens": prompt.tokens,
-            "mode": prompt.mode,
-            "stop": {"token_ids": stops, "tokens": [m.vocab.render([s]) for s in stops],
-                     "strings": prompt.stop_strings},
-            "warnings": [w.as_dict() for w in prompt.warnings],
-        })
+        emit_json(
+            {
+                "prompt_text": text,
+                "prompt_tokens": prompt.tokens,
+                "mode": prompt.mode,
+                "stop": {
+                    "token_ids": stops,
+                    "tokens": [m.vocab.render([s]) for s in stops],
+                    "strings": prompt.stop_strings,
+                },
+                "warnings": [w.as_dict() for w in prompt.warnings],
+            }
+        )
         return
     click.echo(text)
     click.echo(f"--- {len(prompt.tokens)} tokens ({prompt.mode}): {prompt.tokens}", err=True)
@@ -123,23 +142,40 @@ def _split_at_cursor(text: str, cursor: str | None) -> tuple[str, str]:
 @click.command()
 @click.option("--prefix", default=None, help="Code before the cursor.")
 @click.option("--suffix", default=None, help="Code after the cursor.")
-@click.option("--file", "file_", default=None, help="File to complete in (with --cursor or a <CURSOR> marker).")
+@click.option(
+    "--file", "file_", default=None, help="File to complete in (with --cursor or a <CURSOR> marker)."
+)
 @click.option("--cursor", default=None, help="LINE:COL of the cursor in --file (1-based).")
 @click.option("--path", "path", default=None, help="File path for the prompt's path line [--file's path].")
 @click.option("--context-file", multiple=True, help="Other files for multi-file context (repeatable).")
 @click.option("--single-line", is_flag=True, help="Return at most one line.")
 @click.option("--block", is_flag=True, help="Stop at the end of the cursor's block (indentation).")
-@click.option("--raw", is_flag=True,
-              help="Send --prefix as an already rendered prompt: special-token text becomes special tokens.")
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Send --prefix as an already rendered prompt: special-token text becomes special tokens.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the rendered prompt and its token ids; do not generate.")
 @model_option
 @load_options
 @sampling_options
 @guard_options
 @json_option
-def complete(model: str | None, prefix: str | None, suffix: str | None, file_: str | None, cursor: str | None,
-             path: str | None, context_file: tuple[str, ...], single_line: bool, block: bool, raw: bool,
-             dry_run: bool, as_json: bool, **opts: Any) -> None:
+def complete(
+    model: str | None,
+    prefix: str | None,
+    suffix: str | None,
+    file_: str | None,
+    cursor: str | None,
+    path: str | None,
+    context_file: tuple[str, ...],
+    single_line: bool,
+    block: bool,
+    raw: bool,
+    dry_run: bool,
+    as_json: bool,
+    **opts: Any,
+) -> None:
     """Fill in the middle at a cursor, or continue code when there is no suffix."""
     if raw and (suffix or file_ or context_file):
         raise UsageError("--raw takes only --prefix: the whole prompt, already rendered")
@@ -175,8 +211,9 @@ def complete(model: str | None, prefix: str | None, suffix: str | None, file_: s
 @sampling_options
 @guard_options
 @json_option
-def generate(request: str, language: str, explain: bool, dry_run: bool, model: str | None, as_json: bool,
-             **opts: Any) -> None:
+def generate(
+    request: str, language: str, explain: bool, dry_run: bool, model: str | None, as_json: bool, **opts: Any
+) -> None:
     """Generate code for REQUEST: code, not advice."""
     m = _open_model(model, opts)
     if dry_run:
@@ -198,8 +235,9 @@ def generate(request: str, language: str, explain: bool, dry_run: bool, model: s
 @sampling_options
 @guard_options
 @json_option
-def chat(message: str | None, system: str | None, dry_run: bool, model: str | None, as_json: bool,
-         **opts: Any) -> None:
+def chat(
+    message: str | None, system: str | None, dry_run: bool, model: str | None, as_json: bool, **opts: Any
+) -> None:
     """Chat: one-shot with MESSAGE, an interactive REPL without."""
     m = _open_model(model, opts)
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
@@ -213,7 +251,9 @@ def chat(message: str | None, system: str | None, dry_run: bool, model: str | No
         return
     if as_json or dry_run:
         raise UsageError("--json and --dry-run need a MESSAGE argument")
-    click.echo(f"chatting with {m.alias} ({m.family}, {m.variant.variant}); empty line or Ctrl-D quits", err=True)
+    click.echo(
+        f"chatting with {m.alias} ({m.family}, {m.variant.variant}); empty line or Ctrl-D quits", err=True
+    )
     while True:
         try:
             line = input("> ")

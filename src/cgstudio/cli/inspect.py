@@ -9,9 +9,22 @@ import click
 from cgstudio.cli.options import emit_json, json_option
 
 KEY_TOKENS = (
-    "<pad>", "<eos>", "<bos>", "<unk>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
-    "<|file_separator|>", "<start_of_turn>", "<end_of_turn>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>",
-    "<|im_start|>", "<|im_end|>", "<|endoftext|>",
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|file_separator|>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|fim_pad|>",
+    "<|file_sep|>",
+    "<|repo_name|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
 )
 
 
@@ -73,7 +86,9 @@ def inspect(model: str | None, variant: str, as_json: bool) -> None:
         emit_json(d)
         return
     rows = [
-        ("file", d["path"]), ("name", d["name"]), ("architecture", d["architecture"]),
+        ("file", d["path"]),
+        ("name", d["name"]),
+        ("architecture", d["architecture"]),
         ("family", d["family"]),
         ("variant", f"{d['variant']} ({d['variant_confidence']}: {d['variant_reason']})"),
         ("FIM", "yes" if d["fim"] else "no"),
@@ -85,8 +100,11 @@ def inspect(model: str | None, variant: str, as_json: bool) -> None:
         ("quantization", d["quantization"]),
         ("size", f"{d['size_bytes'] / 2**20:.1f} MiB"),
         ("layers", str(d["n_layers"])),
-        ("KV cache (F16)", f"{d['kv_bytes_per_token'] / 1024:.1f} KiB/token, "
-                           f"{d['kv_bytes_per_token'] * 8192 / 2**30:.2f} GiB at 8192 tokens"),
+        (
+            "KV cache (F16)",
+            f"{d['kv_bytes_per_token'] / 1024:.1f} KiB/token, "
+            f"{d['kv_bytes_per_token'] * 8192 / 2**30:.2f} GiB at 8192 tokens",
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:

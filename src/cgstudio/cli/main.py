@@ -7,6 +7,7 @@ Domain errors become one line on stderr here, and nowhere else.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -54,7 +55,7 @@ class LazyGroup(click.Group):
             cmd = getattr(importlib.import_module(module), attr)
         except ModuleNotFoundError:
             return None
-        return cmd  # type: ignore[no-any-return]
+        return cmd
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
@@ -92,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line for users, the traceback on request
         if os.environ.get("CGSTUDIO_DEBUG"):
             raise
-        click.echo(f"error: internal error ({type(exc).__name__}: {exc}); rerun with CGSTUDIO_DEBUG=1 "
-                   "for the traceback and please report it", err=True)
+        click.echo(
+            f"error: internal error ({type(exc).__name__}: {exc}); rerun with CGSTUDIO_DEBUG=1 "
+            "for the traceback and please report it",
+            err=True,
+        )
         return 1
     return 0
 

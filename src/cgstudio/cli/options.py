@@ -21,19 +21,39 @@ LOAD_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--batch-size", "-b"), "n_batch", {"type": int, "help": "Evaluation batch size [512]."}),
     (("--rope-freq-base",), "rope_freq_base", {"type": str, "help": "RoPE base or 'auto' [auto]."}),
     (("--rope-freq-scale",), "rope_freq_scale", {"type": str, "help": "RoPE scale or 'auto' [auto]."}),
-    (("--no-kv-offload",), "offload_kqv", {"is_flag": True, "flag_value": False, "default": None,
-                                           "help": "Keep the KV cache off the GPU."}),
-    (("--mlock",), "use_mlock", {"is_flag": True, "flag_value": True, "default": None,
-                                 "help": "Keep the model in memory."}),
-    (("--no-mmap",), "use_mmap", {"is_flag": True, "flag_value": False, "default": None,
-                                  "help": "Do not mmap the weights."}),
-    (("--flash-attn", "-fa"), "flash_attn", {"is_flag": True, "flag_value": True, "default": None,
-                                             "help": "Use flash attention."}),
+    (
+        ("--no-kv-offload",),
+        "offload_kqv",
+        {"is_flag": True, "flag_value": False, "default": None, "help": "Keep the KV cache off the GPU."},
+    ),
+    (
+        ("--mlock",),
+        "use_mlock",
+        {"is_flag": True, "flag_value": True, "default": None, "help": "Keep the model in memory."},
+    ),
+    (
+        ("--no-mmap",),
+        "use_mmap",
+        {"is_flag": True, "flag_value": False, "default": None, "help": "Do not mmap the weights."},
+    ),
+    (
+        ("--flash-attn", "-fa"),
+        "flash_attn",
+        {"is_flag": True, "flag_value": True, "default": None, "help": "Use flash attention."},
+    ),
     (("--cache-type-k", "-ctk"), "cache_type_k", {"type": str, "help": "K cache type [f16]."}),
-    (("--cache-type-v", "-ctv"), "cache_type_v", {"type": str, "help": "V cache type [f16]; quantized needs -fa."}),
+    (
+        ("--cache-type-v", "-ctv"),
+        "cache_type_v",
+        {"type": str, "help": "V cache type [f16]; quantized needs -fa."},
+    ),
 ]
 SAMPLING_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
-    (("--max-tokens", "-n", "--n-predict"), "max_tokens", {"type": int, "help": "Most tokens to generate [256]."}),
+    (
+        ("--max-tokens", "-n", "--n-predict"),
+        "max_tokens",
+        {"type": int, "help": "Most tokens to generate [256]."},
+    ),
     (("--temperature", "--temp"), "temperature", {"type": float, "help": "0 = greedy [0.2]."}),
     (("--top-k",), "top_k", {"type": int, "help": "[40]; 0 = off."}),
     (("--top-p",), "top_p", {"type": float, "help": "[0.95]."}),
@@ -46,27 +66,31 @@ SAMPLING_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
 def load_options(f: F) -> F:
     for flags, field, spec in reversed(LOAD_FLAGS):
         kw = {k: v for k, v in spec.items() if k != "default"}
-        f = click.option(*flags, f"{field}__opt", default=None, **kw)(f)  # type: ignore[assignment]
-    f = click.option("--seed", "seed__opt", type=int, default=None,
-                     help="Seed for reproducible output [random].")(f)  # type: ignore[assignment]
+        f = click.option(*flags, f"{field}__opt", default=None, **kw)(f)
+    f = click.option(
+        "--seed", "seed__opt", type=int, default=None, help="Seed for reproducible output [random]."
+    )(f)
     return f
 
 
 def sampling_options(f: F) -> F:
     for flags, field, kw in reversed(SAMPLING_FLAGS):
-        f = click.option(*flags, f"{field}__opt", default=None, **kw)(f)  # type: ignore[assignment]
+        f = click.option(*flags, f"{field}__opt", default=None, **kw)(f)
     return f
 
 
 def model_option(f: F) -> F:
     return click.option(
-        "-m", "--model", envvar="CGSTUDIO_MODEL", default=None,
+        "-m",
+        "--model",
+        envvar="CGSTUDIO_MODEL",
+        default=None,
         help="GGUF path or alias [CGSTUDIO_MODEL, profile, or a demo model].",
-    )(f)  # type: ignore[return-value]
+    )(f)
 
 
 def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(f)  # type: ignore[return-value]
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(f)
 
 
 def settings_from(opts: dict[str, Any]) -> Settings:

@@ -11,10 +11,10 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class TokenKind(str, Enum):
+class TokenKind(StrEnum):
     NORMAL = "normal"
     CONTROL = "control"
     USER_DEFINED = "user_defined"
@@ -77,7 +77,7 @@ class DecodeRequest:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     stop_ids: frozenset[int] = frozenset()
     cancel: threading.Event | None = None
-    # Reuse cached KV chunks of at least this many tokens by shifting (None = engine default, 0 = prefix only).
+    # Reuse cached KV chunks of >= this many tokens by shifting (None = engine default, 0 = prefix only).
     reuse_min: int | None = None
     # Prompt-lookup speculation: None = engine default ("auto": only while drafts are accepted).
     speculative: bool | None = None

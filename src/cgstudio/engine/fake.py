@@ -27,9 +27,24 @@ class FakeEngine(Engine):
         self.n_ctx = n_ctx
         self.counters = EngineCounters()
         self.info = ModelInfo(
-            path="fake.gguf", architecture="fake", name="fake", n_ctx_train=n_ctx, n_layers=1, n_head=1,
-            n_head_kv=1, key_length=1, value_length=1, size_bytes=0, n_params=0, quantization="F32",
-            chat_template=None, bos_id=BOS, eos_id=EOS, eot_id=None, add_bos=True, add_space_prefix=False,
+            path="fake.gguf",
+            architecture="fake",
+            name="fake",
+            n_ctx_train=n_ctx,
+            n_layers=1,
+            n_head=1,
+            n_head_kv=1,
+            key_length=1,
+            value_length=1,
+            size_bytes=0,
+            n_params=0,
+            quantization="F32",
+            chat_template=None,
+            bos_id=BOS,
+            eos_id=EOS,
+            eot_id=None,
+            add_bos=True,
+            add_space_prefix=False,
             n_vocab=10 + len(pieces),
             special_tokens={"<pad>": 0, "<eos>": EOS, "<bos>": BOS},
             special_kinds={0: TokenKind.CONTROL, EOS: TokenKind.CONTROL, BOS: TokenKind.CONTROL},
@@ -49,8 +64,9 @@ class FakeEngine(Engine):
         return self.info.special_kinds.get(token, TokenKind.NORMAL)
 
     def stream(self, request: DecodeRequest) -> TokenStream:
-        stats = DecodeStats(n_prompt=len(request.tokens), n_prompt_evaluated=len(request.tokens),
-                            prompt_eval_s=0.001)
+        stats = DecodeStats(
+            n_prompt=len(request.tokens), n_prompt_evaluated=len(request.tokens), prompt_eval_s=0.001
+        )
 
         def gen() -> Iterator[int]:
             self.counters.evaluated_tokens += len(request.tokens)

@@ -16,8 +16,11 @@ FOREIGN_MARKUP: dict[str, re.Pattern[str]] = {
     "Alpaca (### Instruction)": re.compile(r"^### (Instruction|Response):", re.MULTILINE),
     "Vicuna / Mistral (<s>)": re.compile(r"^<s>|</s>"),
 }
-OWN_MARKUP = {"gemma": "Gemma (<start_of_turn>)", "codegemma": "Gemma (<start_of_turn>)",
-              "qwen2.5-coder": "ChatML (<|im_start|>)"}
+OWN_MARKUP = {
+    "gemma": "Gemma (<start_of_turn>)",
+    "codegemma": "Gemma (<start_of_turn>)",
+    "qwen2.5-coder": "ChatML (<|im_start|>)",
+}
 
 
 def empty_output_warning(

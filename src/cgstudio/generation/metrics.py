@@ -39,7 +39,9 @@ def prompt_rate(n_evaluated: int, seconds: float) -> float | None:
     return n_evaluated / seconds
 
 
-def generation_rate(n_generated: int, first_token_at: float | None, last_token_at: float | None) -> float | None:
+def generation_rate(
+    n_generated: int, first_token_at: float | None, last_token_at: float | None
+) -> float | None:
     # Tokens after the first, over the time after the first: the decode rate the user feels.
     # With fewer than 2 tokens there is no interval to measure.
     if n_generated < 2 or first_token_at is None or last_token_at is None:

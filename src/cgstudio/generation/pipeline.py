@@ -103,16 +103,24 @@ def run(
     utf8 = Utf8Stream()
     stops = StopMatcher([*prompt.stop_strings, *sampling.stop])
     fim = (
-        FimRules(prompt.suffix, prompt.prefix_tail, guards.fim_stop_at_suffix, guards.fim_single_line,
-                 guards.fim_block_end)
-        if prompt.mode == "fim" else None
+        FimRules(
+            prompt.suffix,
+            prompt.prefix_tail,
+            guards.fim_stop_at_suffix,
+            guards.fim_single_line,
+            guards.fim_block_end,
+        )
+        if prompt.mode == "fim"
+        else None
     )
-    rep = RepetitionGuard(RepetitionConfig(
-        enabled=guards.repetition,
-        min_lines=guards.repetition_min_lines,
-        block_repeats=guards.repetition_block_repeats,
-        shape_run_lines=guards.repetition_shape_lines,
-    ))
+    rep = RepetitionGuard(
+        RepetitionConfig(
+            enabled=guards.repetition,
+            min_lines=guards.repetition_min_lines,
+            block_repeats=guards.repetition_block_repeats,
+            shape_run_lines=guards.repetition_shape_lines,
+        )
+    )
     warnings = list(prompt.warnings)
     out: list[str] = []
     emitted = 0
@@ -137,11 +145,14 @@ def run(
                 verdict = rep.feed(text)
                 if verdict is not None and finish is None:
                     keep, finish = verdict.keep_chars, "repetition"
-                    warnings.append(GuardWarning(
-                        "repetition",
-                        f"stopped a loop: {verdict.detail}. Use an instruction-tuned model for instructions, "
-                        "lower max_tokens, or raise the temperature slightly.",
-                    ))
+                    warnings.append(
+                        GuardWarning(
+                            "repetition",
+                            f"stopped a loop: {verdict.detail}. "
+                            "Use an instruction-tuned model for instructions, "
+                            "lower max_tokens, or raise the temperature slightly.",
+                        )
+                    )
                 yield Chunk(_clip_delta(text, emitted, keep))
             if finish is not None:
                 break
@@ -158,16 +169,18 @@ def run(
         full = full[:keep]
     stats = stream.stats
     if not full.strip():
-        warnings.append(empty_output_warning(
-            prompt=prompt,
-            prompt_text=engine.detokenize(prompt.tokens, special=True),
-            info=engine.info,
-            family=ctx.family,
-            stats=stats,
-            finish_reason=finish,
-            stop_at_start=stops.matched if stops.matched_at_start else None,
-            variant_problem=ctx.variant_problem,
-        ))
+        warnings.append(
+            empty_output_warning(
+                prompt=prompt,
+                prompt_text=engine.detokenize(prompt.tokens, special=True),
+                info=engine.info,
+                family=ctx.family,
+                stats=stats,
+                finish_reason=finish,
+                stop_at_start=stops.matched if stops.matched_at_start else None,
+                variant_problem=ctx.variant_problem,
+            )
+        )
     total = time.perf_counter() - t_start
     timings = Timings(
         time_to_first_token_s=(first_at - t_start) if first_at is not None else None,

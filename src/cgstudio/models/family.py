@@ -1,7 +1,8 @@
 """Family and variant detection from GGUF metadata and vocabulary.
 
 Family (first match wins):
-  codegemma      architecture gemma*, vocabulary has <|fim_prefix|> <|fim_suffix|> <|fim_middle|> <|file_separator|>
+  codegemma      architecture gemma*; vocabulary has <|fim_prefix|> <|fim_suffix|> <|fim_middle|>
+                 and <|file_separator|>
   qwen2.5-coder  architecture qwen2, vocabulary has <|fim_prefix|> <|fim_suffix|> <|fim_middle|> <|file_sep|>
   gemma          architecture gemma, gemma2 or gemma3 (no FIM tokens)
   unknown        anything else (chat from the GGUF's own template, no FIM)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from itertools import pairwise
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -33,7 +34,7 @@ def normalise(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     turns = [m for m in messages if m.role != "system"]
     if not turns or turns[0].role != "user":
         raise InvalidInputError("the first non-system message must come from the user")
-    for prev, cur in zip(turns, turns[1:], strict=False):
+    for prev, cur in pairwise(turns):
         if prev.role == cur.role:
             raise InvalidInputError(
                 f"chat roles must alternate user/assistant; two {cur.role} messages follow each other"
@@ -79,8 +80,10 @@ def render_template(vocab: Vocab, messages: Sequence[ChatMessage]) -> list[int]:
     bos = vocab.engine.piece(info.bos_id, special=True).decode() if info.bos_id is not None else ""
     eos = vocab.engine.piece(info.eos_id, special=True).decode() if info.eos_id is not None else ""
     try:
-        text = _jinja_env().from_string(info.chat_template).render(
-            messages=fake, add_generation_prompt=True, bos_token=bos, eos_token=eos
+        text = (
+            _jinja_env()
+            .from_string(info.chat_template)
+            .render(messages=fake, add_generation_prompt=True, bos_token=bos, eos_token=eos)
         )
     except TemplateError as exc:
         raise UnsupportedModeError(f"the model's chat template failed: {exc}") from exc
@@ -128,18 +131,25 @@ def build_chat(
         later = [i for i, m in enumerate(msgs) if i > first_user and m.role != "system"]
         if len(later) < 3:  # only the final user turn (and maybe one reply) is left
             raise ContextOverflowError(
-                len(tokens) + min_room, n_ctx,
+                len(tokens) + min_room,
+                n_ctx,
                 f"the chat ({len(tokens)} prompt tokens + {min_room} for the reply) does not fit",
             )
         del msgs[later[0] : later[1] + 1]
         dropped += 2
         tokens = fix_bos(vocab, renderer(vocab, msgs))
     if dropped:
-        warnings.append(GuardWarning(
-            "prompt_truncated", f"dropped the {dropped} oldest chat messages to fit the {n_ctx}-token context"
-        ))
+        warnings.append(
+            GuardWarning(
+                "prompt_truncated",
+                f"dropped the {dropped} oldest chat messages to fit the {n_ctx}-token context",
+            )
+        )
     reply_room = n_ctx - len(tokens)
     return Prompt(
-        tokens=tokens, mode="chat", stop_ids=stop_ids, warnings=warnings,
+        tokens=tokens,
+        mode="chat",
+        stop_ids=stop_ids,
+        warnings=warnings,
         max_tokens=min(max_tokens, reply_room),
     )

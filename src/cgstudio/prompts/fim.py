@@ -28,17 +28,31 @@ class FimSpec:
 
 
 CODEGEMMA_FIM = FimSpec(
-    "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>",
+    "<|fim_prefix|>",
+    "<|fim_suffix|>",
+    "<|fim_middle|>",
+    "<|file_separator|>",
     stop_texts=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>", "<end_of_turn>"),
-    add_bos=True, repo_style=False,
+    add_bos=True,
+    repo_style=False,
 )
 QWEN_FIM = FimSpec(
-    "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_sep|>",
+    "<|fim_prefix|>",
+    "<|fim_suffix|>",
+    "<|fim_middle|>",
+    "<|file_sep|>",
     stop_texts=(
-        "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>", "<|file_sep|>",
-        "<|repo_name|>", "<|im_end|>", "<|endoftext|>",
+        "<|fim_prefix|>",
+        "<|fim_suffix|>",
+        "<|fim_middle|>",
+        "<|fim_pad|>",
+        "<|file_sep|>",
+        "<|repo_name|>",
+        "<|im_end|>",
+        "<|endoftext|>",
     ),
-    add_bos=False, repo_style=True,
+    add_bos=False,
+    repo_style=True,
 )
 
 
@@ -69,11 +83,13 @@ def build_fim(
     warnings: list[GuardWarning] = []
     reserve = min(max_tokens, max(n_ctx // 2, 1))
     if reserve < max_tokens:
-        warnings.append(GuardWarning(
-            "max_tokens_clamped",
-            f"max_tokens {max_tokens} does not fit a {n_ctx}-token context next to the prompt; "
-            f"using {reserve}. Raise --ctx-size for longer completions.",
-        ))
+        warnings.append(
+            GuardWarning(
+                "max_tokens_clamped",
+                f"max_tokens {max_tokens} does not fit a {n_ctx}-token context next to the prompt; "
+                f"using {reserve}. Raise --ctx-size for longer completions.",
+            )
+        )
     budget = n_ctx - reserve
     head = [vocab.bos_id] if spec.add_bos and vocab.bos_id is not None else []
     pre_ids, suf_ids = vocab.plain(prefix), vocab.plain(suffix)
@@ -91,18 +107,27 @@ def build_fim(
         dropped_pre, dropped_suf = len(pre_ids) - keep_pre, len(suf_ids) - keep_suf
         pre_ids = pre_ids[len(pre_ids) - keep_pre :]
         suf_ids = suf_ids[:keep_suf]
-        warnings.append(GuardWarning(
-            "prompt_truncated",
-            f"the FIM prompt did not fit {n_ctx} tokens with {reserve} kept for the completion: dropped "
-            f"{dropped_pre} prefix tokens from the start and {dropped_suf} suffix tokens from the end. "
-            "Raise --ctx-size to keep more of the file.",
-        ))
+        warnings.append(
+            GuardWarning(
+                "prompt_truncated",
+                f"the FIM prompt did not fit {n_ctx} tokens with {reserve} kept for the completion: dropped "
+                f"{dropped_pre} prefix tokens from the start and {dropped_suf} suffix tokens from the end. "
+                "Raise --ctx-size to keep more of the file.",
+            )
+        )
         room = 0
     else:
         room -= len(pre_ids) + len(suf_ids)
     ctx_ids = _context_files(vocab, spec, files, room, warnings)
     tokens = [
-        *head, *ctx_ids, *path_ids, *marker, *pre_ids, *tail_markers[0], *suf_ids, *tail_markers[1],
+        *head,
+        *ctx_ids,
+        *path_ids,
+        *marker,
+        *pre_ids,
+        *tail_markers[0],
+        *suf_ids,
+        *tail_markers[1],
     ]
     return Prompt(
         tokens=tokens,
@@ -147,10 +172,12 @@ def _context_files(
         kept.insert(0, block)
         used += len(block)
     if len(kept) < len(blocks):
-        warnings.append(GuardWarning(
-            "context_files_dropped",
-            f"{len(blocks) - len(kept)} of {len(blocks)} context files did not fit the token budget",
-        ))
+        warnings.append(
+            GuardWarning(
+                "context_files_dropped",
+                f"{len(blocks) - len(kept)} of {len(blocks)} context files did not fit the token budget",
+            )
+        )
     if not kept:
         return []
     return [*header, *(t for b in kept for t in b)]

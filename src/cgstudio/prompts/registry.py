@@ -21,14 +21,20 @@ class FamilyFormat:
 
 FORMATS: dict[str, FamilyFormat] = {
     "codegemma": FamilyFormat(
-        "codegemma", CODEGEMMA_FIM, render_gemma, ("<end_of_turn>", "<eos>"),
+        "codegemma",
+        CODEGEMMA_FIM,
+        render_gemma,
+        ("<end_of_turn>", "<eos>"),
         required=(*CODEGEMMA_FIM.stop_texts[:4], "<start_of_turn>", "<end_of_turn>"),
     ),
     "gemma": FamilyFormat(
         "gemma", None, render_gemma, ("<end_of_turn>", "<eos>"), required=("<start_of_turn>", "<end_of_turn>")
     ),
     "qwen2.5-coder": FamilyFormat(
-        "qwen2.5-coder", QWEN_FIM, render_template, ("<|im_end|>", "<|endoftext|>"),
+        "qwen2.5-coder",
+        QWEN_FIM,
+        render_template,
+        ("<|im_end|>", "<|endoftext|>"),
         required=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_sep|>"),
     ),
     "unknown": FamilyFormat("unknown", None, render_template, (), required=()),

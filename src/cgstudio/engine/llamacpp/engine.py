@@ -28,8 +28,12 @@ class LlamaCppEngine(Engine):
         self.n_ctx = self._context.n_ctx_seq
         self.counters = EngineCounters()
         self._scheduler = Scheduler(
-            self._model, self._context, self.counters, n_parallel=self.profile.n_parallel,
-            reuse_min=self.profile.cache_reuse, speculative=self.profile.speculative,
+            self._model,
+            self._context,
+            self.counters,
+            n_parallel=self.profile.n_parallel,
+            reuse_min=self.profile.cache_reuse,
+            speculative=self.profile.speculative,
         )
         self._kind_cache: dict[int, TokenKind] = {}
 

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import llama_cpp as lc
 
@@ -61,7 +62,8 @@ class _Sampler:
         chain = lc.llama_sampler_chain_init(params)
         if cfg.repeat_penalty != 1.0 and cfg.repeat_last_n > 0:
             lc.llama_sampler_chain_add(
-                chain, lc.llama_sampler_init_penalties(n_vocab, cfg.repeat_last_n, cfg.repeat_penalty, 0.0, 0.0)
+                chain,
+                lc.llama_sampler_init_penalties(n_vocab, cfg.repeat_last_n, cfg.repeat_penalty, 0.0, 0.0),
             )
         if cfg.temperature <= 0.0:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
@@ -109,8 +111,14 @@ class _Seq:
 
 class Scheduler:
     def __init__(
-        self, model: ModelHandle, context: ContextHandle, counters: EngineCounters, *,
-        n_parallel: int = 1, reuse_min: int = 32, speculative: str = "auto",
+        self,
+        model: ModelHandle,
+        context: ContextHandle,
+        counters: EngineCounters,
+        *,
+        n_parallel: int = 1,
+        reuse_min: int = 32,
+        speculative: str = "auto",
     ) -> None:
         self.model = model
         self.context = context
@@ -229,7 +237,9 @@ class Scheduler:
         seq.speculate = req.speculative if req.speculative is not None else (spec is not False)
         seq.history = list(req.tokens)
 
-    def _reuse(self, slot: _Slot, prompt: list[int], reuse_min: int, stats: DecodeStats) -> list[tuple[int, int]]:
+    def _reuse(
+        self, slot: _Slot, prompt: list[int], reuse_min: int, stats: DecodeStats
+    ) -> list[tuple[int, int]]:
         """Keep what the slot's cache can serve; return the (token, pos) pairs still to evaluate."""
         mem, sid, cache = self.context.memory, slot.seq_id, slot.tokens
         n = len(prompt)
@@ -240,8 +250,7 @@ class Scheduler:
             # the common prefix: for FIM this is <|fim_suffix|>{suffix} after an edit at the cursor.
             old_end = min(len(cache), self._old_prompt_len(slot, prompt)) - 1
             k = 0
-            while (k < old_end - common and k < n - 1 - common
-                   and cache[old_end - 1 - k] == prompt[n - 2 - k]):
+            while k < old_end - common and k < n - 1 - common and cache[old_end - 1 - k] == prompt[n - 2 - k]:
                 k += 1
             if k >= reuse_min:
                 shifted = k
@@ -383,9 +392,12 @@ class Scheduler:
             if keep < len(slot.tokens):
                 lc.llama_memory_seq_rm(self.context.memory, slot.seq_id, keep, -1)
                 del slot.tokens[keep:]
-            if (self.speculative == "auto" and seq.req.speculative is None
-                    and seq.stats.n_drafted >= SPEC_PROBE
-                    and seq.stats.n_accepted < SPEC_MIN_ACCEPT * seq.stats.n_drafted):
+            if (
+                self.speculative == "auto"
+                and seq.req.speculative is None
+                and seq.stats.n_drafted >= SPEC_PROBE
+                and seq.stats.n_accepted < SPEC_MIN_ACCEPT * seq.stats.n_drafted
+            ):
                 seq.speculate = False
         seq.draft = []
 
@@ -470,7 +482,7 @@ def _set_token(tokens: list[int], pos: int, tok: int) -> None:
         tokens.append(tok)
 
 
-def _put(b: lc.llama_batch, i: int, tok: int, pos: int, seq_id: int, logits: bool) -> None:
+def _put(b: Any, i: int, tok: int, pos: int, seq_id: int, logits: bool) -> None:
     b.token[i] = tok
     b.pos[i] = pos
     b.n_seq_id[i] = 1

@@ -100,16 +100,23 @@ class DecodeStats:
     queued_s: float = 0.0  # time waiting for a free sequence slot
 
 
-class TokenStream(Iterator[int]):
-    """Iterator of generated token ids with live ``stats``. Closing it frees the sequence."""
+Piece = int | bytes
+
+
+class TokenStream(Iterator[Piece]):
+    """Iterator of generated tokens with live ``stats``. Closing it frees the sequence.
+
+    Local engines yield token ids. A remote engine whose upstream sends text yields that text
+    as ``bytes``, one item per upstream token event; the pipeline treats both alike.
+    """
 
     stats: DecodeStats
 
-    def __init__(self, gen: Iterator[int], stats: DecodeStats) -> None:
+    def __init__(self, gen: Iterator[Piece], stats: DecodeStats) -> None:
         self._gen = gen
         self.stats = stats
 
-    def __next__(self) -> int:
+    def __next__(self) -> Piece:
         return next(self._gen)
 
     def close(self) -> None:

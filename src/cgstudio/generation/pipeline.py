@@ -132,9 +132,13 @@ def run(
             now = time.perf_counter()
             first_at = first_at or now
             last_at = now
-            if tok in protected:
+            if isinstance(tok, bytes):
+                data = tok  # a remote engine's text
+            elif tok in protected:
                 continue  # control tokens never reach the text
-            text, stopped = stops.feed(utf8.feed(engine.piece(tok)))
+            else:
+                data = engine.piece(tok)
+            text, stopped = stops.feed(utf8.feed(data))
             if stopped:
                 finish = "stop"
             if text:

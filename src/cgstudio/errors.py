@@ -13,7 +13,13 @@
     ├── VariantMismatchError           --strict and the variant does not fit the task (HTTP 400)
     ├── OverloadedError                the request queue is full (HTTP 503)
     ├── AuthError                      missing or wrong API key (HTTP 401)
-    └── UpstreamError                  a remote engine failed or is down (HTTP 503)
+    ├── UpstreamError                  a remote engine failed or is down (HTTP 503)
+    ├── HubError                       the Hugging Face Hub (pull)
+    │   ├── HubUnreachableError        offline or unreachable
+    │   ├── GatedRepoAccessError       401/403: accept the Gemma license, set HF_TOKEN
+    │   ├── ChecksumMismatchError      the download does not match the Hub's sha256
+    │   └── DownloadInterruptedError   cut off; `pull` again resumes
+    └── DoctorFailedError              `doctor` found a failing check (exit 1)
 
 Messages say what to do next. Lower-level errors are chained with ``raise X from exc``;
 the CLI and the server each map this tree exactly once.
@@ -105,3 +111,29 @@ class AuthError(CGStudioError):
 class UpstreamError(CGStudioError):
     http_status = 503
     code = "upstream_unavailable"
+
+
+class HubError(CGStudioError):
+    http_status = 502
+    code = "hub_error"
+
+
+class HubUnreachableError(HubError):
+    code = "hub_unreachable"
+
+
+class GatedRepoAccessError(HubError):
+    http_status = 403
+    code = "hub_gated"
+
+
+class ChecksumMismatchError(HubError):
+    code = "checksum_mismatch"
+
+
+class DownloadInterruptedError(HubError):
+    code = "download_interrupted"
+
+
+class DoctorFailedError(CGStudioError):
+    code = "doctor_failed"

@@ -68,14 +68,15 @@ class LazyGroup(click.Group):
 def cli() -> None:
     """CodeGemma Studio: local CodeGemma with exact prompts, guards and honest metrics.
 
-    Models: --model takes a .gguf path or a demo alias (qwen2.5-coder-0.5b, gemma3-270m);
-    the default comes from CGSTUDIO_MODEL or the profile file.
+    Models: --model takes a .gguf path, a store alias (cgstudio models add / pull) or a demo
+    alias (qwen2.5-coder-0.5b, gemma3-270m); the default comes from CGSTUDIO_MODEL or the
+    profile file (~/.config/cgstudio/profile.toml).
     """
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cli.main(args=argv, prog_name="cgstudio", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="cgstudio", standalone_mode=False)
     except CGStudioError as exc:
         click.echo(f"error: {exc.message}", err=True)
         return exc.exit_code
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             err=True,
         )
         return 1
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""``cgstudio models list|add|rm``: the local model store (see cgstudio.models.store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cgstudio.cli.options import emit_json, json_option
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+@click.group("models")
+def models_group() -> None:
+    """List, add and remove models in the local store.
+
+    The store lives in $CGSTUDIO_HOME/models (default $XDG_DATA_HOME/cgstudio/models). Every
+    --model option takes a store alias.
+    """
+
+
+@models_group.command("list")
+@json_option
+def list_cmd(as_json: bool) -> None:
+    """Alias, family, variant, quantization, size and path of each stored model."""
+    from cgstudio.models.store import ModelStore, store_dir
+
+    models = ModelStore().list()
+    if as_json:
+        emit_json([m.public() for m in models])
+        return
+    if not models:
+        click.echo(
+            f"no models in {store_dir()}; `cgstudio pull codegemma-2b` or `cgstudio models add PATH.gguf`"
+        )
+        return
+    rows = [("ALIAS", "FAMILY", "VARIANT", "QUANT", "SIZE", "PATH")]
+    for m in models:
+        path = m.path if m.exists() else f"{m.path} (missing)"
+        rows.append((m.alias, m.family, m.variant, m.quantization, _size(m.size_bytes), path))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
+
+
+@models_group.command("add")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--alias", "-a", default=None, help="Name to use with --model [the file name, lower-cased].")
+@click.option("--copy", is_flag=True, help="Copy the file into the store instead of registering it in place.")
+@json_option
+def add_cmd(path: Path, alias: str | None, copy: bool, as_json: bool) -> None:
+    """Register an existing GGUF (in place unless --copy)."""
+    from cgstudio.models.store import ModelStore
+
+    entry = ModelStore().add(path, alias=alias, copy=copy)
+    if as_json:
+        emit_json(entry.public())
+        return
+    how = "copied to" if copy else "registered in place:"
+    click.echo(
+        f"{entry.alias}: {entry.family} {entry.variant}, {entry.quantization}, {_size(entry.size_bytes)}; "
+        f"{how} {entry.path}"
+    )
+
+
+@models_group.command("rm")
+@click.argument("alias")
+@click.option(
+    "--delete-file/--keep-file",
+    default=None,
+    help="Delete the GGUF too [yes for pulled or copied files, no for files added in place].",
+)
+def rm_cmd(alias: str, delete_file: bool | None) -> None:
+    """Remove ALIAS from the store."""
+    from cgstudio.models.store import ModelStore
+
+    entry, deleted = ModelStore().remove(alias, delete_file=delete_file)
+    click.echo(f"removed {entry.alias}" + (f"; deleted {entry.path}" if deleted else f"; kept {entry.path}"))

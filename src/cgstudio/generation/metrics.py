@@ -34,7 +34,8 @@ class Timings:
 
 
 def prompt_rate(n_evaluated: int, seconds: float) -> float | None:
-    if n_evaluated < 1 or seconds <= 0:
+    # One token is a latency, not a rate (a cache hit evaluates just the last prompt token).
+    if n_evaluated < 2 or seconds <= 0:
         return None
     return n_evaluated / seconds
 

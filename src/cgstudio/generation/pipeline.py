@@ -168,6 +168,10 @@ def run(
             out.append(tail)
             yield Chunk(tail)
         finish = ENGINE_FINISH.get(stream.stats.finish or "", "length")
+        if fim is not None and tail and (cut := fim.feed(tail)) is not None:
+            keep = cut
+        elif fim is not None and (cut := fim.finish()) is not None:
+            keep = cut
     full = "".join(out)
     if keep is not None:
         full = full[:keep]

@@ -4,6 +4,8 @@ Each rule returns the length of output to keep once it decides to stop:
   * suffix overlap: the completion starts repeating the first line(s) of the suffix;
   * single line: at most one line;
   * block end: a line indented less than the cursor's block ends the completion.
+A cut at the suffix also drops the blank lines before it (the suffix brings its own), and at
+the end a trailing partial line that merely starts a suffix line is dropped (``finish``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ class FimRules:
     def __post_init__(self) -> None:
         lines = [ln for ln in self.suffix.split("\n") if ln.strip()]
         self._suffix_lines = [ln.strip() for ln in lines[:3]]
-        cursor_line = self.prefix_tail.rsplit("\n", 1)[-1]
-        self._cursor_indent = _indent(cursor_line)
+        self._cursor_line = self.prefix_tail.rsplit("\n", 1)[-1]
+        self._block_indent: int | None = None  # known once the first non-blank line is complete
         self._text = ""
         self._line_starts = [0]
         self._candidate: int | None = None
@@ -58,19 +60,46 @@ class FimRules:
         line = self._text[start:end]
         if self.single_line and line.strip():
             return end
-        # Line 0 continues the cursor line, so its indentation says nothing about the block.
-        if self.block_end and index > 0 and line.strip() and _indent(line) < self._cursor_indent:
-            return start
+        if self.block_end and line.strip():
+            if self._block_indent is None:
+                # Line 0 continues the cursor line; on a blank cursor line the first code line's
+                # indentation (cursor whitespace included) is the block's.
+                if index == 0 and self._cursor_line.strip():
+                    self._block_indent = _indent(self._cursor_line)
+                else:
+                    head = self._cursor_line if index == 0 else ""
+                    self._block_indent = _indent(head + line)
+            elif _indent(line) < self._block_indent:
+                return start
         if self.stop_at_suffix and self._suffix_lines:
             if self._candidate is not None:
                 cut, self._candidate = self._candidate, None
                 if line.strip() == self._suffix_lines[1]:
-                    return cut
+                    return self._trim(cut)
             stripped = line.strip()
             if stripped == self._suffix_lines[0] and len(stripped) < 4:
                 # A short first suffix line ("}", ")") also closes inner blocks: need the next line too.
                 if len(self._suffix_lines) > 1:
                     self._candidate = start
             elif any(_repeats(stripped, s) for s in self._suffix_lines):
-                return start
+                return self._trim(start)
         return None
+
+    def finish(self) -> int | None:
+        """At the end of generation: drop a trailing partial line that only starts a suffix line."""
+        if not self.stop_at_suffix or not self._suffix_lines:
+            return None
+        start = self._line_starts[-1]
+        tail = self._text[start:].strip()
+        if len(tail) >= 4 and any(s.startswith(tail) for s in self._suffix_lines):
+            return self._trim(start)
+        return None
+
+    def _trim(self, cut: int) -> int:
+        """Drop blank lines before a cut at the suffix; keep one newline unless the suffix starts with one."""
+        kept = self._text[:cut]
+        body = kept.rstrip(" \t\n")
+        if len(body) == len(kept):
+            return cut
+        ends_line = "\n" in kept[len(body) :] and not self.suffix.startswith("\n")
+        return len(body) + (1 if ends_line else 0)

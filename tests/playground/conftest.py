@@ -1,0 +1,157 @@
+"""Browser-test fixtures: a real ``cgstudio serve`` subprocess and Debian's Chromium via Playwright.
+
+Playwright cannot download its own browser here, so the tests drive ``/usr/bin/chromium``
+(``apt-get install -y chromium``; ``make browser``) through ``executable_path`` and skip
+without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+API_KEY = "studio-test-key"
+QWEN = "qwen2.5-coder-0.5b"
+GEMMA3 = "gemma3-270m"
+MAX_TOKENS = 32  # keeps each generation to a few seconds on a CPU
+STORE_KEY = "cgstudio.playground.v1"
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        if found := shutil.which(name):
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+@dataclass
+class Studio:
+    """The running server: its URL and key, the two model aliases, the max_tokens pages start with."""
+
+    url: str
+    api_key: str
+    log: Path
+    qwen: str = QWEN
+    gemma3: str = GEMMA3
+    max_tokens: int = MAX_TOKENS
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=60
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve_command() -> list[str]:
+    script = Path(sys.executable).with_name("cgstudio")
+    if script.exists():
+        return [str(script), "serve"]
+    return [sys.executable, "-c", "from cgstudio.cli.main import main; main()", "serve"]
+
+
+@pytest.fixture(scope="session")
+def studio(qwen_path: Path, gemma3_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
+    """``cgstudio serve`` with both demo models, an API key and a 2048-token context."""
+    home = tmp_path_factory.mktemp("studio-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CGSTUDIO_")}
+    env.update(XDG_CONFIG_HOME=str(home / "config"), CGSTUDIO_PROFILE=str(home / "config" / "profile.toml"))
+    port = _free_port()
+    log = home / "serve.log"
+    cmd = [
+        *_serve_command(),
+        "-m", f"{QWEN}={qwen_path}",
+        "-m", f"{GEMMA3}={gemma3_path}",
+        "--port", str(port),
+        "--ctx-size", "2048",
+        "--api-key", API_KEY,
+        "--keep-alive", "-1",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"cgstudio serve exited with {proc.returncode}:\n{log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"cgstudio serve did not answer /health in 60 s:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield Studio(url, API_KEY, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip("Chromium is missing: apt-get install -y chromium (make browser)")
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=90_000)  # a generation on a busy CPU takes a while
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def open_studio(studio: Studio, browser: Any) -> Iterator[Callable[..., Any]]:
+    """``open_studio(key=True, width=1440, height=900)``: a fresh page on the studio.
+
+    ``key=True`` stores the API key first; ``key=False`` leaves the page to ask for it.
+    Sampling starts at max_tokens=MAX_TOKENS and seed 7, so replies stay short and repeatable.
+    Page errors (uncaught exceptions) fail the test.
+    """
+    contexts: list[Any] = []
+    errors: list[str] = []
+
+    def factory(*, key: bool = True, width: int = 1440, height: int = 900) -> Any:
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(ctx)
+        seed = {"sampling": {"max_tokens": MAX_TOKENS, "seed": 7}}
+        script = (
+            f"if (!localStorage.getItem({json.dumps(STORE_KEY)})) "
+            f"localStorage.setItem({json.dumps(STORE_KEY)}, {json.dumps(json.dumps(seed))});"
+        )
+        if key:
+            script += f"localStorage.setItem('cgstudio.apiKey', {json.dumps(API_KEY)});"
+        ctx.add_init_script(script)
+        page = ctx.new_page()
+        page.set_default_timeout(90_000)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(studio.url + "/")
+        return page
+
+    yield factory
+    for ctx in contexts:
+        ctx.close()
+    assert not errors, f"uncaught errors on the page: {errors}"

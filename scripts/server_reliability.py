@@ -1,0 +1,463 @@
+"""Server reliability: schemathesis fuzzing (no 5xx) and a bounded loopback load (no errors, flat RSS).
+
+    .venv/bin/python scripts/server_reliability.py                     # both phases, demo model for load
+    .venv/bin/python scripts/server_reliability.py --model PATH.gguf --requests 500 --concurrency 8
+    .venv/bin/python scripts/server_reliability.py --skip-load --fuzz-examples 50
+
+Phase 1 starts ``cgstudio serve`` on three tiny synthetic CodeGemma GGUFs (fast, so fuzzed
+requests with huge max_tokens still finish) and runs schemathesis against /openapi.json with
+the ``not_a_server_error`` check; it then reads the server's own /metrics and requires zero
+5xx answers. /admin/reload is left out: it changes load parameters for the rest of the run.
+
+Phase 2 starts ``cgstudio serve`` on --model (default: the demo model, as ``make serve``; ``synthetic``
+for the tiny random models, which measures the server rather than the model) and
+sends --requests mixed requests over all three dialects from --concurrency workers (streaming
+and not; each worker has its own X-Client-Id so none supersedes another). Every answer must be
+a 200 with a complete body or stream. The server's RSS is sampled after a warm-up and every
+100 requests; growth past max(32 MiB, 5 %) fails the run. This is a script, not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+KEY = "reliability-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``cgstudio serve`` in a subprocess on a free loopback port."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log.open("w")
+        cmd = [
+            sys.executable,
+            "-m",
+            "cgstudio.cli.main",
+            "serve",
+            *args,
+            "--port",
+            str(self.port),
+            "--api-key",
+            KEY,
+            "--log-level",
+            "warning",
+            "--keep-alive",
+            "-1",
+            "--max-queue",
+            "64",
+        ]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the server exited with {self.proc.returncode}; see {log}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit("the server did not start in 300 s")
+
+    def rss_mib(self) -> float:
+        return psutil.Process(self.proc.pid).memory_info().rss / (1 << 20)
+
+    def server_errors(self) -> int:
+        text = httpx.get(self.url + "/metrics", headers=AUTH, timeout=30).text
+        return sum(
+            int(float(m.group(2)))
+            for m in re.finditer(
+                r'^cgstudio_requests_total\{endpoint="[^"]*",status="(5\d\d)"\} (\S+)$', text, re.M
+            )
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+# -- phase 1: schemathesis ------------------------------------------------------------------------
+def synthetic_models(workdir: Path) -> list[str]:
+    """--model arguments for three tiny synthetic models: pretrained FIM, instruction-tuned, no FIM."""
+    from cgstudio.testing.synthetic_gguf import write_codegemma_gguf
+
+    pt = write_codegemma_gguf(workdir / "codegemma-2b-synthetic.gguf")
+    it = write_codegemma_gguf(workdir / "codegemma-7b-it-synthetic.gguf", name="codegemma-7b-it")
+    nofim = write_codegemma_gguf(workdir / "gemma-2b-synthetic.gguf", name="gemma-2b", include_fim=False)
+    return ["-m", f"pt={pt}", "-m", f"it={it}", "-m", f"nofim={nofim}"]
+
+
+def fuzz(examples: int, workdir: Path) -> dict[str, Any]:
+    server = Server([*synthetic_models(workdir), "-c", "1024"], workdir / "fuzz-server.log")
+    try:
+        t0 = time.monotonic()
+        st = Path(sys.executable).with_name("schemathesis")
+        cmd = [
+            str(st),
+            "run",
+            server.url + "/openapi.json",
+            "-H",
+            f"Authorization: Bearer {KEY}",
+            "--checks",
+            "not_a_server_error",
+            "--exclude-path",
+            "/admin/reload",
+            "-n",
+            str(examples),
+            "--seed",
+            "1",
+            "-w",
+            "2",
+            "--request-timeout",
+            "120",
+            "--output-truncate",
+            "true",
+        ]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+        out = r.stdout + r.stderr
+        cases = re.search(r"(\d+) generated, (\d+) passed", out)
+        internal = re.search(r"Runtime Error: (\d+)", out)
+        result = {
+            "schemathesis_exit": r.returncode,
+            # errors inside schemathesis' own data generation (not server answers), e.g. hypothesis flakiness
+            "schemathesis_internal_errors": int(internal.group(1)) if internal else 0,
+            "operations": (m.group(1) if (m := re.search(r"Tested: (\d+)", out)) else "?"),
+            "cases_generated": int(cases.group(1)) if cases else None,
+            "cases_passed": int(cases.group(2)) if cases else None,
+            "server_5xx": server.server_errors(),
+            "server_alive": server.proc.poll() is None,
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+        (workdir / "schemathesis.txt").write_text(out)
+        return result
+    finally:
+        server.stop()
+
+
+# -- phase 2: load --------------------------------------------------------------------------------
+PY_LINES = [
+    "total = 0",
+    "for item in items:",
+    "    total += item",
+    "return total",
+    "if not items:",
+    "    return None",
+    "result = []",
+    "seen = set()",
+]
+
+
+def doc(i: int) -> tuple[str, str]:
+    name = f"func_{i}"
+    prefix = (
+        f'def {name}(items):\n    """Sum of items number {i}."""\n    {PY_LINES[i % len(PY_LINES)]}\n    '
+    )
+    return prefix, f"\n\nprint({name}([1, 2, {i}]))\n"
+
+
+async def _json(r: httpx.Response) -> Any:
+    if r.status_code != 200:
+        raise AssertionError(f"HTTP {r.status_code}: {r.text[:200]}")
+    return r.json()
+
+
+async def _sse(c: httpx.AsyncClient, path: str, body: dict[str, Any], final: Callable[[Any], bool]) -> None:
+    async with c.stream("POST", path, json=body) as r:
+        if r.status_code != 200:
+            raise AssertionError(f"HTTP {r.status_code}: {(await r.aread())[:200]!r}")
+        done = False
+        async for line in r.aiter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                ev = json.loads(line[6:])
+                if "error" in ev:
+                    raise AssertionError(f"stream error {ev['error']}")
+                done = done or final(ev)
+        if not done:
+            raise AssertionError("the stream ended without its final event")
+
+
+async def _ndjson(c: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
+    async with c.stream("POST", path, json=body) as r:
+        if r.status_code != 200:
+            raise AssertionError(f"HTTP {r.status_code}")
+        last: dict[str, Any] = {}
+        async for line in r.aiter_lines():
+            if line.strip():
+                last = json.loads(line)
+                if "error" in last:
+                    raise AssertionError(f"stream error {last['error']}")
+        if not last.get("done"):
+            raise AssertionError("the NDJSON stream ended without done")
+
+
+def mix(max_tokens: int) -> list[tuple[str, Callable[[httpx.AsyncClient, int], Awaitable[None]]]]:
+    async def oai_fim(c: httpx.AsyncClient, i: int) -> None:
+        p, s = doc(i)
+        r = await _json(
+            await c.post(
+                "/v1/completions",
+                json={
+                    "model": "default",
+                    "prompt": p,
+                    "suffix": s,
+                    "max_tokens": max_tokens,
+                    "temperature": 0.2,
+                },
+            )
+        )
+        assert r["choices"][0]["finish_reason"] and "usage" in r
+
+    async def oai_fim_stream(c: httpx.AsyncClient, i: int) -> None:
+        p, s = doc(i)
+        await _sse(
+            c,
+            "/v1/completions",
+            {
+                "prompt": p,
+                "suffix": s,
+                "max_tokens": max_tokens,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+            lambda e: bool(e.get("usage")),
+        )
+
+    async def oai_raw(c: httpx.AsyncClient, i: int) -> None:
+        p, _ = doc(i)
+        await _json(
+            await c.post("/v1/completions", json={"prompt": "# file: a.py\n" + p, "max_tokens": max_tokens})
+        )
+
+    async def oai_chat_stream(c: httpx.AsyncClient, i: int) -> None:
+        msgs = [{"role": "user", "content": f"Write a Python one-liner that squares {i}."}]
+        await _sse(
+            c,
+            "/v1/chat/completions",
+            {"messages": msgs, "max_tokens": max_tokens, "stream": True},
+            lambda e: bool(e.get("choices")) and e["choices"][0].get("finish_reason") is not None,
+        )
+
+    async def ollama_fim_stream(c: httpx.AsyncClient, i: int) -> None:
+        p, s = doc(i)
+        await _ndjson(
+            c,
+            "/api/generate",
+            {"model": "default", "prompt": p, "suffix": s, "options": {"num_predict": max_tokens}},
+        )
+
+    async def ollama_chat(c: httpx.AsyncClient, i: int) -> None:
+        r = await _json(
+            await c.post(
+                "/api/chat",
+                json={
+                    "model": "default",
+                    "stream": False,
+                    "options": {"num_predict": max_tokens},
+                    "messages": [{"role": "user", "content": f"What is {i} squared? Answer briefly."}],
+                },
+            )
+        )
+        assert r["done"] is True
+
+    async def infill(c: httpx.AsyncClient, i: int) -> None:
+        p, s = doc(i)
+        head, _, line = p.rpartition("\n")
+        r = await _json(
+            await c.post(
+                "/infill",
+                json={
+                    "input_prefix": head + "\n",
+                    "prompt": line,
+                    "input_suffix": s,
+                    "n_predict": max_tokens,
+                    "input_extra": [
+                        {"filename": "util.py", "text": f"def helper_{i % 5}(x):\n    return x * {i % 5}\n"}
+                    ],
+                    "response_fields": ["content", "timings/prompt_n", "stop_type"],
+                },
+            )
+        )
+        assert "content" in r
+
+    async def completion_stream(c: httpx.AsyncClient, i: int) -> None:
+        p, _ = doc(i)
+        await _sse(
+            c,
+            "/completion",
+            {"prompt": p, "n_predict": max_tokens, "stream": True},
+            lambda e: e.get("stop") is True,
+        )
+
+    async def tokenize(c: httpx.AsyncClient, i: int) -> None:
+        r = await _json(await c.post("/tokenize", json={"content": doc(i)[0], "with_pieces": True}))
+        assert r["tokens"]
+
+    async def show_prompt(c: httpx.AsyncClient, i: int) -> None:
+        p, s = doc(i)
+        r = await _json(
+            await c.post("/v1/prompt", json={"prompt": p, "suffix": s, "filepath": f"src/m{i}.py"})
+        )
+        assert r["prompt_tokens"]
+
+    async def listing(c: httpx.AsyncClient, i: int) -> None:
+        path = ["/v1/models", "/api/tags", "/health", "/api/ps"][i % 4]
+        await _json(await c.get(path))
+
+    return [
+        ("openai_fim", oai_fim),
+        ("openai_fim_stream", oai_fim_stream),
+        ("openai_raw", oai_raw),
+        ("openai_chat_stream", oai_chat_stream),
+        ("ollama_fim_stream", ollama_fim_stream),
+        ("ollama_chat", ollama_chat),
+        ("llamacpp_infill", infill),
+        ("llamacpp_completion_stream", completion_stream),
+        ("tokenize", tokenize),
+        ("prompt", show_prompt),
+        ("listing", listing),
+    ]
+
+
+async def run_load(server: Server, n: int, concurrency: int, max_tokens: int, warmup: int) -> dict[str, Any]:
+    kinds = mix(max_tokens)
+    latencies: dict[str, list[float]] = defaultdict(list)
+    errors: Counter[str] = Counter()
+    rss: list[tuple[int, float]] = []
+    done = 0
+    next_i = 0
+    lock = asyncio.Lock()
+
+    async def worker(w: int) -> None:
+        nonlocal done, next_i
+        headers = {**AUTH, "X-Client-Id": f"load-worker-{w}"}
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=600) as c:
+            while True:
+                async with lock:
+                    if next_i >= n:
+                        return
+                    i, next_i = next_i, next_i + 1
+                name, fn = kinds[i % len(kinds)]
+                t0 = time.perf_counter()
+                try:
+                    await fn(c, i)
+                    latencies[name].append(time.perf_counter() - t0)
+                except Exception as exc:
+                    errors[f"{name}: {type(exc).__name__}: {str(exc)[:120]}"] += 1
+                done += 1
+                if done in (warmup, n) or (done > warmup and done % 100 == 0):
+                    rss.append((done, server.rss_mib()))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    wall = time.perf_counter() - t0
+    base = next((m for d, m in rss if d >= warmup), rss[0][1])
+    final = rss[-1][1]
+    growth = final - base
+    limit = max(32.0, 0.05 * base)
+    return {
+        "requests": n,
+        "concurrency": concurrency,
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "wall_s": round(wall, 1),
+        "requests_per_s": round(n / wall, 2),
+        "latency_s": {
+            k: {
+                "n": len(v),
+                "p50": round(statistics.median(v), 3),
+                "p95": round(sorted(v)[max(0, int(len(v) * 0.95) - 1)], 3),
+            }
+            for k, v in sorted(latencies.items())
+        },
+        "rss_mib": [(d, round(m, 1)) for d, m in rss],
+        "rss_growth_mib": round(growth, 1),
+        "rss_limit_mib": round(limit, 1),
+        "rss_ok": growth <= limit,
+        "server_5xx": server.server_errors(),
+    }
+
+
+def load(
+    model: str | None, ctx: int, n: int, concurrency: int, max_tokens: int, workdir: Path
+) -> dict[str, Any]:
+    models = synthetic_models(workdir) if model == "synthetic" else (["-m", model] if model else [])
+    args = [*models, "-c", str(ctx)]
+    server = Server(args, workdir / "load-server.log")
+    try:
+        return asyncio.run(run_load(server, n, concurrency, max_tokens, warmup=min(50, n // 5)))
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="load: GGUF path, demo alias, or 'synthetic' (tiny random models) [demo]",
+    )
+    ap.add_argument("--ctx-size", type=int, default=2048)
+    ap.add_argument("--requests", type=int, default=500)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--max-tokens", type=int, default=8)
+    ap.add_argument("--fuzz-examples", type=int, default=30, help="schemathesis examples per operation")
+    ap.add_argument("--skip-fuzz", action="store_true")
+    ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="also write the report here")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("CGSTUDIO_PROFILE", "/nonexistent/cgstudio-profile.toml")  # defaults only
+    report: dict[str, Any] = {}
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="cgstudio-reliability-") as tmp:
+        workdir = Path(tmp)
+        if not args.skip_fuzz:
+            report["fuzz"] = fuzz(args.fuzz_examples, workdir)
+            f = report["fuzz"]
+            ok &= f["server_5xx"] == 0 and f["server_alive"] and f["cases_generated"] == f["cases_passed"]
+            print(json.dumps({"fuzz": f}, indent=2), flush=True)
+        if not args.skip_load:
+            report["load"] = load(
+                args.model, args.ctx_size, args.requests, args.concurrency, args.max_tokens, workdir
+            )
+            lo = report["load"]
+            ok &= lo["errors"] == 0 and lo["rss_ok"] and lo["server_5xx"] == 0
+            print(json.dumps({"load": lo}, indent=2), flush=True)
+    report["ok"] = ok
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

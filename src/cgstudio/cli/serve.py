@@ -1,0 +1,149 @@
+"""``cgstudio serve``: OpenAI, Ollama and llama.cpp-server APIs on one local port (default 11435)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cgstudio.cli.options import load_options, sampling_options, settings_from
+from cgstudio.server.config import DEFAULT_PORT
+
+
+@click.command()
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    envvar="CGSTUDIO_MODEL",
+    help="GGUF path or demo alias, optionally ALIAS=PATH (repeatable). The first is the default "
+    "[CGSTUDIO_MODEL, the profile, or the demo model].",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Bind address. Anything but loopback needs --api-key.",
+)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="TCP port.")
+@click.option(
+    "--api-key",
+    envvar="CGSTUDIO_API_KEY",
+    default=None,
+    help="Require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' [CGSTUDIO_API_KEY].",
+)
+@click.option(
+    "--admin-key",
+    envvar="CGSTUDIO_ADMIN_KEY",
+    default=None,
+    help="A separate key for /admin/* [CGSTUDIO_ADMIN_KEY; default: the API key].",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="Allow browser requests from this origin (repeatable); CORS is off by default.",
+)
+@click.option(
+    "--keep-alive",
+    default="5m",
+    show_default=True,
+    help="Unload a model idle this long (300, 30s, 5m, 1h; -1 = never, 0 = at once).",
+)
+@click.option(
+    "--parallel",
+    "-np",
+    default=None,
+    type=int,
+    help="Sequences decoded together in one batch (each gets --ctx-size) [4 when their KV cache "
+    "fits in 2 GiB, else 1].",
+)
+@click.option(
+    "--max-queue",
+    default=32,
+    show_default=True,
+    type=int,
+    help="Requests waiting for a slot; beyond this, 503 with Retry-After.",
+)
+@click.option("--max-body-mb", default=8.0, show_default=True, type=float, help="Largest request body (MiB).")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+@load_options
+@sampling_options
+def serve(
+    models: tuple[str, ...],
+    host: str,
+    port: int,
+    api_key: str | None,
+    admin_key: str | None,
+    cors_origins: tuple[str, ...],
+    keep_alive: str,
+    parallel: int | None,
+    max_queue: int,
+    max_body_mb: float,
+    log_level: str,
+    **opts: Any,
+) -> None:
+    """Serve OpenAI (/v1), Ollama (/api) and llama.cpp (/infill, /completion) APIs.
+
+    Models load on first use and unload after --keep-alive. Requests that name no model
+    (or 'default') are routed by capability: FIM to a FIM model (pretrained first), chat to an
+    instruction-tuned one, else the first --model.
+    """
+    import uvicorn
+
+    from cgstudio.server import create_app
+    from cgstudio.server.config import parse_duration, resolve_models, server_settings
+
+    settings = settings_from(opts)
+    specs = resolve_models(list(models), configured=settings.model)
+    if parallel is None:
+        parallel = _auto_parallel([str(s.path) for s in specs], settings.load.n_ctx)
+    settings.load.n_parallel = parallel
+    config = server_settings(
+        host=host,
+        port=port,
+        models=specs,
+        settings=settings,
+        api_key=api_key,
+        admin_key=admin_key,
+        cors_origins=list(cors_origins),
+        keep_alive_s=parse_duration(keep_alive),
+        parallel=parallel,
+        max_queue=max_queue,
+        max_body_bytes=int(max_body_mb * (1 << 20)),
+    )
+    for spec in specs:
+        if spec.notice:
+            click.echo(f"note: {spec.notice}", err=True)
+    app = create_app(config)
+    app.state.registry.inspect_all()  # a bad GGUF fails here, with one clear line
+    shown = "[::1]" if host == "::1" else host
+    for entry in app.state.registry.entries.values():
+        m = entry.meta
+        click.echo(
+            f"model {entry.alias}: {m.family}, {m.variant}{', FIM' if m.fim else ''} ({entry.path})", err=True
+        )
+    click.echo(
+        f"cgstudio serving on http://{shown}:{port} (OpenAI /v1, Ollama /api, llama.cpp /infill)"
+        + ("; API key required" if api_key else ""),
+        err=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+
+
+def _auto_parallel(paths: list[str], n_ctx: int, budget: int = 2 << 30) -> int:
+    """4 slots when four full contexts of every model fit the KV budget, else 1 (a 7B at 8192: 1)."""
+    from cgstudio.engine.llamacpp import inspect_model
+    from cgstudio.errors import CGStudioError
+
+    try:
+        kv = sum(inspect_model(p).kv_bytes_per_token() for p in paths) * n_ctx
+    except CGStudioError:
+        return 1  # the registry reports the bad file with its own message
+    return 4 if kv * 4 <= budget else 1

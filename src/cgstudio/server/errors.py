@@ -1,0 +1,171 @@
+"""Typed errors -> HTTP status and OpenAI-shaped JSON, in one table, for every dialect.
+
+    {"error": {"message": "...", "type": "invalid_request_error", "code": "model_not_found"}}
+
+The first matching row wins (subclasses before their bases). Nothing here ever puts a stack
+trace in a response: unexpected exceptions are logged and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cgstudio.errors import (
+    AuthError,
+    CGStudioError,
+    ContextOverflowError,
+    InvalidInputError,
+    ModelError,
+    ModelLoadError,
+    ModelNotFoundError,
+    OverloadedError,
+    UpstreamError,
+    UsageError,
+    VariantMismatchError,
+)
+
+log = logging.getLogger("cgstudio.server")
+
+
+class RequestTooLargeError(CGStudioError):
+    http_status = 413
+    code = "request_too_large"
+
+
+class RouteNotFoundError(CGStudioError):
+    http_status = 404
+    code = "not_found"
+
+
+class MethodNotAllowedError(CGStudioError):
+    http_status = 405
+    code = "method_not_allowed"
+
+
+class ForbiddenError(CGStudioError):
+    http_status = 403
+    code = "forbidden"
+
+
+# (error class, HTTP status, OpenAI error type). Codes come from the error class.
+ERROR_TABLE: tuple[tuple[type[CGStudioError], int, str], ...] = (
+    (AuthError, 401, "authentication_error"),
+    (ForbiddenError, 403, "permission_error"),
+    (ModelNotFoundError, 404, "invalid_request_error"),
+    (RouteNotFoundError, 404, "invalid_request_error"),
+    (MethodNotAllowedError, 405, "invalid_request_error"),
+    (RequestTooLargeError, 413, "invalid_request_error"),
+    (OverloadedError, 503, "server_error"),
+    (UpstreamError, 503, "server_error"),
+    (ModelLoadError, 500, "server_error"),
+    (ContextOverflowError, 400, "invalid_request_error"),
+    (VariantMismatchError, 400, "invalid_request_error"),
+    (UsageError, 400, "invalid_request_error"),
+    (ModelError, 400, "invalid_request_error"),
+    (CGStudioError, 500, "server_error"),
+)
+INTERNAL = (500, "server_error", "internal_error", "internal server error; the server log has the details")
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str
+
+
+class ErrorBody(BaseModel):
+    """The error shape of every endpoint (OpenAI's)."""
+
+    error: ErrorDetail
+
+
+def classify(exc: BaseException) -> tuple[int, str, str, str]:
+    """(status, type, code, message) for any exception; unexpected ones say nothing internal."""
+    if isinstance(exc, UnicodeError):  # a lone surrogate in JSON text cannot be encoded for the tokenizer
+        exc = InvalidInputError("the text is not valid Unicode (a lone surrogate?); send valid UTF-8 text")
+    if isinstance(exc, CGStudioError):
+        for cls, status, kind in ERROR_TABLE:
+            if isinstance(exc, cls):
+                return status, kind, exc.code, exc.message
+    return INTERNAL
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    _, kind, code, message = classify(exc)
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
+def error_response(exc: BaseException, headers: dict[str, str] | None = None) -> JSONResponse:
+    status, *_ = classify(exc)
+    headers = dict(headers or {})
+    if isinstance(exc, OverloadedError):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, AuthError):
+        headers["WWW-Authenticate"] = "Bearer"
+    if status >= 500 and not isinstance(exc, CGStudioError):
+        log.error("unexpected error", exc_info=exc)
+    return JSONResponse(error_payload(exc), status_code=status, headers=headers)
+
+
+def validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    """A one-line message naming the bad fields; malformed JSON gets its own code."""
+    parts = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx") or {}
+            return "invalid_json", f"the request body is not valid JSON: {ctx.get('error', 'parse error')}"
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "invalid_request", "; ".join(parts[:8]) or "invalid request"
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CGStudioError)
+    async def _typed(request: Request, exc: CGStudioError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message = validation_message(exc)
+        body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(RouteNotFoundError(f"no endpoint {request.method} {request.url.path}"))
+        if exc.status_code == 405:
+            return error_response(
+                MethodNotAllowedError(f"{request.url.path} does not accept {request.method}"),
+                headers=dict(exc.headers or {}),
+            )
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        body = {"error": {"message": detail, "type": kind, "code": f"http_{exc.status_code}"}}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc)
+
+
+# For route decorators: document the error statuses every API route may answer.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Invalid input, unsupported option or prompt too long."},
+    401: {"model": ErrorBody, "description": "Missing or wrong API key."},
+    404: {"model": ErrorBody, "description": "Unknown model."},
+    413: {"model": ErrorBody, "description": "Request body too large."},
+    503: {
+        "model": ErrorBody,
+        "description": "Overloaded: the queue is full; retry after Retry-After seconds.",
+    },
+}

@@ -1,0 +1,1 @@
+"""Request schemas per dialect. Unknown fields are accepted and ignored (``extra="allow"``)."""

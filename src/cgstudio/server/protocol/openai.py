@@ -1,0 +1,227 @@
+"""OpenAI dialect: /v1/completions and /v1/chat/completions requests and response documents.
+
+Extras ride in fields normal clients ignore: ``timings`` and ``warnings``. Unsupported
+options that would change the answer (n > 1, logprobs, echo, best_of > 1, tools, logit_bias)
+are a clear 400; options that do not matter here (user, penalties, store, ...) are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from cgstudio.errors import InvalidInputError, UnsupportedModeError
+from cgstudio.generation.pipeline import Result
+from cgstudio.server.protocol.common import OpenModel, WithGuards, one_prompt, timings_extra, warnings_extra
+from cgstudio.server.service import GenSpec, clean_seed, clean_stop
+
+FINISH = {"eos": "stop", "stop": "stop", "length": "length", "repetition": "stop", "cancelled": "stop"}
+
+
+class StreamOptions(OpenModel):
+    include_usage: bool = Field(False, description="Send usage in a last chunk before [DONE].")
+
+
+class _Sampling(WithGuards):
+    model: str | None = Field(
+        None, description="A served alias, or 'default' / absent to route by capability."
+    )
+    max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate [the profile's, 256].")
+    temperature: float | None = Field(None, ge=0.0, le=5.0, description="0 = greedy [0.2].")
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0, le=1_000_000, description="Extension (llama.cpp); 0 = off.")
+    min_p: float | None = Field(None, ge=0.0, le=1.0, description="Extension (llama.cpp).")
+    repeat_penalty: float | None = Field(None, gt=0.0, le=10.0, description="Extension (llama.cpp).")
+    stop: str | list[str] | None = Field(None, description="Stop strings.")
+    seed: int | None = Field(None, description="Reproducible sampling; negative = random.")
+    stream: bool = Field(False, description="Server-sent events.")
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=128, description="Only 1 is supported.")
+    logit_bias: dict[str, float] | None = Field(None, description="Not supported (must be empty).")
+
+    def sampling(self, max_tokens: int | None = None) -> dict[str, Any]:
+        return {
+            "max_tokens": max_tokens or self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "min_p": self.min_p,
+            "repeat_penalty": self.repeat_penalty,
+            "stop": clean_stop(self.stop),
+            "seed": clean_seed(self.seed),
+        }
+
+    def check_common(self) -> None:
+        if self.n not in (None, 1):
+            raise UnsupportedModeError("n > 1 is not supported: send one request per completion")
+        if self.logit_bias:
+            raise UnsupportedModeError("logit_bias is not supported; remove it")
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class CompletionRequest(_Sampling):
+    """POST /v1/completions. ``suffix`` present -> fill in the middle; absent -> raw continuation."""
+
+    prompt: str | list[str] = Field(..., description="Text before the cursor, or a client-rendered prompt.")
+    suffix: str | None = Field(None, description="Text after the cursor; present = FIM.")
+    filepath: str | None = Field(None, description="Extension: the current file's path (prompt path line).")
+    echo: bool | None = Field(None, description="Not supported.")
+    best_of: int | None = Field(None, ge=1, le=128, description="Only 1 is supported.")
+    logprobs: int | None = Field(None, ge=0, le=20, description="Not supported.")
+
+    def to_spec(self) -> GenSpec:
+        self.check_common()
+        if self.logprobs:
+            raise UnsupportedModeError("logprobs are not supported; remove the logprobs option")
+        if self.echo:
+            raise UnsupportedModeError("echo is not supported")
+        if self.best_of not in (None, 1):
+            raise UnsupportedModeError("best_of > 1 is not supported")
+        prompt = one_prompt(self.prompt)
+        if self.suffix is not None:
+            return GenSpec(
+                "fim",
+                self.model,
+                prompt=prompt,
+                suffix=self.suffix,
+                path=self.filepath,
+                sampling=self.sampling(),
+                endpoint="/v1/completions",
+            )
+        return GenSpec(
+            "raw",
+            self.model,
+            prompt=prompt,
+            path=self.filepath,
+            sampling=self.sampling(),
+            endpoint="/v1/completions",
+        )
+
+
+class ContentPart(OpenModel):
+    type: str = "text"
+    text: str | None = None
+
+
+class ChatMessageIn(OpenModel):
+    role: str = Field(..., description="system, developer, user or assistant.")
+    content: str | list[ContentPart] | None = None
+
+
+class ChatRequest(_Sampling):
+    """POST /v1/chat/completions."""
+
+    messages: list[ChatMessageIn] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = Field(None, description="Not supported.")
+    tools: list[Any] | None = Field(None, description="Not supported (must be empty).")
+    response_format: dict[str, Any] | None = Field(None, description="Only {'type': 'text'}.")
+
+    def to_spec(self) -> GenSpec:
+        self.check_common()
+        if self.logprobs:
+            raise UnsupportedModeError("logprobs are not supported; remove the logprobs option")
+        if self.tools:
+            raise UnsupportedModeError("tools (function calling) are not supported by cgstudio")
+        if self.response_format and self.response_format.get("type", "text") != "text":
+            raise UnsupportedModeError("response_format other than text (JSON mode) is not supported")
+        messages = [chat_message(m) for m in self.messages]
+        return GenSpec(
+            "chat",
+            self.model,
+            messages=messages,
+            sampling=self.sampling(self.max_completion_tokens),
+            endpoint="/v1/chat/completions",
+        )
+
+
+def chat_message(m: ChatMessageIn) -> dict[str, str]:
+    role = "system" if m.role == "developer" else m.role
+    if role not in ("system", "user", "assistant"):
+        raise InvalidInputError(f"chat role {m.role!r} is not supported; use system, user or assistant")
+    if m.content is None:
+        text = ""
+    elif isinstance(m.content, str):
+        text = m.content
+    else:
+        if any(p.type != "text" for p in m.content):
+            raise UnsupportedModeError("only text content parts are supported (no images or audio)")
+        text = "".join(p.text or "" for p in m.content)
+    return {"role": role, "content": text}
+
+
+def usage_doc(result: Result) -> dict[str, int]:
+    u = result.usage
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+    }
+
+
+def completion_doc(cid: str, created: int, model: str, result: Result, load_s: float) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "text": result.text,
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": FINISH.get(result.finish_reason, "stop"),
+            }
+        ],
+        "usage": usage_doc(result),
+        "timings": timings_extra(result, load_s),
+        "warnings": warnings_extra(result),
+    }
+
+
+def completion_chunk(
+    cid: str, created: int, model: str, text: str, finish: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+    }
+
+
+def chat_doc(cid: str, created: int, model: str, result: Result, load_s: float) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "logprobs": None,
+                "finish_reason": FINISH.get(result.finish_reason, "stop"),
+            }
+        ],
+        "usage": usage_doc(result),
+        "timings": timings_extra(result, load_s),
+        "warnings": warnings_extra(result),
+    }
+
+
+def chat_chunk(
+    cid: str, created: int, model: str, delta: dict[str, str], finish: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }

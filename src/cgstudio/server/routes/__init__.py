@@ -1,0 +1,1 @@
+"""Thin routers: parse the dialect's request, hand a GenSpec to the service, format the answer."""

@@ -1,0 +1,150 @@
+"""llama.cpp-server-compatible routes: /infill, /completion, /tokenize, /detokenize, /apply-template."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from cgstudio.api import CodeModel, check_text
+from cgstudio.errors import InvalidInputError
+from cgstudio.generation.pipeline import Result
+from cgstudio.server.errors import COMMON_ERRORS, error_payload
+from cgstudio.server.protocol import llamacpp as proto
+from cgstudio.server.protocol.common import sse
+from cgstudio.server.protocol.openai import chat_message
+from cgstudio.server.routes.common import event_stream, registry, runner
+from cgstudio.server.runner import Job
+from cgstudio.server.service import GenSpec
+
+router = APIRouter(tags=["llama.cpp"], responses=COMMON_ERRORS)
+
+
+@router.post("/infill", summary="Fill in the middle (llama.vim / llama.vscode)")
+async def infill(body: proto.InfillRequest, request: Request) -> Any:
+    return await _generate(request, body, _with_guards(body))
+
+
+@router.post("/completion", summary="Raw completion: control-token text becomes tokens")
+async def completion(body: proto.CompletionRequest, request: Request) -> Any:
+    return await _generate(request, body, _with_guards(body))
+
+
+async def _generate(request: Request, body: proto._LlamaSampling, spec: GenSpec) -> Any:
+    run = runner(request)
+    job = await run.start(request, spec)
+    limits = proto.LineLimits(body.n_indent, body.t_max_predict_ms)
+    if body.stream:
+        return event_stream(_events(request, job, body, spec, limits))
+    result: Result | None = None
+    async with run.watch(request, job):
+        async for chunk in run.iterate(job):
+            _feed(job, spec, limits, chunk.text)
+            result = chunk.result or result
+    assert result is not None
+    content = "" if spec.prewarm else limits.text
+    doc = proto.final_doc(
+        job.alias,
+        content,
+        result,
+        job.load_s,
+        limited=limits.stopped,
+        generation_settings=_settings(job, spec),
+    )
+    return proto.select_fields(doc, body.response_fields)
+
+
+def _feed(job: Job, spec: GenSpec, limits: proto.LineLimits, text: str) -> str:
+    if spec.prewarm or not text:
+        return ""
+    kept = limits.feed(text)
+    if limits.stopped:
+        job.stop("limit")
+    return kept
+
+
+async def _events(
+    request: Request, job: Job, body: proto._LlamaSampling, spec: GenSpec, limits: proto.LineLimits
+) -> AsyncIterator[str]:
+    try:
+        async for chunk in runner(request).iterate(job):
+            kept = _feed(job, spec, limits, chunk.text)
+            if kept:
+                yield sse(proto.select_fields(proto.partial_doc(kept), body.response_fields))
+            if chunk.result is not None:
+                doc = proto.final_doc(
+                    job.alias,
+                    "",
+                    chunk.result,
+                    job.load_s,
+                    limited=limits.stopped,
+                    generation_settings=_settings(job, spec),
+                )
+                yield sse(proto.select_fields(doc, body.response_fields))
+    except Exception as exc:
+        yield sse(error_payload(exc))
+
+
+def _settings(job: Job, spec: GenSpec) -> dict[str, Any]:
+    s = {
+        **job.entry.settings.sampling.model_dump(),
+        **{k: v for k, v in spec.sampling.items() if v is not None},
+    }
+    s["n_predict"] = s.pop("max_tokens")
+    s["n_ctx"] = job.entry.settings.load.n_ctx
+    s["model"] = job.alias
+    return s
+
+
+@router.post("/tokenize", summary="Tokenize text (special-token text is parsed unless parse_special=false)")
+async def tokenize(body: proto.TokenizeRequest, request: Request) -> dict[str, Any]:
+    reg = registry(request)
+    async with reg.use(reg.route(body.model, "completion")) as model:
+        return await asyncio.to_thread(_tokenize, model, body)
+
+
+def _tokenize(model: CodeModel, body: proto.TokenizeRequest) -> dict[str, Any]:
+    check_text("content", body.content)
+    ids = model.vocab.raw(body.content) if body.parse_special else model.vocab.plain(body.content)
+    info = model.engine.info
+    if body.add_special and info.add_bos and info.bos_id is not None and ids[:1] != [info.bos_id]:
+        ids = [info.bos_id, *ids]
+    if not body.with_pieces:
+        return {"tokens": ids}
+    return {"tokens": [{"id": t, "piece": _piece(model, t)} for t in ids]}
+
+
+def _piece(model: CodeModel, token: int) -> str | list[int]:
+    raw = model.engine.piece(token, special=True)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return list(raw)  # part of a multi-byte character: llama.cpp returns the bytes
+
+
+@router.post("/detokenize", summary="Token ids to text (special tokens spelled out)")
+async def detokenize(body: proto.DetokenizeRequest, request: Request) -> dict[str, Any]:
+    reg = registry(request)
+    async with reg.use(reg.route(body.model, "completion")) as model:
+        n_vocab = model.engine.info.n_vocab
+        bad = [t for t in body.tokens if not 0 <= t < n_vocab]
+        if bad:
+            raise InvalidInputError(f"token ids {bad[:5]} are outside the vocabulary (0..{n_vocab - 1})")
+        return {"content": await asyncio.to_thread(model.vocab.render, body.tokens)}
+
+
+@router.post("/apply-template", summary="The chat prompt text for messages")
+async def apply_template(body: proto.ApplyTemplateRequest, request: Request) -> dict[str, Any]:
+    reg = registry(request)
+    messages = [chat_message(m) for m in body.messages]
+    async with reg.use(reg.route(body.model, "chat")) as model:
+        prompt, _ = await asyncio.to_thread(model.prompt_chat, messages)
+        return {"prompt": model.vocab.render(prompt.tokens)}
+
+
+def _with_guards(body: proto.InfillRequest | proto.CompletionRequest) -> GenSpec:
+    spec = body.to_spec()
+    spec.guards = body.guard_overrides()
+    return spec

@@ -1,0 +1,149 @@
+"""Ollama-compatible routes: /api/generate, /api/chat, /api/tags, /api/show, /api/ps, /api/version."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from importlib import metadata
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from cgstudio.errors import InvalidInputError, UnsupportedModeError
+from cgstudio.server.config import parse_duration
+from cgstudio.server.errors import COMMON_ERRORS, classify
+from cgstudio.server.protocol import ollama as proto
+from cgstudio.server.protocol.common import ndjson
+from cgstudio.server.registry import KEEP_DEFAULT
+from cgstudio.server.routes.common import ndjson_stream, registry, runner
+from cgstudio.server.runner import Job
+from cgstudio.server.service import GenSpec
+
+router = APIRouter(tags=["ollama"], responses=COMMON_ERRORS)
+
+
+@router.post("/api/generate", summary="Generate: FIM with suffix, raw prompts, or a templated prompt")
+async def generate(body: proto.GenerateRequest, request: Request) -> Any:
+    body.check_common()
+    if body.images:
+        raise UnsupportedModeError("images are not supported by code models")
+    keep = parse_duration(body.keep_alive, default=KEEP_DEFAULT)
+    reg = registry(request)
+    if not body.prompt and body.suffix is None:
+        # Ollama: an empty prompt loads the model (keep_alive 0: unloads it).
+        entry = reg.route(body.model, "completion")
+        if keep == 0:
+            await reg.unload_if_idle(entry)
+            reason = "unload"
+        else:
+            async with reg.use(entry, keep):
+                reason = "load"
+        return {
+            "model": entry.alias,
+            "created_at": proto.iso(),
+            "response": "",
+            "done": True,
+            "done_reason": reason,
+        }
+    common: dict[str, Any] = {"sampling": body.sampling(), "keep_alive": keep, "endpoint": "/api/generate"}
+    if body.raw:
+        spec = GenSpec("raw", body.model, prompt=body.prompt, path=body.filepath, **common)
+    elif body.suffix is not None:
+        spec = GenSpec(
+            "fim", body.model, prompt=body.prompt, suffix=body.suffix, path=body.filepath, **common
+        )
+    else:
+        entry = reg.route(body.model, "completion")
+        if entry.meta.variant == "instruction-tuned":
+            messages = [{"role": "system", "content": body.system}] if body.system else []
+            messages.append({"role": "user", "content": body.prompt})
+            spec = GenSpec("chat", entry.alias, messages=messages, **common)
+        else:
+            spec = GenSpec("plain", entry.alias, prompt=body.prompt, path=body.filepath, **common)
+    spec.guards = body.guard_overrides()
+    job = await runner(request).start(request, spec)
+    if body.stream:
+        return ndjson_stream(_lines(request, job, chat=False))
+    result = await runner(request).collect(request, job)
+    return {
+        "model": job.alias,
+        "created_at": proto.iso(),
+        "response": result.text,
+        **proto.done_fields(result, job.elapsed_s(), job.load_s),
+    }
+
+
+@router.post("/api/chat", summary="Chat")
+async def chat(body: proto.ChatRequest, request: Request) -> Any:
+    body.check_common()
+    if body.tools:
+        raise UnsupportedModeError("tools (function calling) are not supported by cgstudio")
+    messages = []
+    for m in body.messages:
+        if m.images:
+            raise UnsupportedModeError("images are not supported by code models")
+        if m.role not in ("system", "user", "assistant"):
+            raise InvalidInputError(f"chat role {m.role!r} is not supported; use system, user or assistant")
+        messages.append({"role": m.role, "content": m.content})
+    keep = parse_duration(body.keep_alive, default=KEEP_DEFAULT)
+    spec = GenSpec(
+        "chat", body.model, messages=messages, sampling=body.sampling(), keep_alive=keep, endpoint="/api/chat"
+    )
+    spec.guards = body.guard_overrides()
+    job = await runner(request).start(request, spec)
+    if body.stream:
+        return ndjson_stream(_lines(request, job, chat=True))
+    result = await runner(request).collect(request, job)
+    return {
+        "model": job.alias,
+        "created_at": proto.iso(),
+        "message": {"role": "assistant", "content": result.text},
+        **proto.done_fields(result, job.elapsed_s(), job.load_s),
+    }
+
+
+async def _lines(request: Request, job: Job, *, chat: bool) -> AsyncIterator[str]:
+    def piece(text: str) -> dict[str, Any]:
+        if chat:
+            return {"message": {"role": "assistant", "content": text}}
+        return {"response": text}
+
+    try:
+        async for chunk in runner(request).iterate(job):
+            if chunk.text:
+                yield ndjson(
+                    {"model": job.alias, "created_at": proto.iso(), **piece(chunk.text), "done": False}
+                )
+            if chunk.result is not None:
+                yield ndjson(
+                    {
+                        "model": job.alias,
+                        "created_at": proto.iso(),
+                        **piece(""),
+                        **proto.done_fields(chunk.result, job.elapsed_s(), job.load_s),
+                    }
+                )
+    except Exception as exc:  # Ollama clients read a mid-stream error as {"error": "message"}
+        yield ndjson({"error": classify(exc)[3]})
+
+
+@router.get("/api/tags", summary="List served models")
+async def tags(request: Request) -> dict[str, Any]:
+    return {"models": [proto.tag_doc(e) for e in registry(request).entries.values()]}
+
+
+@router.get("/api/ps", summary="Models loaded in memory")
+async def ps(request: Request) -> dict[str, Any]:
+    return {"models": [proto.ps_doc(e) for e in registry(request).entries.values() if e.loaded]}
+
+
+@router.post("/api/show", summary="Model details, template and capabilities")
+async def show(body: proto.ShowRequest, request: Request) -> dict[str, Any]:
+    reg = registry(request)
+    name = body.model or body.name
+    entry = reg.get(name) if name and name != "default" else reg.default
+    return proto.show_doc(entry)
+
+
+@router.get("/api/version", summary="Ollama API version")
+async def version() -> dict[str, str]:
+    return {"version": proto.OLLAMA_API_VERSION, "cgstudio": metadata.version("cgstudio")}

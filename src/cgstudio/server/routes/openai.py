@@ -1,0 +1,118 @@
+"""OpenAI-compatible routes: /v1/models, /v1/completions, /v1/chat/completions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from cgstudio.server.errors import COMMON_ERRORS, error_payload
+from cgstudio.server.protocol import openai as proto
+from cgstudio.server.protocol.common import SSE_DONE, new_id, now_s, sse, timings_extra, warnings_extra
+from cgstudio.server.routes.common import event_stream, registry, runner
+from cgstudio.server.runner import Job
+
+router = APIRouter(tags=["openai"], responses=COMMON_ERRORS)
+
+
+@router.get("/v1/models", summary="List served models")
+async def list_models(request: Request) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": e.alias,
+                "object": "model",
+                "created": int(e.meta.modified),
+                "owned_by": "cgstudio",
+                "family": e.meta.family,
+                "variant": e.meta.variant,
+                "fim": e.meta.fim,
+                "loaded": e.loaded,
+            }
+            for e in registry(request).entries.values()
+        ],
+    }
+
+
+@router.post("/v1/completions", summary="Completion: FIM with suffix, raw continuation without")
+async def completions(body: proto.CompletionRequest, request: Request) -> Any:
+    spec = body.to_spec()
+    spec.guards = body.guard_overrides()
+    job = await runner(request).start(request, spec)
+    cid, created = new_id("cmpl"), now_s()
+    if body.stream:
+        return event_stream(_completion_events(request, job, cid, created, body.include_usage))
+    result = await runner(request).collect(request, job)
+    return proto.completion_doc(cid, created, job.alias, result, job.load_s)
+
+
+async def _completion_events(
+    request: Request, job: Job, cid: str, created: int, include_usage: bool
+) -> AsyncIterator[str]:
+    try:
+        async for chunk in runner(request).iterate(job):
+            if chunk.text:
+                yield sse(
+                    _usage_null(proto.completion_chunk(cid, created, job.alias, chunk.text), include_usage)
+                )
+            if chunk.result is not None:
+                r = chunk.result
+                doc = proto.completion_chunk(
+                    cid, created, job.alias, "", proto.FINISH.get(r.finish_reason, "stop")
+                )
+                yield sse(_usage_null(_extras(doc, r, job), include_usage))
+                if include_usage:
+                    yield sse(_extras({**doc, "choices": [], "usage": proto.usage_doc(r)}, r, job))
+    except Exception as exc:  # after the headers are sent, errors travel as an event
+        yield sse(error_payload(exc))
+    yield SSE_DONE
+
+
+@router.post("/v1/chat/completions", summary="Chat completion")
+async def chat_completions(body: proto.ChatRequest, request: Request) -> Any:
+    spec = body.to_spec()
+    spec.guards = body.guard_overrides()
+    job = await runner(request).start(request, spec)
+    cid, created = new_id("chatcmpl"), now_s()
+    if body.stream:
+        return event_stream(_chat_events(request, job, cid, created, body.include_usage))
+    result = await runner(request).collect(request, job)
+    return proto.chat_doc(cid, created, job.alias, result, job.load_s)
+
+
+async def _chat_events(
+    request: Request, job: Job, cid: str, created: int, include_usage: bool
+) -> AsyncIterator[str]:
+    yield sse(
+        _usage_null(
+            proto.chat_chunk(cid, created, job.alias, {"role": "assistant", "content": ""}), include_usage
+        )
+    )
+    try:
+        async for chunk in runner(request).iterate(job):
+            if chunk.text:
+                yield sse(
+                    _usage_null(
+                        proto.chat_chunk(cid, created, job.alias, {"content": chunk.text}), include_usage
+                    )
+                )
+            if chunk.result is not None:
+                r = chunk.result
+                doc = proto.chat_chunk(cid, created, job.alias, {}, proto.FINISH.get(r.finish_reason, "stop"))
+                yield sse(_usage_null(_extras(doc, r, job), include_usage))
+                if include_usage:
+                    yield sse(_extras({**doc, "choices": [], "usage": proto.usage_doc(r)}, r, job))
+    except Exception as exc:
+        yield sse(error_payload(exc))
+    yield SSE_DONE
+
+
+def _extras(doc: dict[str, Any], result: Any, job: Job) -> dict[str, Any]:
+    return {**doc, "timings": timings_extra(result, job.load_s), "warnings": warnings_extra(result)}
+
+
+def _usage_null(doc: dict[str, Any], include_usage: bool) -> dict[str, Any]:
+    # With include_usage, OpenAI sends "usage": null on every chunk but the last.
+    return {**doc, "usage": None} if include_usage else doc

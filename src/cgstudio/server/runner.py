@@ -1,0 +1,377 @@
+"""Admission, the worker-thread <-> event-loop bridge, cancellation and supersede.
+
+A request becomes a ``Job``. It waits in a fair queue (round-robin over clients, so one
+client's burst cannot starve another) for one of ``parallel`` slots; when the queue is full it
+is refused with 503 and Retry-After. A slot runs the synchronous chunk iterator in a worker
+thread that hands each chunk to the event loop through an asyncio queue, so the loop never
+blocks while decoding.
+
+Cancellation is a ``threading.Event`` passed to the CodeModel stream; the engine checks it
+between decode steps. It is set when the client disconnects, when the same client sends a
+newer editor completion for the same document (supersede), and at shutdown.
+
+"Same client" never spans two editors: an ``X-Client-Id`` header decides when sent; otherwise
+the API key and peer address must match AND the documents must match: same filepath (when
+given) and text before the cursor that differs from the old one only in its last line (typing,
+backspace, a new line), or extends it. An identical request is a retry, not a supersede.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from cgstudio.api import CodeModel
+from cgstudio.errors import CGStudioError, OverloadedError
+from cgstudio.generation.metrics import Timings, Usage
+from cgstudio.generation.pipeline import Chunk, Result
+from cgstudio.prompts.base import GuardWarning
+from cgstudio.server.metrics import Metrics
+from cgstudio.server.registry import ModelEntry, Registry
+from cgstudio.server.service import GenSpec, open_stream
+
+log = logging.getLogger("cgstudio.server")
+
+CANCEL_MESSAGES = {
+    "disconnect": "the client disconnected; generation stopped",
+    "superseded": "superseded by a newer completion request from the same client for the same document",
+    "shutdown": "the server is shutting down",
+    "limit": "stopped by the request's time or indentation limit",
+}
+StreamFactory = Callable[[GenSpec, CodeModel, threading.Event], Iterator[Chunk]]
+
+
+class _End:
+    pass
+
+
+@dataclass
+class _Failure:
+    exc: BaseException
+
+
+END = _End()
+
+
+class FairGate:
+    """``slots`` concurrent holders; waiters are served round-robin by client key. Loop thread only."""
+
+    def __init__(self, slots: int) -> None:
+        self.free = slots
+        self.n_waiting = 0
+        self._waiting: OrderedDict[str, deque[asyncio.Future[bool]]] = OrderedDict()
+
+    def enqueue(self, client: str) -> asyncio.Future[bool]:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self.free > 0 and self.n_waiting == 0:
+            self.free -= 1
+            fut.set_result(True)
+            return fut
+        self._waiting.setdefault(client, deque()).append(fut)
+        self.n_waiting += 1
+        return fut
+
+    def withdraw(self, fut: asyncio.Future[bool]) -> None:
+        """Give up a waiting ticket (it resolves False); a granted one must be released instead."""
+        if not fut.done():
+            fut.set_result(False)
+            self.n_waiting -= 1
+
+    def release(self) -> None:
+        while self._waiting:
+            client, queue = next(iter(self._waiting.items()))
+            fut = queue.popleft()
+            if queue:
+                self._waiting.move_to_end(client)
+            else:
+                del self._waiting[client]
+            if fut.done():  # withdrawn while waiting
+                continue
+            self.n_waiting -= 1
+            fut.set_result(True)
+            return
+        self.free += 1
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    key: str
+    explicit: bool  # from X-Client-Id
+
+
+def client_key(request: Request, api_key: str | None) -> ClientKey:
+    cid = request.headers.get("x-client-id", "").strip()
+    if cid:
+        return ClientKey("id:" + cid[:256], True)
+    digest = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
+    host = request.client.host if request.client else "-"
+    return ClientKey(f"key:{digest}@{host}", False)
+
+
+def same_document(old: GenSpec, new: GenSpec) -> bool:
+    if old.path != new.path:
+        return False
+    a, b = old.document_head, new.document_head
+    if a == b:
+        return False
+    common = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        common += 1
+    # They differ only within the last line of one of them (typing, backspace, Enter),
+    # or one extends the other.
+    return "\n" not in a[common:] or "\n" not in b[common:]
+
+
+class Job:
+    def __init__(
+        self, spec: GenSpec, entry: ModelEntry, client: ClientKey, ticket: asyncio.Future[bool]
+    ) -> None:
+        self.spec = spec
+        self.entry = entry
+        self.client = client
+        self.ticket = ticket
+        self.queue: asyncio.Queue[Chunk | _Failure | _End] = asyncio.Queue()
+        self.cancel = threading.Event()
+        self.cancel_reason: str | None = None
+        self.t_start = time.perf_counter()
+        self.load_s = 0.0
+        self.result: Result | None = None
+        self.first: Chunk | None = None
+        self.finished = False  # the consumer saw the end
+        self.driver: asyncio.Task[None] | None = None
+        self._gate: FairGate | None = None
+
+    @property
+    def alias(self) -> str:
+        return self.entry.alias
+
+    def stop(self, reason: str) -> None:
+        """Cancel from the event loop thread: a waiting job leaves the queue, a running one stops."""
+        if self.cancel.is_set():
+            return
+        self.cancel_reason = reason
+        self.cancel.set()
+        if self._gate is not None:
+            self._gate.withdraw(self.ticket)
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.t_start
+
+
+class Runner:
+    def __init__(
+        self,
+        registry: Registry,
+        metrics: Metrics,
+        *,
+        parallel: int,
+        max_queue: int,
+        retry_after_s: int,
+        api_key: str | None,
+        stream_factory: StreamFactory = open_stream,
+    ) -> None:
+        self.registry = registry
+        self.metrics = metrics
+        self.gate = FairGate(parallel)
+        self.max_queue = max_queue
+        self.retry_after_s = retry_after_s
+        self.api_key = api_key
+        self.stream_factory = stream_factory
+        self.inflight: set[Job] = set()
+        self._pool = ThreadPoolExecutor(max_workers=parallel + 1, thread_name_prefix="cgstudio-gen")
+        self._closing = False
+
+    # -- submit ----------------------------------------------------------------------------------
+    async def start(self, request: Request, spec: GenSpec) -> Job:
+        """Queue ``spec`` and wait for its first chunk; errors before any output are raised here."""
+        if self._closing:
+            raise OverloadedError("the server is shutting down", self.retry_after_s)
+        entry = self.registry.route(spec.model, spec.task)
+        client = client_key(request, self._request_key(request))
+        if spec.supersedable:
+            self._supersede(client, spec)
+        if self.gate.free == 0 and self.gate.n_waiting >= self.max_queue:
+            self.metrics.rejected.inc()
+            raise OverloadedError(
+                f"{self.gate.n_waiting} requests are already waiting; retry in {self.retry_after_s} s",
+                self.retry_after_s,
+            )
+        job = Job(spec, entry, client, self.gate.enqueue(client.key))
+        job._gate = self.gate
+        self.inflight.add(job)
+        self.metrics.queue_depth.set(self.gate.n_waiting)
+        job.driver = asyncio.create_task(self._drive(job))
+        try:
+            async with self.watch(request, job):
+                job.first = await self.next(job)
+        except asyncio.CancelledError:
+            job.stop("disconnect")
+            raise
+        return job
+
+    def _request_key(self, request: Request) -> str | None:
+        return getattr(request.state, "api_key", None)
+
+    def _supersede(self, client: ClientKey, spec: GenSpec) -> None:
+        for old in list(self.inflight):
+            if old.cancel.is_set() or not old.spec.supersedable or old.client != client:
+                continue
+            if client.explicit or same_document(old.spec, spec):
+                old.stop("superseded")
+
+    async def next(self, job: Job) -> Chunk | None:
+        """The next chunk, or None after the last one. A failure in the worker is raised here."""
+        item = await job.queue.get()
+        if isinstance(item, _Failure):
+            job.finished = True
+            raise item.exc
+        if isinstance(item, _End):
+            job.finished = True
+            return None
+        if item.result is not None:
+            job.finished = True
+        return item
+
+    async def iterate(self, job: Job) -> AsyncIterator[Chunk]:
+        """The job's chunks from the first; leaving early (a disconnect) cancels the generation."""
+        try:
+            chunk = job.first
+            while chunk is not None:
+                yield chunk
+                if chunk.result is not None:
+                    return
+                chunk = await self.next(job)
+        finally:
+            if not job.finished:
+                job.stop("disconnect")
+
+    async def collect(self, request: Request, job: Job) -> Result:
+        """Wait for the whole result (non-streaming), cancelling if the client goes away."""
+        chunk = job.first
+        try:
+            async with self.watch(request, job):
+                while chunk is not None and chunk.result is None:
+                    chunk = await self.next(job)
+        except asyncio.CancelledError:
+            job.stop("disconnect")
+            raise
+        if chunk is None or chunk.result is None:
+            raise CGStudioError("the generation ended without a result")
+        return chunk.result
+
+    @contextlib.asynccontextmanager
+    async def watch(self, request: Request, job: Job) -> AsyncIterator[None]:
+        """Stop ``job`` if the client disconnects while we wait (the body has been read already)."""
+
+        async def on_disconnect() -> None:
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    job.stop("disconnect")
+                    return
+
+        task = asyncio.create_task(on_disconnect())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    # -- drive ---------------------------------------------------------------------------------
+    async def _drive(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            granted = await job.ticket
+            self.metrics.queue_depth.set(self.gate.n_waiting)
+            if not granted:
+                self._finish_unstarted(job)
+                return
+            try:
+                await self.registry.acquire(job.entry)
+                self.metrics.running.inc()
+                try:
+                    await loop.run_in_executor(self._pool, self._work, job, loop)
+                finally:
+                    self.metrics.running.dec()
+                    self.registry.release(job.entry, job.spec.keep_alive)
+            finally:
+                self.gate.release()
+                self.metrics.queue_depth.set(self.gate.n_waiting)
+            if job.result is not None:
+                self.metrics.observe_result(job.alias, job.result)
+            if job.cancel_reason:
+                self.metrics.cancelled.labels(job.cancel_reason).inc()
+        except BaseException as exc:  # shutdown cancels drivers; never leave a consumer waiting
+            job.queue.put_nowait(
+                _Failure(exc if isinstance(exc, Exception) else OverloadedError("shutting down"))
+            )
+            job.queue.put_nowait(END)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self.inflight.discard(job)
+
+    def _work(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
+        """Worker thread: load if needed, iterate the chunks, hand each to the loop."""
+
+        def put(item: Chunk | _Failure | _End) -> None:
+            loop.call_soon_threadsafe(job.queue.put_nowait, item)
+
+        try:
+            if job.cancel.is_set():
+                self._finish_unstarted(job, put)
+                return
+            model, load_s = job.entry.ensure_loaded()
+            job.load_s = load_s
+            if load_s:
+                loop.call_soon_threadsafe(self.registry.note_loaded, job.entry, load_s)
+            for chunk in self.stream_factory(job.spec, model, job.cancel):
+                if chunk.result is not None:
+                    if job.cancel_reason:
+                        chunk.result.warnings.append(
+                            GuardWarning(job.cancel_reason, CANCEL_MESSAGES[job.cancel_reason])
+                        )
+                        chunk.result.finish_reason = "cancelled"
+                    job.result = chunk.result
+                put(chunk)
+        except BaseException as exc:
+            put(_Failure(exc))
+        finally:
+            put(END)
+
+    def _finish_unstarted(self, job: Job, put: Callable[[Any], None] | None = None) -> None:
+        reason = job.cancel_reason or "disconnect"
+        job.result = Result(
+            text="",
+            finish_reason="cancelled",
+            warnings=[GuardWarning(reason, CANCEL_MESSAGES[reason])],
+            usage=Usage(0, 0),
+            timings=Timings(None, None, None, job.elapsed_s()),
+            mode=job.spec.kind,
+        )
+        emit = put or job.queue.put_nowait
+        emit(Chunk("", result=job.result))
+        if put is None:
+            emit(END)
+            self.metrics.cancelled.labels(reason).inc()
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        self._closing = True
+        for job in list(self.inflight):
+            job.stop("shutdown")
+        drivers = [j.driver for j in self.inflight if j.driver is not None]
+        if drivers:
+            await asyncio.wait(drivers, timeout=timeout_s)
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,56 @@
+"""Server test fixtures (helpers live in server_testing.py)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from server_testing import Live, LiveFactory, TestEngine, isolated_settings, serve
+
+from cgstudio.engine.base import Engine
+from cgstudio.server import ServerSettings, create_app
+from cgstudio.server.config import ModelSpec
+from cgstudio.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def live_server() -> LiveFactory:
+    """``with live_server({"alias": path}, n_ctx=..., delay_s=..., **ServerSettings fields) as live:``"""
+
+    @contextlib.contextmanager
+    def start(
+        models: dict[str, Path],
+        *,
+        n_ctx: int = 1024,
+        delay_s: float | None = None,
+        fail: BaseException | None = None,
+        **config: Any,
+    ) -> Iterator[Live]:
+        from cgstudio.engine.llamacpp import LlamaCppEngine
+
+        def loader(path: Path, settings: Settings) -> Engine:
+            return TestEngine(LlamaCppEngine(path, settings.load), delay_s=delay_s, fail=fail)
+
+        cfg = ServerSettings(
+            models=[ModelSpec(alias=a, path=p) for a, p in models.items()],
+            settings=isolated_settings(n_ctx=n_ctx, n_threads=2),
+            **config,
+        )
+        app = create_app(cfg, loader=loader)
+        with serve(app) as url:
+            yield Live(url, app)
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def synthetic(codegemma_paths: dict[str, Path]) -> dict[str, Path]:
+    """Three tiny models: pretrained FIM, instruction-tuned FIM, and pretrained without FIM."""
+    return {
+        "cg-pt": codegemma_paths["control"],
+        "cg-it": codegemma_paths["it"],
+        "gemma-nofim": codegemma_paths["nofim"],
+    }

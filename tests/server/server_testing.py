@@ -1,0 +1,159 @@
+"""Server test helpers: an in-process uvicorn on a free loopback port, and a wrapping test engine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from cgstudio.engine.base import DecodeRequest, DecodeStats, Engine, TokenKind, TokenStream
+from cgstudio.settings import Settings, load_settings
+
+API_KEY = "test-key-123"
+WORDS = [
+    "alpha",
+    "beta",
+    "count",
+    "delta",
+    "emit",
+    "frame",
+    "gamma",
+    "hash",
+    "index",
+    "join",
+    "key",
+    "lines",
+    "merge",
+    "node",
+    "offset",
+    "parse",
+    "query",
+    "rows",
+    "split",
+    "total",
+    "value",
+    "width",
+]
+
+
+def script_text(n_lines: int = 400, seed: int = 0) -> str:
+    """Varied code-like lines: no loop the repetition guard would stop."""
+    rng = random.Random(seed)
+    return "".join(
+        f"{rng.choice(WORDS)}_{rng.choice(WORDS)} = {rng.choice(WORDS)}({rng.choice(WORDS)}, {i})\n"
+        for i in range(n_lines)
+    )
+
+
+class TestEngine(Engine):
+    """A real (synthetic GGUF) engine for vocabulary and prompts that records each decode request.
+
+    With ``delay_s`` decoding is replaced by a scripted stream: one varied token every
+    ``delay_s`` seconds up to max_tokens, checking cancel between tokens as llama.cpp's scheduler
+    does. With ``fail`` every stream raises it.
+    """
+
+    __test__ = False
+
+    def __init__(
+        self, inner: Engine, *, delay_s: float | None = None, fail: BaseException | None = None
+    ) -> None:
+        self.inner = inner
+        self.info = inner.info
+        self.n_ctx = inner.n_ctx
+        self.counters = inner.counters
+        self.delay_s = delay_s
+        self.fail = fail
+        self.requests: list[list[int]] = []
+        self._script = [t for t in inner.tokenize(script_text()) if t not in inner.info.special_kinds]
+
+    def tokenize(self, text: str, *, parse_special: bool = False) -> list[int]:
+        return self.inner.tokenize(text, parse_special=parse_special)
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        return self.inner.piece(token, special=special)
+
+    def token_kind(self, token: int) -> TokenKind:
+        return self.inner.token_kind(token)
+
+    def stream(self, request: DecodeRequest) -> TokenStream:
+        self.requests.append(list(request.tokens))
+        if self.fail is not None:
+            raise self.fail
+        if self.delay_s is None:
+            return self.inner.stream(request)
+        stats = DecodeStats(
+            n_prompt=len(request.tokens), n_prompt_evaluated=len(request.tokens), prompt_eval_s=0.001
+        )
+        return TokenStream(self._slow(request, stats), stats)
+
+    def _slow(self, request: DecodeRequest, stats: DecodeStats) -> Iterator[int]:
+        self.counters.evaluated_tokens += len(request.tokens)
+        for i in range(request.max_tokens):
+            if request.cancel is not None and request.cancel.is_set():
+                stats.finish = "cancelled"
+                return
+            time.sleep(self.delay_s or 0)
+            stats.n_generated += 1
+            self.counters.generated_tokens += 1
+            yield self._script[i % len(self._script)]
+        stats.finish = "max_tokens"
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def isolated_settings(**load: Any) -> Settings:
+    """Settings from defaults only (module fixtures run before the autouse environment isolation)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith("CGSTUDIO_"):
+                mp.delenv(key)
+        mp.setenv("CGSTUDIO_PROFILE", "/nonexistent/cgstudio-profile.toml")
+        return load_settings({"load": load})
+
+
+@dataclass
+class Live:
+    url: str
+    app: FastAPI
+
+    def engine(self, alias: str) -> Any:
+        model = self.app.state.registry.entries[alias].model
+        assert model is not None, f"{alias} is not loaded"
+        return model.engine
+
+
+@contextlib.contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a background thread on a free loopback port."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_graceful_shutdown=3
+        )
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+LiveFactory = Callable[..., contextlib.AbstractContextManager[Live]]

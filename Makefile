@@ -63,7 +63,7 @@ serve: setup
 	$(VENV)/bin/cgstudio serve
 
 demo: setup
-	$(VENV)/bin/cgstudio complete --prefix 'def is_prime(n: int) -> bool:\n    ' --suffix '\n\nprint(is_prime(7))\n' --max-tokens 64
+	$(VENV)/bin/cgstudio complete --prefix $$'def is_prime(n: int) -> bool:\n' --suffix $$'\n\nprint(is_prime(7))\n' --max-tokens 96 --temp 0
 	$(VENV)/bin/cgstudio chat "Write a Python function that reverses a string." --max-tokens 160
 
 lint: setup

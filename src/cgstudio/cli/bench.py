@@ -19,8 +19,17 @@ SECTIONS = ("decode", "ttft", "keystroke", "concurrency", "speculation", "http")
 @model_option
 @click.option("--quick", is_flag=True, help="A ~3-minute run with fewer trials (for tests).")
 @click.option(
-    "--sections", default=",".join(SECTIONS), show_default=True, help="Comma-separated sections to run."
+    "--sections",
+    default=None,
+    help=f"Comma-separated sections to run [{','.join(SECTIONS)}; with --base-url: remote].",
 )
+@click.option(
+    "--base-url",
+    default=None,
+    help="An OpenAI-compatible upstream (vLLM, llama_cpp.server): the 'remote' section measures "
+    "streaming through cgstudio in front of it against calling it directly.",
+)
+@click.option("--api-key-upstream", envvar="CGSTUDIO_UPSTREAM_API_KEY", default=None, help="Upstream key.")
 @click.option(
     "--report",
     "report",
@@ -30,8 +39,21 @@ SECTIONS = ("decode", "ttft", "keystroke", "concurrency", "speculation", "http")
 )
 @load_options
 @json_option
-def bench(model: str | None, quick: bool, sections: str, report: str, as_json: bool, **opts: Any) -> None:
-    """Measure pp/tg, TTFT, keystroke FIM latency, concurrency, speculation and HTTP streaming."""
+def bench(
+    model: str | None,
+    quick: bool,
+    sections: str | None,
+    base_url: str | None,
+    api_key_upstream: str | None,
+    report: str,
+    as_json: bool,
+    **opts: Any,
+) -> None:
+    """Measure pp/tg, TTFT, keystroke FIM latency, concurrency, speculation and HTTP streaming.
+
+    With --base-url, the 'remote' section: cgstudio in front of an upstream against the upstream
+    alone (--model, if given, is the model's GGUF: cgstudio's tokenizer).
+    """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -40,14 +62,22 @@ def bench(model: str | None, quick: bool, sections: str, report: str, as_json: b
     from cgstudio.errors import UsageError
     from cgstudio.models.resolve import resolve
 
-    chosen = [s.strip() for s in sections.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in SECTIONS]
+    known = (*SECTIONS, "remote")
+    default = "remote" if base_url else ",".join(SECTIONS)
+    chosen = [s.strip() for s in (sections or default).split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in known]
     if unknown:
-        raise UsageError(f"unknown bench sections {unknown}; known: {', '.join(SECTIONS)}")
+        raise UsageError(f"unknown bench sections {unknown}; known: {', '.join(known)}")
+    if "remote" in chosen and not base_url:
+        raise UsageError("the remote section needs --base-url URL (an OpenAI-compatible upstream)")
     settings = settings_from(opts)
-    resolved = resolve(model, configured=settings.model)
-    if resolved.notice:
-        click.echo(f"note: {resolved.notice}", err=True)
+    if base_url and chosen == ["remote"] and not model:
+        resolved = None  # the front uses the upstream's tokenizer
+    else:
+        resolved = resolve(model, configured=settings.model)
+        if resolved.notice:
+            click.echo(f"note: {resolved.notice}", err=True)
+    model_path = resolved.path if resolved else Path("remote")
     profile = settings.load.model_copy(update={"n_ctx": min(settings.load.n_ctx, 4096)})
     plan = runner.Plan.make(quick)
     console = Console(stderr=True)
@@ -57,18 +87,24 @@ def bench(model: str | None, quick: bool, sections: str, report: str, as_json: b
     ) as progress:
         task = progress.add_task("bench", total=len(chosen))
         bc = runner.BenchContext(
-            resolved.path, profile, plan, progress=lambda msg: progress.update(task, description=msg)
+            model_path, profile, plan, progress=lambda msg: progress.update(task, description=msg)
         )
         out_dir = Path(report).parent if report else Path(".")
         for name in chosen:
             progress.update(task, description=name)
             if name == "http":
                 runner.run_http(bc, out_dir / "bench-logs")
+            elif name == "remote":
+                assert base_url is not None
+                tokenizer = resolved.path if resolved else None
+                runner.run_remote(
+                    bc, base_url, out_dir / "bench-logs", tokenizer=tokenizer, api_key=api_key_upstream
+                )
             else:
                 getattr(runner, f"run_{name}")(bc)
             progress.advance(task)
     doc: dict[str, Any] = {
-        "model": str(resolved.path),
+        "model": str(model_path) + (f" behind {base_url}" if base_url else ""),
         "profile": profile.model_dump(exclude_defaults=True) or "defaults",
         "quick": quick,
         "machine": rep.machine(),

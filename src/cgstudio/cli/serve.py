@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from cgstudio.cli.options import load_options, sampling_options, settings_from
+from cgstudio.errors import UsageError
 from cgstudio.server.config import DEFAULT_PORT
 
 
@@ -68,6 +69,33 @@ from cgstudio.server.config import DEFAULT_PORT
 )
 @click.option("--max-body-mb", default=8.0, show_default=True, type=float, help="Largest request body (MiB).")
 @click.option(
+    "--backend",
+    type=click.Choice(["llama.cpp", "openai"]),
+    default="llama.cpp",
+    show_default=True,
+    help="llama.cpp: run GGUFs in-process. openai: an OpenAI-compatible server (vLLM, llama_cpp.server) "
+    "at --base-url generates; cgstudio renders prompts and applies its guards.",
+)
+@click.option("--base-url", default=None, help="--backend openai: the upstream, e.g. http://127.0.0.1:8000.")
+@click.option(
+    "--api-key-upstream",
+    envvar="CGSTUDIO_UPSTREAM_API_KEY",
+    default=None,
+    help="Bearer token for the upstream [CGSTUDIO_UPSTREAM_API_KEY].",
+)
+@click.option(
+    "--family",
+    type=click.Choice(["codegemma", "gemma", "qwen2.5-coder"]),
+    default=None,
+    help="--backend openai without a GGUF: the prompt family [from the upstream's model id].",
+)
+@click.option(
+    "--tokenizer",
+    default=None,
+    help="--backend openai: the model's GGUF (or tokenizer.json) to count tokens locally; 'upstream' or "
+    "'estimate' to force those [--model PATH.gguf, else the upstream's tokenize endpoint, else estimate].",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -86,6 +114,11 @@ def serve(
     parallel: int | None,
     max_queue: int,
     max_body_mb: float,
+    backend: str,
+    base_url: str | None,
+    api_key_upstream: str | None,
+    family: str | None,
+    tokenizer: str | None,
     log_level: str,
     **opts: Any,
 ) -> None:
@@ -101,7 +134,14 @@ def serve(
     from cgstudio.server.config import parse_duration, resolve_models, server_settings
 
     settings = settings_from(opts)
-    specs = resolve_models(list(models), configured=settings.model)
+    upstream = None
+    if backend == "openai":
+        specs, upstream = _remote_spec(list(models), base_url, api_key_upstream, family, tokenizer)
+        parallel = parallel or 8  # the upstream batches; each slot here is one open HTTP stream
+    else:
+        if base_url or tokenizer or family:
+            raise UsageError("--base-url, --tokenizer and --family need --backend openai")
+        specs = resolve_models(list(models), configured=settings.model)
     if parallel is None:
         parallel = _auto_parallel([str(s.path) for s in specs], settings.load.n_ctx)
     settings.load.n_parallel = parallel
@@ -117,6 +157,7 @@ def serve(
         parallel=parallel,
         max_queue=max_queue,
         max_body_bytes=int(max_body_mb * (1 << 20)),
+        upstream=upstream,
     )
     for spec in specs:
         if spec.notice:
@@ -126,8 +167,9 @@ def serve(
     shown = "[::1]" if host == "::1" else host
     for entry in app.state.registry.entries.values():
         m = entry.meta
+        where = f"upstream {upstream.base_url}" if upstream else str(entry.path)
         click.echo(
-            f"model {entry.alias}: {m.family}, {m.variant}{', FIM' if m.fim else ''} ({entry.path})", err=True
+            f"model {entry.alias}: {m.family}, {m.variant}{', FIM' if m.fim else ''} ({where})", err=True
         )
     click.echo(
         f"cgstudio serving on http://{shown}:{port} (OpenAI /v1, Ollama /api, llama.cpp /infill)"
@@ -135,6 +177,32 @@ def serve(
         err=True,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+
+
+def _remote_spec(
+    models: list[str], base_url: str | None, api_key: str | None, family: str | None, tokenizer: str | None
+) -> tuple[list[Any], Any]:
+    """The one served spec and the upstream settings for --backend openai (probes the upstream once)."""
+    from pathlib import Path
+
+    from cgstudio.engine.remote import upstream_settings
+    from cgstudio.engine.remote.engine import probe_upstream
+    from cgstudio.server.config import resolve_remote_model
+
+    if not base_url:
+        raise UsageError("--backend openai needs --base-url URL (e.g. http://127.0.0.1:8000)")
+    mode = tokenizer if tokenizer in ("upstream", "estimate") else "auto"
+    path = Path(tokenizer).expanduser() if tokenizer and mode == "auto" else None
+    upstream = upstream_settings(
+        base_url=base_url, api_key=api_key, family=family, tokenizer=path, tokenizer_mode=mode
+    )
+    spec, upstream = resolve_remote_model(models, upstream)
+    ids, status = probe_upstream(upstream)
+    click.echo(f"upstream {upstream.base_url}: {status}", err=True)
+    if upstream.model is None and ids and not any("=" in m for m in models):
+        # Name the served model after the upstream's when it answers now (else "remote").
+        spec, upstream = resolve_remote_model(models, upstream, discovered=ids[0])
+    return [spec], upstream
 
 
 def _auto_parallel(paths: list[str], n_ctx: int, budget: int = 2 << 30) -> int:

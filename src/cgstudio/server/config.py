@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cgstudio.engine.remote.config import UpstreamSettings
 from cgstudio.errors import SettingsError
 from cgstudio.settings import Settings, format_validation_error, load_settings
 
@@ -74,6 +75,10 @@ class ServerSettings(BaseModel):
     retry_after_s: int = Field(default=2, ge=1, le=3600, description="Retry-After on 503 overloaded.")
     static_dir: Path = Field(
         default=Path(__file__).parent / "static", description="The playground; index.html is served at /."
+    )
+    upstream: UpstreamSettings | None = Field(
+        default=None,
+        description="--backend openai: the OpenAI-compatible server (vLLM, llama_cpp.server) that generates.",
     )
 
     @field_validator("api_key", "admin_key")
@@ -165,6 +170,38 @@ def resolve_models(args: list[str] | tuple[str, ...], configured: str | None = N
         except ValidationError as exc:
             raise SettingsError(format_validation_error(exc)) from exc
     return specs
+
+
+def resolve_remote_model(
+    args: list[str] | tuple[str, ...], upstream: UpstreamSettings, discovered: str | None = None
+) -> tuple[ModelSpec, UpstreamSettings]:
+    """--backend openai: at most one --model, [ALIAS=]PATH.gguf (the local tokenizer) or an upstream id.
+
+    The alias is the one given, else the upstream id's last part (``discovered`` when the upstream
+    answered at startup), else the GGUF's name, else "remote". The spec's path is the upstream id
+    when known, so requests that name the upstream's model also find it.
+    """
+    if len(args) > 1:
+        raise SettingsError("--backend openai serves one upstream model; pass --model at most once")
+    alias, value = split_model_arg(args[0]) if args else (None, None)
+    tokenizer, model_id = upstream.tokenizer, upstream.model
+    if value:
+        path = Path(value).expanduser()
+        if path.suffix == ".gguf" or path.exists():
+            tokenizer = tokenizer or path
+        else:
+            model_id = value
+    if tokenizer is not None and not tokenizer.exists():
+        raise SettingsError(f"tokenizer file not found: {tokenizer}; pass the model's GGUF or tokenizer.json")
+    name = model_id or discovered
+    default = Path(name.rstrip("/")).name.removesuffix(".gguf") if name else None
+    if default is None and tokenizer is not None:
+        default = tokenizer.stem
+    try:
+        spec = ModelSpec(alias=alias or _alias_from(default or "remote"), path=Path(name or "remote"))
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from exc
+    return spec, upstream.model_copy(update={"tokenizer": tokenizer, "model": model_id})
 
 
 def _alias_from(name: str) -> str:

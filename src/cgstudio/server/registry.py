@@ -40,6 +40,7 @@ log = logging.getLogger("cgstudio.server")
 Task = Literal["fim", "chat", "completion"]
 Loader = Callable[[Path, Settings], Engine]
 Inspector = Callable[[Path], ModelInfo]
+ModelFactory = Callable[[Engine, Settings, str], CodeModel]
 KEEP_DEFAULT: Any = object()  # "use the server's keep_alive" (a request may say None = forever)
 RELOAD_WAIT_S = 300.0
 
@@ -100,7 +101,13 @@ class ModelEntry:
     """One served model. ``model`` is None until first use and after an unload."""
 
     def __init__(
-        self, spec: ModelSpec, settings: Settings, order: int, loader: Loader, inspector: Inspector
+        self,
+        spec: ModelSpec,
+        settings: Settings,
+        order: int,
+        loader: Loader,
+        inspector: Inspector,
+        factory: ModelFactory = CodeModel,
     ) -> None:
         self.alias = spec.alias
         self.path = spec.path
@@ -116,6 +123,7 @@ class ModelEntry:
         self.loaded_at: float | None = None
         self._loader = loader
         self._inspector = inspector
+        self._factory = factory
         self._lock = threading.Lock()
         self._meta: ModelMeta | None = None
 
@@ -140,11 +148,12 @@ class ModelEntry:
             t0 = time.perf_counter()
             engine = self._loader(self.path, self.settings)
             try:
-                model = CodeModel(engine, self.settings, self.alias)
+                model = self._factory(engine, self.settings, self.alias)
             except BaseException:
                 engine.close()
                 raise
             self.model = model
+            self._meta = None  # read again from the loaded engine (a remote one may know more now)
             self.loaded_at = time.time()
             return model, time.perf_counter() - t0
 
@@ -167,9 +176,16 @@ class Registry:
         self.config = config
         self.metrics = metrics
         self.keep_alive_s = config.keep_alive_s
+        factory: ModelFactory = CodeModel
+        if config.upstream is not None:  # --backend openai: an OpenAI-compatible server generates
+            from cgstudio.engine.remote import model as remote
+
+            loader = loader or remote.remote_loader(config.upstream)
+            inspector = inspector or remote.remote_inspector(config.upstream)
+            factory = remote.remote_model_factory
         self.entries: dict[str, ModelEntry] = {
             spec.alias: ModelEntry(
-                spec, config.settings, i, loader or _llama_loader, inspector or _llama_inspector
+                spec, config.settings, i, loader or _llama_loader, inspector or _llama_inspector, factory
             )
             for i, spec in enumerate(config.models)
         }

@@ -1,0 +1,191 @@
+"""A small client for evaluating a model behind any OpenAI-compatible server (``--base-url``).
+
+    /v1/completions        HumanEval on pretrained models: ``prompt`` only (a plain continuation), or
+                           ``prompt`` + ``suffix=""`` for the FIM completion style; infilling:
+                           ``prompt`` + ``suffix``, so the *server* renders its model's FIM format.
+    /v1/chat/completions   HumanEval on instruction-tuned models.
+
+cgstudio's own server (``cgstudio serve``) takes ``suffix``. llama.cpp's server ignores it on
+/v1/completions (it has /infill instead) and vLLM accepts it only for a few models, so infilling
+through those servers does not measure infilling; use cgstudio's server or a local GGUF.
+Server-side guards apply as the server is configured: for the eval protocol start cgstudio's
+server with ``CGSTUDIO_GUARDS__FIM_STOP_AT_SUFFIX=false``.
+
+``open_remote`` is the one entry point for that client. ``eval run --base-url URL --backend openai``
+uses the engine-level OpenAI backend instead (``open_engine_backend``): cgstudio renders the prompt
+formats (FIM included, so vLLM's missing ``suffix`` does not matter) and applies its guards, and the
+server only generates, exactly as ``cgstudio serve --backend openai`` does.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from cgstudio.errors import UpstreamError, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cgstudio.evaluation.runner import LocalBackend
+    from cgstudio.settings import Settings
+
+_RETRIES = 3
+_IT = re.compile(r"(?:^|[-_ .:/])(it|instruct|chat)(?:$|[-_ .:/])", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RemoteReply:
+    text: str
+    finish_reason: str
+    completion_tokens: int | None
+
+
+def guess_variant(model: str) -> str:
+    """"instruction-tuned" when the served name says so (``-it``, ``instruct``, ``chat``), else
+    "pretrained": a server does not tell, and ``--variant`` overrides."""
+    return "instruction-tuned" if _IT.search(model) else "pretrained"
+
+
+class RemoteModel:
+    """One model on an OpenAI-compatible server; safe to call from several threads (``--parallel``)."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 600.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        url = base_url.rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--base-url {base_url!r} is not an http(s) URL; e.g. http://127.0.0.1:8080/v1")
+        self.base_url = url if url.endswith("/v1") else url + "/v1"
+        self.model = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(headers=headers, timeout=timeout_s, transport=transport)
+
+    def complete(self, prompt: str, suffix: str | None, sampling: Mapping[str, Any]) -> RemoteReply:
+        """POST /v1/completions; ``suffix=None`` leaves the field out (a plain continuation)."""
+        body: dict[str, Any] = {"model": self.model, "prompt": prompt, **_sampling(sampling)}
+        if suffix is not None:
+            body["suffix"] = suffix
+        doc = self._post("/completions", body)
+        choice = _first_choice(doc)
+        return RemoteReply(str(choice.get("text") or ""), str(choice.get("finish_reason") or "stop"),
+                           _tokens(doc))
+
+    def chat(self, messages: Sequence[Mapping[str, str]], sampling: Mapping[str, Any]) -> RemoteReply:
+        body = {"model": self.model, "messages": [dict(m) for m in messages], **_sampling(sampling)}
+        doc = self._post("/chat/completions", body)
+        choice = _first_choice(doc)
+        message = choice.get("message") or {}
+        return RemoteReply(str(message.get("content") or ""), str(choice.get("finish_reason") or "stop"),
+                           _tokens(doc))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        url = self.base_url + path
+        for attempt in range(_RETRIES):
+            try:
+                response = self._client.post(url, json=body)
+            except httpx.TransportError as exc:
+                if attempt + 1 < _RETRIES:
+                    time.sleep(2**attempt)
+                    continue
+                raise UpstreamError(f"cannot reach {url}: {exc}; is the server running?") from exc
+            if response.status_code >= 500 and attempt + 1 < _RETRIES:
+                time.sleep(2**attempt)
+                continue
+            if response.status_code >= 400:
+                raise UpstreamError(_error_message(url, response, "suffix" in body))
+            try:
+                doc = response.json()
+            except ValueError as exc:
+                raise UpstreamError(f"{url} answered with something other than JSON") from exc
+            if not isinstance(doc, dict):
+                raise UpstreamError(f"{url} answered with an unexpected JSON document")
+            return doc
+        raise AssertionError("unreachable")
+
+
+def open_remote(base_url: str, model: str, api_key: str | None = None, *,
+                transport: httpx.BaseTransport | None = None) -> RemoteModel:
+    """A client for ``model`` on the OpenAI-compatible server at ``base_url`` (``/v1`` is added when
+    missing). ``api_key`` goes out as a Bearer token. Requests time out after 600 s; connection errors
+    and 5xx answers are retried twice, then raise ``UpstreamError``."""
+    return RemoteModel(base_url, model, api_key, transport=transport)
+
+
+def _sampling(s: Mapping[str, Any]) -> dict[str, Any]:
+    # top_k and min_p are llama.cpp/vLLM/cgstudio extensions; sent so servers do not apply their own
+    # defaults (cgstudio's are top_k 40 and min_p 0.05).
+    keys = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "stop", "seed")
+    return {k: s[k] for k in keys if s.get(k) is not None and s.get(k) != []}
+
+
+def _first_choice(doc: dict[str, Any]) -> dict[str, Any]:
+    choices = doc.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise UpstreamError("the server's answer has no choices")
+    return choices[0]
+
+
+def _tokens(doc: dict[str, Any]) -> int | None:
+    usage = doc.get("usage")
+    value = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return value if isinstance(value, int) else None
+
+
+def _error_message(url: str, response: httpx.Response, fim: bool) -> str:
+    try:
+        detail = response.json().get("error", {}).get("message", "")
+    except (ValueError, AttributeError):
+        detail = ""
+    detail = detail or response.text[:300]
+    hint = ""
+    if fim and response.status_code < 500:
+        hint = "; infilling needs a server that takes `suffix` on /v1/completions, such as `cgstudio serve`"
+    elif response.status_code in (401, 403):
+        hint = "; pass --api-key"
+    return f"{url} answered {response.status_code}: {detail}{hint}"
+
+
+def open_engine_backend(base_url: str, api_key: str | None, model: str | None, tokenizer: Path | None,
+                        family: str | None, settings: Settings) -> LocalBackend:
+    """An eval backend running cgstudio's pipeline on the remote engine (``OpenAIEngine``).
+
+    ``model``: the upstream's model id (default: the first it lists); ``tokenizer``: the model's GGUF
+    for exact token counts. The cache key is the URL and the upstream's model id.
+    """
+    from cgstudio.engine.remote import upstream_settings
+    from cgstudio.engine.remote.model import open_remote_model
+    from cgstudio.evaluation.cache import remote_fingerprint
+    from cgstudio.evaluation.runner import LocalBackend
+
+    upstream = upstream_settings(base_url=base_url, api_key=api_key, model=model, tokenizer=tokenizer,
+                                 family=family)
+    code_model = open_remote_model(upstream, settings)
+    engine: Any = code_model.engine
+    served = engine.discover().model
+
+    class EngineBackend(LocalBackend):
+        def __init__(self) -> None:
+            self.model = code_model
+            self.name = served
+            self.fingerprint = remote_fingerprint(upstream.root, served)
+            self.variant = code_model.variant.variant
+            self.fim_capable = code_model.fim_capable
+
+        def describe(self) -> dict[str, Any]:
+            return {"name": self.name, "base_url": upstream.root, "backend": "openai-engine",
+                    "family": code_model.family, "variant": self.variant,
+                    "variant_reason": code_model.variant.reason, "tokenizer": engine.tokenizer.source,
+                    "fingerprint": self.fingerprint}
+
+        def cache_settings(self) -> dict[str, Any]:
+            return {"base_url": upstream.root, "backend": "openai-engine", "n_ctx": engine.n_ctx}
+
+    return EngineBackend()

@@ -33,8 +33,21 @@ def _decode(m: CodeModel, text: str, n: int = 24, **kw: object) -> tuple[list[in
     return list(stream), stream.stats
 
 
-def test_batched_streams_equal_serial_decoding(qwen4: CodeModel) -> None:
-    serial = [_decode(qwen4, p, speculative=False)[0] for p in PROMPTS]
+def _argmax_gaps(model_path: Path, prompt: list[int], out: list[int]) -> list[float]:
+    """For each generated token: how far its logit is below the best one, teacher-forced."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    ref = Llama(str(model_path), n_ctx=512, logits_all=True, verbose=False)
+    try:
+        ref.eval(prompt + out)
+        scores = np.asarray(ref.scores[len(prompt) - 1 : len(prompt) - 1 + len(out)])
+        return [float(row.max() - row[t]) for row, t in zip(scores, out, strict=True)]
+    finally:
+        ref.close()
+
+
+def test_batched_streams_are_greedy_for_their_own_sequence(qwen4: CodeModel, qwen_path: Path) -> None:
     results: dict[int, list[int]] = {}
     calls_before = qwen4.engine.counters.decode_calls
 
@@ -47,7 +60,14 @@ def test_batched_streams_equal_serial_decoding(qwen4: CodeModel) -> None:
     for t in threads:
         t.join(timeout=300)
     calls = qwen4.engine.counters.decode_calls - calls_before
-    assert [results[i] for i in range(len(PROMPTS))] == serial
+    # llama.cpp's kernels are not batch-invariant: a 4-row step and a 1-row step round differently,
+    # so greedy runs may part ways at a near-tie (seen: a 0.025 logit gap). What batching must never
+    # do is mix sequences up; then tokens would be far from each prompt's own argmax.
+    for i, prompt in enumerate(PROMPTS):
+        out = results[i]
+        assert len(out) == 24
+        gaps = _argmax_gaps(qwen_path, qwen4.vocab.plain(prompt), out)
+        assert max(gaps) < 0.25, (prompt, gaps)
     # 4 x (prefill + 24 steps) = 100 calls when run one after another; batching needs far fewer.
     assert calls < 70
 

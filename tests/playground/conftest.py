@@ -109,8 +109,10 @@ def studio(qwen_path: Path, gemma3_path: Path, tmp_path_factory: pytest.TempPath
             proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope: Playwright's sync API keeps an asyncio loop running in this thread until it
+    # stops, which breaks any later test that calls asyncio.run().
     exe = chromium_path()
     if exe is None:
         pytest.skip("Chromium is missing: apt-get install -y chromium (make browser)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from pathlib import Path
 
 from cgstudio.engine.base import DecodeRequest, Engine, EngineCounters, ModelInfo, TokenKind, TokenStream
@@ -17,6 +19,18 @@ def inspect_model(path: str | Path) -> ModelInfo:
         return handle.model_info()
     finally:
         handle.close()
+
+
+# Engines still open at interpreter exit. The scheduler is a daemon thread that may be inside
+# llama_decode (a consumer stopped early, e.g. on a repetition stop); native teardown under it
+# crashes the process, so exit first stops each scheduler and frees the context in order.
+_LIVE: weakref.WeakSet[LlamaCppEngine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_engines() -> None:
+    for engine in list(_LIVE):
+        engine.close()
 
 
 class LlamaCppEngine(Engine):
@@ -36,6 +50,7 @@ class LlamaCppEngine(Engine):
             speculative=self.profile.speculative,
         )
         self._kind_cache: dict[int, TokenKind] = {}
+        _LIVE.add(self)
 
     def tokenize(self, text: str, *, parse_special: bool = False) -> list[int]:
         return self._model.tokenize(text.encode("utf-8"), parse_special=parse_special)
@@ -51,6 +66,7 @@ class LlamaCppEngine(Engine):
         return self._scheduler.submit(request)
 
     def close(self) -> None:
+        _LIVE.discard(self)
         self._scheduler.close()
         self._context.close()
         self._model.close()

@@ -21,16 +21,19 @@ def inspect_model(path: str | Path) -> ModelInfo:
         handle.close()
 
 
-# Engines still open at interpreter exit. The scheduler is a daemon thread that may be inside
-# llama_decode (a consumer stopped early, e.g. on a repetition stop); native teardown under it
-# crashes the process, so exit first stops each scheduler and frees the context in order.
-_LIVE: weakref.WeakSet[LlamaCppEngine] = weakref.WeakSet()
+# Schedulers still running at interpreter exit. A scheduler's daemon thread may be inside
+# llama_decode (its consumer stopped early, e.g. on a repetition stop, and the engine object is
+# already gone: the thread holds the scheduler, not the engine). Native teardown under it
+# crashes the process, so exit first stops each scheduler, then frees its context and model.
+_LIVE: weakref.WeakSet[Scheduler] = weakref.WeakSet()
 
 
 @atexit.register
-def _close_live_engines() -> None:
-    for engine in list(_LIVE):
-        engine.close()
+def _close_live_schedulers() -> None:
+    for scheduler in list(_LIVE):
+        scheduler.close()
+        scheduler.context.close()
+        scheduler.model.close()
 
 
 class LlamaCppEngine(Engine):
@@ -50,7 +53,7 @@ class LlamaCppEngine(Engine):
             speculative=self.profile.speculative,
         )
         self._kind_cache: dict[int, TokenKind] = {}
-        _LIVE.add(self)
+        _LIVE.add(self._scheduler)
 
     def tokenize(self, text: str, *, parse_special: bool = False) -> list[int]:
         return self._model.tokenize(text.encode("utf-8"), parse_special=parse_special)
@@ -66,7 +69,7 @@ class LlamaCppEngine(Engine):
         return self._scheduler.submit(request)
 
     def close(self) -> None:
-        _LIVE.discard(self)
+        _LIVE.discard(self._scheduler)
         self._scheduler.close()
         self._context.close()
         self._model.close()

@@ -18,7 +18,8 @@ from cgstudio.engine.base import DecodeRequest, SamplerConfig
 
 def run():  # as the CLI does: the model is dropped (not closed) while its scheduler still decodes
     m = cgstudio.load(sys.argv[1], n_ctx=512)
-    req = DecodeRequest(tokens=m.vocab.plain("def f(n):\\n"), max_tokens=400, sampler=SamplerConfig(temperature=0.0))
+    tokens = m.vocab.plain("def f(n):\\n")
+    req = DecodeRequest(tokens=tokens, max_tokens=400, sampler=SamplerConfig(temperature=0.0))
     for i, _ in enumerate(m.engine.stream(req)):
         if i == 3:
             break

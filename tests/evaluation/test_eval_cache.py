@@ -29,8 +29,12 @@ def test_put_then_get_across_instances(tmp_path: Path) -> None:
     assert len(fresh) == 2
     assert fresh.get("HumanEval/0", 1, task_digest("p", "s")) == _entry("HumanEval/0", "y\n", 1)
     assert fresh.get("HumanEval/0", 0, task_digest("p", "other suffix")) is None
-    assert CompletionCache(tmp_path, "m" * 64, "t" * 64, "humaneval").get(
-        "HumanEval/0", 0, task_digest("p", "s")) is None
+    assert (
+        CompletionCache(tmp_path, "m" * 64, "t" * 64, "humaneval").get(
+            "HumanEval/0", 0, task_digest("p", "s")
+        )
+        is None
+    )
 
 
 def test_a_torn_line_loses_only_itself(tmp_path: Path) -> None:

@@ -20,11 +20,16 @@ _ORACLE = _ORACLE_DIR / "HumanEval-SingleLineInfilling.jsonl.gz"
 FIELDS = ["task_id", "prompt", "suffix", "canonical_solution", "test", "entry_point"]
 
 
-def cli(*args: str, cwd: Path, timeout: int = 600, env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cgstudio.cli.main", *args], capture_output=True, text=True, cwd=cwd,
-        timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        [sys.executable, "-m", "cgstudio.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 
@@ -68,9 +73,12 @@ def test_canonical_humaneval_json(tmp_path: Path) -> None:
 
 
 def test_usage_errors(tmp_path: Path) -> None:
-    for args in (["eval", "humaneval-x"], ["eval", "humaneval", "--canonical", "--json", "--jsonl"],
-                 ["eval", "humaneval", "--base-url", "http://127.0.0.1:9/v1"],
-                 ["eval", "tasks", "nope"]):
+    for args in (
+        ["eval", "humaneval-x"],
+        ["eval", "humaneval", "--canonical", "--json", "--jsonl"],
+        ["eval", "humaneval", "--base-url", "http://127.0.0.1:9/v1"],
+        ["eval", "tasks", "nope"],
+    ):
         r = cli(*args, cwd=tmp_path)
         assert r.returncode == 2, (args, r.stderr)
         assert r.stdout == ""
@@ -80,8 +88,21 @@ def test_usage_errors(tmp_path: Path) -> None:
 
 def _run(model: Path, tmp_path: Path, out: str) -> dict[str, Any]:
     # About 2 min on 2 idle cores: 20 completions of up to 128 tokens. Shared machines are far slower.
-    r = cli("eval", "infill-single", "--model", str(model), "--limit", "20", "--json",
-            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / out), cwd=tmp_path, timeout=1700)
+    r = cli(
+        "eval",
+        "infill-single",
+        "--model",
+        str(model),
+        "--limit",
+        "20",
+        "--json",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / out),
+        cwd=tmp_path,
+        timeout=1700,
+    )
     assert r.returncode == 0, r.stderr
     return dict(json.loads(r.stdout), stderr=r.stderr)
 

@@ -31,11 +31,15 @@ class FakeServer:
         if self.status != 200:
             return httpx.Response(self.status, json={"error": {"message": "suffix is not supported"}})
         if request.url.path.endswith("/chat/completions"):
-            return httpx.Response(200, json={"choices": [{"message": {"content": "```python\npass\n```"},
-                                                          "finish_reason": "stop"}]})
+            return httpx.Response(
+                200,
+                json={"choices": [{"message": {"content": "```python\npass\n```"}, "finish_reason": "stop"}]},
+            )
         text = self.answers.get((body["prompt"], body.get("suffix", "")), "")
-        return httpx.Response(200, json={"choices": [{"text": text, "finish_reason": "stop"}],
-                                         "usage": {"completion_tokens": 5}})
+        return httpx.Response(
+            200,
+            json={"choices": [{"text": text, "finish_reason": "stop"}], "usage": {"completion_tokens": 5}},
+        )
 
 
 def test_fim_sends_prompt_and_suffix_and_scores() -> None:

@@ -12,24 +12,30 @@ from cgstudio.evaluation.report import render_markdown, summary_doc, wilson_inte
 from cgstudio.evaluation.runner import run_eval
 
 
-@pytest.mark.parametrize(("name", "variant", "key"), [
-    ("codegemma-2b-Q4_K_M.gguf", "pretrained", "codegemma-2b"),
-    ("CodeGemma 7b codegemma-7b.Q8_0.gguf", "pretrained", "codegemma-7b"),
-    ("codegemma-7b-it-Q4_K_M.gguf", "unknown", "codegemma-7b-it"),
-    ("google_codegemma-7b.gguf", "instruction-tuned", "codegemma-7b-it"),
-    ("codegemma-1.1-2b-Q4_K_M.gguf", "pretrained", "codegemma-1.1-2b"),
-    ("codegemma-1.1-7b-it.Q6_K.gguf", "instruction-tuned", "codegemma-1.1-7b-it"),
-    ("codegemma-1.1-7b.gguf", "pretrained", None),  # no 1.1 7B pretrained release
-    ("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "instruction-tuned", None),
-    ("gemma-2b.gguf", "pretrained", None),
-])
+@pytest.mark.parametrize(
+    ("name", "variant", "key"),
+    [
+        ("codegemma-2b-Q4_K_M.gguf", "pretrained", "codegemma-2b"),
+        ("CodeGemma 7b codegemma-7b.Q8_0.gguf", "pretrained", "codegemma-7b"),
+        ("codegemma-7b-it-Q4_K_M.gguf", "unknown", "codegemma-7b-it"),
+        ("google_codegemma-7b.gguf", "instruction-tuned", "codegemma-7b-it"),
+        ("codegemma-1.1-2b-Q4_K_M.gguf", "pretrained", "codegemma-1.1-2b"),
+        ("codegemma-1.1-7b-it.Q6_K.gguf", "instruction-tuned", "codegemma-1.1-7b-it"),
+        ("codegemma-1.1-7b.gguf", "pretrained", None),  # no 1.1 7B pretrained release
+        ("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "instruction-tuned", None),
+        ("gemma-2b.gguf", "pretrained", None),
+    ],
+)
 def test_paper_model_from_names(name: str, variant: str, key: str | None) -> None:
     assert paper_model(name, variant) == key
 
 
 def test_paper_table_has_every_figure_once() -> None:
     assert {b: BENCHMARKS[b].n_tasks for b in BENCHMARKS} == {
-        "humaneval": 164, "infill-single": 1033, "infill-multi": 5815}
+        "humaneval": 164,
+        "infill-single": 1033,
+        "infill-multi": 5815,
+    }
     assert BENCHMARKS["humaneval"].pass_at_1["codegemma-1.1-7b-it"] == 60.4
     assert BENCHMARKS["infill-multi"].pass_at_1["codegemma-7b-it"] == 20.05
     block = paper_block("infill-single", "codegemma-2b")
@@ -44,10 +50,15 @@ def test_wilson_interval() -> None:
 
 def _summary(n: int, model: str = "canonical", paper: str | None = None) -> dict:
     result = run_eval("infill-single", get_tasks("infill-single")[:n], None)
-    return summary_doc(result, model=model, model_info={"name": model}, paper_model=paper,
-                       settings={"protocol_version": 1, "timeout_s": 10.0},
-                       selection={"limit": n, "sample": None, "sample_seed": None, "of": 1033},
-                       extra={"isolation": "none"})
+    return summary_doc(
+        result,
+        model=model,
+        model_info={"name": model},
+        paper_model=paper,
+        settings={"protocol_version": 1, "timeout_s": 10.0},
+        selection={"limit": n, "sample": None, "sample_seed": None, "of": 1033},
+        extra={"isolation": "none"},
+    )
 
 
 def test_report_puts_ours_beside_every_paper_column(tmp_path: Path) -> None:

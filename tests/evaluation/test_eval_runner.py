@@ -160,8 +160,13 @@ def test_counts_and_cache_resume(tmp_path: Path) -> None:
     def refuse(request: GenRequest) -> str:
         raise AssertionError("a cached completion was generated again")
 
-    again = run_eval("infill-single", tasks, ScriptedBackend(refuse), style="fim",
-                     cache=CompletionCache(tmp_path, first.fingerprint, "k" * 64, "infill-single"))
+    again = run_eval(
+        "infill-single",
+        tasks,
+        ScriptedBackend(refuse),
+        style="fim",
+        cache=CompletionCache(tmp_path, first.fingerprint, "k" * 64, "infill-single"),
+    )
     assert all(r.cached for r in again.records)
     assert [r.status for r in again.records] == [r.status for r in result.records]
 
@@ -179,10 +184,20 @@ def test_interrupted_run_resumes_from_the_cache(tmp_path: Path) -> None:
 
     backend = ScriptedBackend(flaky)
     with pytest.raises(KeyboardInterrupt):
-        run_eval("infill-single", tasks, backend, style="fim",
-                 cache=CompletionCache(tmp_path, backend.fingerprint, "k" * 64, "infill-single"))
-    resumed = run_eval("infill-single", tasks, backend, style="fim",
-                       cache=CompletionCache(tmp_path, backend.fingerprint, "k" * 64, "infill-single"))
+        run_eval(
+            "infill-single",
+            tasks,
+            backend,
+            style="fim",
+            cache=CompletionCache(tmp_path, backend.fingerprint, "k" * 64, "infill-single"),
+        )
+    resumed = run_eval(
+        "infill-single",
+        tasks,
+        backend,
+        style="fim",
+        cache=CompletionCache(tmp_path, backend.fingerprint, "k" * 64, "infill-single"),
+    )
     assert [r.cached for r in resumed.records] == [True, True, False, False]
     assert calls == 5
 
@@ -191,10 +206,21 @@ def test_cached_only_skips_what_is_not_cached(tmp_path: Path) -> None:
     tasks = get_tasks("infill-single")[:5]
     backend = ScriptedBackend(lambda r: "x\n")
     key = ("k" * 64, "infill-single")
-    run_eval("infill-single", tasks[:2], backend, style="fim",
-             cache=CompletionCache(tmp_path, backend.fingerprint, *key))
-    result = run_eval("infill-single", tasks, backend, style="fim", cached_only=True,
-                      cache=CompletionCache(tmp_path, backend.fingerprint, *key))
+    run_eval(
+        "infill-single",
+        tasks[:2],
+        backend,
+        style="fim",
+        cache=CompletionCache(tmp_path, backend.fingerprint, *key),
+    )
+    result = run_eval(
+        "infill-single",
+        tasks,
+        backend,
+        style="fim",
+        cached_only=True,
+        cache=CompletionCache(tmp_path, backend.fingerprint, *key),
+    )
     assert (result.n_tasks, result.skipped_uncached, len(backend.requests)) == (2, 3, 2)
 
 
@@ -204,13 +230,15 @@ def test_changed_task_text_is_generated_again(tmp_path: Path) -> None:
     key = ("k" * 64, "infill-single")
     run_eval("infill-single", [task], backend, style="fim", cache=CompletionCache(tmp_path, "f" * 64, *key))
     changed = dataclasses.replace(task, suffix=task.suffix + "\n")
-    result = run_eval("infill-single", [changed], backend, style="fim",
-                      cache=CompletionCache(tmp_path, "f" * 64, *key))
+    result = run_eval(
+        "infill-single", [changed], backend, style="fim", cache=CompletionCache(tmp_path, "f" * 64, *key)
+    )
     assert not result.records[0].cached and len(backend.requests) == 2
 
 
 def test_samples_give_unbiased_pass_at_k() -> None:
     tasks = load_humaneval()[:2]
+
     # Task 0: samples 0 and 2 pass (2 of 3); task 1: none passes.
     def answer(request: GenRequest) -> str:
         if request.prompt == tasks[0].prompt and request.sampling["seed"] in (5, 7):

@@ -15,7 +15,7 @@ def feed_all(rules: FimRules, text: str, step: int = 3) -> int | None:
 
 def test_stops_where_completion_repeats_the_suffix_and_drops_blank_lines() -> None:
     suffix = '\n\nif __name__ == "__main__":\n    main()\n'
-    out = "    return 42\n\n\nif __name__ == \"__main__\":\n    main()\n"
+    out = '    return 42\n\n\nif __name__ == "__main__":\n    main()\n'
     rules = FimRules(suffix, "def main():\n")
     cut = feed_all(rules, out)
     assert cut is not None and out[:cut] == "    return 42"

@@ -1,11 +1,12 @@
 """The studio page end to end: headless Chromium against ``cgstudio serve`` with two real models.
 
 Screenshots are saved under test-artifacts/playground/ (git-ignored); one per view (chat,
-completion, parameters) is also copied to docs/img/ for the README.
+completion, parameters) is also copied to docs/img/ for the README when CGSTUDIO_UPDATE_DOCS=1.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -40,11 +41,12 @@ LOAD_LABELS = [
 
 
 def shot(page: Any, name: str, docs: str | None = None) -> Path:
-    """Save a screenshot as a test artifact; ``docs`` also copies it to docs/img/<docs>.png."""
+    """Save a screenshot as a test artifact; with CGSTUDIO_UPDATE_DOCS=1, ``docs`` also copies it to
+    docs/img/<docs>.png (so a plain test run leaves the working tree clean)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
-    if docs:
+    if docs and os.environ.get("CGSTUDIO_UPDATE_DOCS") == "1":
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_IMG / f"{docs}.png")
     return path

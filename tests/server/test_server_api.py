@@ -511,8 +511,16 @@ def test_per_request_guards_are_validated_and_applied(client: httpx.Client) -> N
     assert client.post("/v1/completions", json=body).status_code == 200  # a warning by default
     strict = client.post("/v1/completions", json={**body, "guards": {"strict": True}})
     assert strict.status_code == 400 and strict.json()["error"]["code"] == "variant_mismatch"
-    infill = client.post("/infill", json={"model": "cg-it", "input_prefix": "a", "input_suffix": "b",
-                                          "n_predict": 2, "guards": {"strict": True}})
+    infill = client.post(
+        "/infill",
+        json={
+            "model": "cg-it",
+            "input_prefix": "a",
+            "input_suffix": "b",
+            "n_predict": 2,
+            "guards": {"strict": True},
+        },
+    )
     assert infill.status_code == 400
     bad = client.post("/v1/completions", json={**body, "guards": {"fim_prefix_share": 2}})
     assert bad.status_code == 400 and "fim_prefix_share" in bad.json()["error"]["message"]

@@ -58,6 +58,4 @@ def doctor(model: str | None, as_json: bool, **opts: Any) -> None:
                 console.print(f"        fix: {escape(c['fix'])}")
     failed = doc_mod.failed(report)
     if failed:
-        raise DoctorFailedError(
-            f"{len(failed)} check(s) failed: {', '.join(failed)}; see the fixes above"
-        )
+        raise DoctorFailedError(f"{len(failed)} check(s) failed: {', '.join(failed)}; see the fixes above")

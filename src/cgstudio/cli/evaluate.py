@@ -50,8 +50,13 @@ def eval_group() -> None:
 
 def _selection_options(f: Any) -> Any:
     f = click.option("--sample-seed", type=int, default=0, show_default=True, help="Seed of --sample.")(f)
-    f = click.option("--sample", "sample_n", type=int, default=None,
-                     help="A fixed seeded sample of N tasks, kept in set order.")(f)
+    f = click.option(
+        "--sample",
+        "sample_n",
+        type=int,
+        default=None,
+        help="A fixed seeded sample of N tasks, kept in set order.",
+    )(f)
     f = click.option("--limit", type=int, default=None, help="Only the first N tasks (after --sample).")(f)
     return f
 
@@ -80,46 +85,122 @@ def tasks_command(task: str, limit: int | None, sample_n: int | None, sample_see
 @eval_group.command("run")
 @click.argument("task", type=TASK_CHOICE)
 @model_option
-@click.option("--base-url", default=None,
-              help="An OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1); --model is its model name.")
-@click.option("--api-key", envvar="CGSTUDIO_EVAL_API_KEY", default=None,
-              help="Bearer token for --base-url [CGSTUDIO_EVAL_API_KEY].")
-@click.option("--backend", "remote_backend", type=click.Choice(["server", "openai"]), default="server",
-              show_default=True,
-              help="With --base-url: 'server' sends tasks as they are (the server renders its format); "
-                   "'openai' runs cgstudio's formats and guards with the server as the engine "
-                   "(--model: its model id or the model's GGUF; optional).")
-@click.option("--family", type=click.Choice(["codegemma", "gemma", "qwen2.5-coder"]), default=None,
-              help="--backend openai without a GGUF: the prompt family [from the server's model id].")
+@click.option(
+    "--base-url",
+    default=None,
+    help="An OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1); --model is its model name.",
+)
+@click.option(
+    "--api-key",
+    envvar="CGSTUDIO_EVAL_API_KEY",
+    default=None,
+    help="Bearer token for --base-url [CGSTUDIO_EVAL_API_KEY].",
+)
+@click.option(
+    "--backend",
+    "remote_backend",
+    type=click.Choice(["server", "openai"]),
+    default="server",
+    show_default=True,
+    help="With --base-url: 'server' sends tasks as they are (the server renders its format); "
+    "'openai' runs cgstudio's formats and guards with the server as the engine "
+    "(--model: its model id or the model's GGUF; optional).",
+)
+@click.option(
+    "--family",
+    type=click.Choice(["codegemma", "gemma", "qwen2.5-coder"]),
+    default=None,
+    help="--backend openai without a GGUF: the prompt family [from the server's model id].",
+)
 @click.option("--canonical", is_flag=True, help="Score the canonical solutions (no model): must give 1.0.")
 @_selection_options
-@click.option("--temperature", "--temp", type=float, default=0.0, show_default=True,
-              help="0 = greedy (the paper's pass@1). Above 0: top-p 0.95 sampling.")
-@click.option("--samples", type=int, default=1, show_default=True,
-              help="Samples per task, for the unbiased pass@k (needs --temperature > 0).")
-@click.option("--variant", type=click.Choice(["auto", "pretrained", "instruction-tuned"]), default=None,
-              help="Override variant detection: -it models get HumanEval through chat.")
-@click.option("--completion-style", type=click.Choice(["plain", "fim"]), default="plain", show_default=True,
-              help="HumanEval on pretrained FIM models: plain continuation, or FIM with an empty suffix.")
-@click.option("--parallel", "-np", type=int, default=1, show_default=True,
-              help="Completions generated at once, batched (each gets --ctx-size of KV). Experimental: "
-                   "see EVALUATION.md.")
+@click.option(
+    "--temperature",
+    "--temp",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="0 = greedy (the paper's pass@1). Above 0: top-p 0.95 sampling.",
+)
+@click.option(
+    "--samples",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Samples per task, for the unbiased pass@k (needs --temperature > 0).",
+)
+@click.option(
+    "--variant",
+    type=click.Choice(["auto", "pretrained", "instruction-tuned"]),
+    default=None,
+    help="Override variant detection: -it models get HumanEval through chat.",
+)
+@click.option(
+    "--completion-style",
+    type=click.Choice(["plain", "fim"]),
+    default="plain",
+    show_default=True,
+    help="HumanEval on pretrained FIM models: plain continuation, or FIM with an empty suffix.",
+)
+@click.option(
+    "--parallel",
+    "-np",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Completions generated at once, batched (each gets --ctx-size of KV). Experimental: "
+    "see EVALUATION.md.",
+)
 @click.option("--workers", type=int, default=2, show_default=True, help="Tests run in parallel.")
-@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True,
-              help="Seconds each test program may run.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Completion cache [$CGSTUDIO_HOME/eval-cache or ~/.cache/cgstudio/eval-cache].")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds each test program may run.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Completion cache [$CGSTUDIO_HOME/eval-cache or ~/.cache/cgstudio/eval-cache].",
+)
 @click.option("--cached-only", is_flag=True, help="Score only completions already cached; generate nothing.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Report folder [./eval-results/<task>-<model>-<timestamp>].")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Report folder [./eval-results/<task>-<model>-<timestamp>].",
+)
 @load_options
 @json_option
 @click.option("--jsonl", is_flag=True, help="Per-task results on stdout, one JSON object per line.")
-def run_command(task: str, model: str | None, base_url: str | None, api_key: str | None, remote_backend: str,
-                family: str | None, canonical: bool,
-                limit: int | None, sample_n: int | None, sample_seed: int, temperature: float, samples: int,
-                completion_style: str, parallel: int, workers: int, timeout_s: float, cache_dir: Path | None,
-                cached_only: bool, out_dir: Path | None, as_json: bool, jsonl: bool, **opts: Any) -> None:
+def run_command(
+    task: str,
+    model: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    remote_backend: str,
+    family: str | None,
+    canonical: bool,
+    limit: int | None,
+    sample_n: int | None,
+    sample_seed: int,
+    temperature: float,
+    samples: int,
+    completion_style: str,
+    parallel: int,
+    workers: int,
+    timeout_s: float,
+    cache_dir: Path | None,
+    cached_only: bool,
+    out_dir: Path | None,
+    as_json: bool,
+    jsonl: bool,
+    **opts: Any,
+) -> None:
     """Run a model on TASK and score it; resumable (completions are cached).
 
     Progress goes to stderr; with --json or --jsonl, stdout carries only the document.
@@ -135,8 +216,12 @@ def run_command(task: str, model: str | None, base_url: str | None, api_key: str
     if workers < 1 or parallel < 1 or timeout_s <= 0:
         raise UsageError("--workers and --parallel must be at least 1, --timeout above 0")
     chosen = select_tasks(task, limit, sample_n, sample_seed)
-    selection = {"limit": limit, "sample": sample_n, "sample_seed": sample_seed if sample_n else None,
-                 "of": len(TASK_SETS[task]())}
+    selection = {
+        "limit": limit,
+        "sample": sample_n,
+        "sample_seed": sample_seed if sample_n else None,
+        "of": len(TASK_SETS[task]()),
+    }
     started_at = datetime.now(UTC)
     run = _Run(task, chosen, temperature, samples, opts.get("seed__opt"), workers, timeout_s, parallel)
     if canonical:
@@ -167,8 +252,9 @@ def run_command(task: str, model: str | None, base_url: str | None, api_key: str
     click.echo(f"report: {summary['report']}", err=True)
 
 
-def _open_backend(model: str | None, base_url: str | None, api_key: str | None, parallel: int,
-                  opts: dict[str, Any]) -> Any:
+def _open_backend(
+    model: str | None, base_url: str | None, api_key: str | None, parallel: int, opts: dict[str, Any]
+) -> Any:
     from cgstudio.evaluation.runner import LocalBackend, RemoteBackend
 
     variant = opts.get("variant") or "auto"
@@ -190,8 +276,9 @@ def _open_backend(model: str | None, base_url: str | None, api_key: str | None, 
     return LocalBackend(CodeModel(LlamaCppEngine(resolved.path, settings.load), settings, resolved.alias))
 
 
-def _engine_backend(model: str | None, base_url: str, api_key: str | None, family: str | None,
-                    opts: dict[str, Any]) -> Any:
+def _engine_backend(
+    model: str | None, base_url: str, api_key: str | None, family: str | None, opts: dict[str, Any]
+) -> Any:
     from cgstudio.evaluation.remote import open_engine_backend
 
     settings = settings_from(opts)
@@ -215,22 +302,45 @@ class _Run:
     def _base_settings(self) -> dict[str, Any]:
         from cgstudio.evaluation.cache import PROTOCOL_VERSION
 
-        return {"protocol_version": PROTOCOL_VERSION, "workers": self.workers, "timeout_s": self.timeout_s,
-                "parallel": self.parallel}
+        return {
+            "protocol_version": PROTOCOL_VERSION,
+            "workers": self.workers,
+            "timeout_s": self.timeout_s,
+            "parallel": self.parallel,
+        }
 
     def canonical(self, selection: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
         from cgstudio.evaluation.report import summary_doc
         from cgstudio.evaluation.runner import run_eval
         from cgstudio.evaluation.sandbox import Limits
 
-        result = run_eval(self.task, self.tasks, None, workers=self.workers, limits=Limits(self.timeout_s),
-                          progress=make_progress(f"{self.task} canonical"))
-        summary = summary_doc(result, model="canonical", model_info={"name": "canonical"}, paper_model=None,
-                              settings=self._base_settings(), selection=selection, extra=_environment())
+        result = run_eval(
+            self.task,
+            self.tasks,
+            None,
+            workers=self.workers,
+            limits=Limits(self.timeout_s),
+            progress=make_progress(f"{self.task} canonical"),
+        )
+        summary = summary_doc(
+            result,
+            model="canonical",
+            model_info={"name": "canonical"},
+            paper_model=None,
+            settings=self._base_settings(),
+            selection=selection,
+            extra=_environment(),
+        )
         return summary, result.records
 
-    def with_model(self, backend: Any, completion_style: str, cache_dir: Path | None, cached_only: bool,
-                   selection: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    def with_model(
+        self,
+        backend: Any,
+        completion_style: str,
+        cache_dir: Path | None,
+        cached_only: bool,
+        selection: dict[str, Any],
+    ) -> tuple[dict[str, Any], list[Any]]:
         from cgstudio.evaluation.cache import CompletionCache, default_cache_dir, settings_fingerprint
         from cgstudio.evaluation.paper import paper_model
         from cgstudio.evaluation.report import summary_doc
@@ -244,32 +354,58 @@ class _Run:
         cache = CompletionCache(cache_dir or default_cache_dir(), backend.fingerprint, key, self.task)
         info = backend.describe()
         cache.write_meta({"model": info, "settings": key_doc})
-        click.echo(f"{self.task}: {len(self.tasks)} tasks x {self.samples} sample(s), {backend.name} "
-                   f"({backend.variant}, style {style}); cache {cache.path}", err=True)
+        click.echo(
+            f"{self.task}: {len(self.tasks)} tasks x {self.samples} sample(s), {backend.name} "
+            f"({backend.variant}, style {style}); cache {cache.path}",
+            err=True,
+        )
         t0 = time.perf_counter()
         try:
             result = run_eval(
-                self.task, self.tasks, backend, style=style, temperature=self.temperature,
-                samples=self.samples, seed=self.seed, workers=self.workers, parallel=self.parallel,
-                cache=cache, cached_only=cached_only, limits=Limits(self.timeout_s),
+                self.task,
+                self.tasks,
+                backend,
+                style=style,
+                temperature=self.temperature,
+                samples=self.samples,
+                seed=self.seed,
+                workers=self.workers,
+                parallel=self.parallel,
+                cache=cache,
+                cached_only=cached_only,
+                limits=Limits(self.timeout_s),
                 progress=make_progress(f"{self.task} {backend.name}"),
             )
         except KeyboardInterrupt:
-            click.echo(f"interrupted after {time.perf_counter() - t0:.0f} s: every finished completion is "
-                       f"cached in {cache.path}; run the same command again to resume", err=True)
+            click.echo(
+                f"interrupted after {time.perf_counter() - t0:.0f} s: every finished completion is "
+                f"cached in {cache.path}; run the same command again to resume",
+                err=True,
+            )
             raise
         file_name = Path(str(info.get("path") or info["name"])).name
         name_for_paper = f"{info.get('general_name') or ''} {file_name}"
         paper_key = paper_model(name_for_paper, backend.variant)
         settings = {
-            **self._base_settings(), "style": style,
+            **self._base_settings(),
+            "style": style,
             "sampling": sampling_for(style, self.temperature, self.seed, 0),
-            "samples": self.samples, "seed": self.seed, "guards": EVAL_GUARDS,
-            "backend": backend.cache_settings(), "cache_key": key, "cache_file": str(cache.path),
+            "samples": self.samples,
+            "seed": self.seed,
+            "guards": EVAL_GUARDS,
+            "backend": backend.cache_settings(),
+            "cache_key": key,
+            "cache_file": str(cache.path),
         }
-        summary = summary_doc(result, model=backend.name, model_info={**info, "paper_model": paper_key},
-                              paper_model=paper_key, settings=settings, selection=selection,
-                              extra=_environment())
+        summary = summary_doc(
+            result,
+            model=backend.name,
+            model_info={**info, "paper_model": paper_key},
+            paper_model=paper_key,
+            settings=settings,
+            selection=selection,
+            extra=_environment(),
+        )
         return summary, result.records
 
 
@@ -290,8 +426,10 @@ def _headline(s: dict[str, Any]) -> str:
     if paper["this_model_pass_at_1"] is not None:
         theirs = f" · paper {100 * paper['this_model_pass_at_1']:.2f}%"
     partial = "" if s["complete"] else f" (partial: {s['n_tasks']} of {paper['n_tasks']} tasks)"
-    return (f"{s['task']} · {s['model']} · pass@1 {100 * s['pass_at_1']:.2f}% "
-            f"({s['passed']}/{s['n_samples']}){partial}{theirs} · {s['duration_s']:.0f} s")
+    return (
+        f"{s['task']} · {s['model']} · pass@1 {100 * s['pass_at_1']:.2f}% "
+        f"({s['passed']}/{s['n_samples']}){partial}{theirs} · {s['duration_s']:.0f} s"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -316,8 +454,14 @@ class _RichProgress:
 
         self.label = label
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
         )
         self.gen: Any = None
         self.test: Any = None
@@ -375,8 +519,10 @@ class _LineProgress:
         rate = self.new / (now - self.t0) if self.new else 0.0
         left = self.total - self.generated_n
         eta = f"{left / rate / 60:.0f} min" if rate > 0 else "?"
-        self._say(f"generated {self.generated_n}/{self.total} ({self.new} new, {rate * 60:.1f}/min), "
-                  f"tested {self.tested_n}, passed {self.passed}, ETA {eta}")
+        self._say(
+            f"generated {self.generated_n}/{self.total} ({self.new} new, {rate * 60:.1f}/min), "
+            f"tested {self.tested_n}, passed {self.passed}, ETA {eta}"
+        )
 
     def _say(self, text: str) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")

@@ -15,7 +15,11 @@ SOURCE = "CodeGemma tech report, arXiv:2406.11409 (1.1 releases: model cards)"
 
 # Column order of every report table.
 PAPER_MODELS: tuple[str, ...] = (
-    "codegemma-2b", "codegemma-7b", "codegemma-7b-it", "codegemma-1.1-2b", "codegemma-1.1-7b-it",
+    "codegemma-2b",
+    "codegemma-7b",
+    "codegemma-7b-it",
+    "codegemma-1.1-2b",
+    "codegemma-1.1-7b-it",
 )
 MODEL_TITLES = {
     "codegemma-2b": "CodeGemma 2B",
@@ -36,16 +40,27 @@ class Benchmark:
 
 BENCHMARKS: dict[str, Benchmark] = {
     "humaneval": Benchmark(
-        "humaneval", "HumanEval", 164,
-        {"codegemma-2b": 31.1, "codegemma-7b": 44.5, "codegemma-7b-it": 56.1,
-         "codegemma-1.1-2b": 37.8, "codegemma-1.1-7b-it": 60.4},
+        "humaneval",
+        "HumanEval",
+        164,
+        {
+            "codegemma-2b": 31.1,
+            "codegemma-7b": 44.5,
+            "codegemma-7b-it": 56.1,
+            "codegemma-1.1-2b": 37.8,
+            "codegemma-1.1-7b-it": 60.4,
+        },
     ),
     "infill-single": Benchmark(
-        "infill-single", "HumanEval single-line infilling", 1033,
+        "infill-single",
+        "HumanEval single-line infilling",
+        1033,
         {"codegemma-2b": 78.41, "codegemma-7b": 76.09, "codegemma-7b-it": 68.25},
     ),
     "infill-multi": Benchmark(
-        "infill-multi", "HumanEval multi-line infilling", 5815,
+        "infill-multi",
+        "HumanEval multi-line infilling",
+        5815,
         {"codegemma-2b": 51.44, "codegemma-7b": 58.44, "codegemma-7b-it": 20.05},
     ),
 }

@@ -47,7 +47,7 @@ class RemoteReply:
 
 
 def guess_variant(model: str) -> str:
-    """"instruction-tuned" when the served name says so (``-it``, ``instruct``, ``chat``), else
+    """ "instruction-tuned" when the served name says so (``-it``, ``instruct``, ``chat``), else
     "pretrained": a server does not tell, and ``--variant`` overrides."""
     return "instruction-tuned" if _IT.search(model) else "pretrained"
 
@@ -55,8 +55,14 @@ def guess_variant(model: str) -> str:
 class RemoteModel:
     """One model on an OpenAI-compatible server; safe to call from several threads (``--parallel``)."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 600.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 600.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         url = base_url.rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--base-url {base_url!r} is not an http(s) URL; e.g. http://127.0.0.1:8080/v1")
@@ -72,16 +78,18 @@ class RemoteModel:
             body["suffix"] = suffix
         doc = self._post("/completions", body)
         choice = _first_choice(doc)
-        return RemoteReply(str(choice.get("text") or ""), str(choice.get("finish_reason") or "stop"),
-                           _tokens(doc))
+        return RemoteReply(
+            str(choice.get("text") or ""), str(choice.get("finish_reason") or "stop"), _tokens(doc)
+        )
 
     def chat(self, messages: Sequence[Mapping[str, str]], sampling: Mapping[str, Any]) -> RemoteReply:
         body = {"model": self.model, "messages": [dict(m) for m in messages], **_sampling(sampling)}
         doc = self._post("/chat/completions", body)
         choice = _first_choice(doc)
         message = choice.get("message") or {}
-        return RemoteReply(str(message.get("content") or ""), str(choice.get("finish_reason") or "stop"),
-                           _tokens(doc))
+        return RemoteReply(
+            str(message.get("content") or ""), str(choice.get("finish_reason") or "stop"), _tokens(doc)
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -111,8 +119,9 @@ class RemoteModel:
         raise AssertionError("unreachable")
 
 
-def open_remote(base_url: str, model: str, api_key: str | None = None, *,
-                transport: httpx.BaseTransport | None = None) -> RemoteModel:
+def open_remote(
+    base_url: str, model: str, api_key: str | None = None, *, transport: httpx.BaseTransport | None = None
+) -> RemoteModel:
     """A client for ``model`` on the OpenAI-compatible server at ``base_url`` (``/v1`` is added when
     missing). ``api_key`` goes out as a Bearer token. Requests time out after 600 s; connection errors
     and 5xx answers are retried twice, then raise ``UpstreamError``."""
@@ -153,8 +162,14 @@ def _error_message(url: str, response: httpx.Response, fim: bool) -> str:
     return f"{url} answered {response.status_code}: {detail}{hint}"
 
 
-def open_engine_backend(base_url: str, api_key: str | None, model: str | None, tokenizer: Path | None,
-                        family: str | None, settings: Settings) -> LocalBackend:
+def open_engine_backend(
+    base_url: str,
+    api_key: str | None,
+    model: str | None,
+    tokenizer: Path | None,
+    family: str | None,
+    settings: Settings,
+) -> LocalBackend:
     """An eval backend running cgstudio's pipeline on the remote engine (``OpenAIEngine``).
 
     ``model``: the upstream's model id (default: the first it lists); ``tokenizer``: the model's GGUF
@@ -165,8 +180,9 @@ def open_engine_backend(base_url: str, api_key: str | None, model: str | None, t
     from cgstudio.evaluation.cache import remote_fingerprint
     from cgstudio.evaluation.runner import LocalBackend
 
-    upstream = upstream_settings(base_url=base_url, api_key=api_key, model=model, tokenizer=tokenizer,
-                                 family=family)
+    upstream = upstream_settings(
+        base_url=base_url, api_key=api_key, model=model, tokenizer=tokenizer, family=family
+    )
     code_model = open_remote_model(upstream, settings)
     engine: Any = code_model.engine
     served = engine.discover().model
@@ -180,10 +196,16 @@ def open_engine_backend(base_url: str, api_key: str | None, model: str | None, t
             self.fim_capable = code_model.fim_capable
 
         def describe(self) -> dict[str, Any]:
-            return {"name": self.name, "base_url": upstream.root, "backend": "openai-engine",
-                    "family": code_model.family, "variant": self.variant,
-                    "variant_reason": code_model.variant.reason, "tokenizer": engine.tokenizer.source,
-                    "fingerprint": self.fingerprint}
+            return {
+                "name": self.name,
+                "base_url": upstream.root,
+                "backend": "openai-engine",
+                "family": code_model.family,
+                "variant": self.variant,
+                "variant_reason": code_model.variant.reason,
+                "tokenizer": engine.tokenizer.source,
+                "fingerprint": self.fingerprint,
+            }
 
         def cache_settings(self) -> dict[str, Any]:
             return {"base_url": upstream.root, "backend": "openai-engine", "n_ctx": engine.n_ctx}

@@ -105,8 +105,9 @@ def write_report(out_dir: Path, summary: dict[str, Any], records: list[SampleRec
     with open(out_dir / "results.jsonl", "w", encoding="utf-8") as fh:
         for record in records:
             fh.write(json.dumps(record.as_dict(), ensure_ascii=False) + "\n")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
-                                          encoding="utf-8")
+    (out_dir / "summary.json").write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     path = out_dir / "report.md"
     path.write_text(render_markdown(summary), encoding="utf-8")
     return path
@@ -120,13 +121,19 @@ def paper_table(task_set: str, ours: str, ours_label: str, tasks_text: str) -> s
     """One markdown row per benchmark, the paper's columns beside ours (percent)."""
     bench = BENCHMARKS[task_set]
     head = ["Benchmark", "Tasks", ours_label, *(MODEL_TITLES[m] for m in PAPER_MODELS)]
-    row = [bench.title, tasks_text, ours,
-           *(f"{bench.pass_at_1[m]:g}" if m in bench.pass_at_1 else "—" for m in PAPER_MODELS)]
-    return "\n".join([
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---", "---:", *["---:"] * (len(head) - 2)]) + "|",
-        "| " + " | ".join(row) + " |",
-    ])
+    row = [
+        bench.title,
+        tasks_text,
+        ours,
+        *(f"{bench.pass_at_1[m]:g}" if m in bench.pass_at_1 else "—" for m in PAPER_MODELS),
+    ]
+    return "\n".join(
+        [
+            "| " + " | ".join(head) + " |",
+            "|" + "|".join(["---", "---:", *["---:"] * (len(head) - 2)]) + "|",
+            "| " + " | ".join(row) + " |",
+        ]
+    )
 
 
 def tasks_text(summary: dict[str, Any]) -> str:
@@ -151,8 +158,11 @@ def render_markdown(s: dict[str, Any]) -> str:
     ours = _pct(s["pass_at_1"])
     lines = [f"# cgstudio eval: {bench.title} — {s['model']}", ""]
     if not s["complete"]:
-        lines += [f"**Partial run: {s['n_tasks']} of {bench.n_tasks} tasks.** A subset's pass@1 is not the "
-                  "full benchmark's; see the 95 % interval below.", ""]
+        lines += [
+            f"**Partial run: {s['n_tasks']} of {bench.n_tasks} tasks.** A subset's pass@1 is not the "
+            "full benchmark's; see the 95 % interval below.",
+            "",
+        ]
     lines += [paper_table(s["task"], ours, f"This run: {s['model']}", tasks_text(s)), ""]
     lines.append(f"pass@1 in percent. Paper: {SOURCE}; greedy decoding, {bench.n_tasks} tasks.")
     if s.get("ci95_pass_at_1"):
@@ -190,12 +200,16 @@ def render_markdown(s: dict[str, Any]) -> str:
     st = s["settings"]
     if s["style"] != "canonical":
         sampling = st["sampling"]
-        decoding = ("greedy" if sampling["temperature"] == 0
-                    else f"temperature {sampling['temperature']}, top-p {sampling['top_p']}, "
-                         f"{s['samples_per_task']} samples per task, seed {st.get('seed') or 0} + sample")
+        decoding = (
+            "greedy"
+            if sampling["temperature"] == 0
+            else f"temperature {sampling['temperature']}, top-p {sampling['top_p']}, "
+            f"{s['samples_per_task']} samples per task, seed {st.get('seed') or 0} + sample"
+        )
         lines += [
             f"- Decoding: {decoding}; at most {sampling['max_tokens']} tokens"
-            + (f"; stops {json.dumps(sampling['stop'])}" if sampling["stop"] else "") + ".",
+            + (f"; stops {json.dumps(sampling['stop'])}" if sampling["stop"] else "")
+            + ".",
             "- Guards: suffix-repetition, single-line and block-end FIM rules off; the repetition guard on "
             "(its stops show as finish reason `repetition`).",
         ]
@@ -206,8 +220,11 @@ def render_markdown(s: dict[str, Any]) -> str:
         "## Settings",
         "",
         "```json",
-        json.dumps({"settings": st, "selection": s["selection"], "model": s["model_info"]}, indent=2,
-                   ensure_ascii=False),
+        json.dumps(
+            {"settings": st, "selection": s["selection"], "model": s["model_info"]},
+            indent=2,
+            ensure_ascii=False,
+        ),
         "```",
         "",
         "Per-task results: `results.jsonl` (task_id, sample, completion, status, duration_s, ...).",

@@ -56,8 +56,13 @@ CHAT_INSTRUCTION = (
     "```python\n{prompt}```"
 )
 # strict off: a variant mismatch (FIM on an -it model, as the paper runs it) is a warning, not an error.
-EVAL_GUARDS = {"fim_stop_at_suffix": False, "fim_single_line": False, "fim_block_end": False,
-               "repetition": True, "strict": False}
+EVAL_GUARDS = {
+    "fim_stop_at_suffix": False,
+    "fim_single_line": False,
+    "fim_block_end": False,
+    "repetition": True,
+    "strict": False,
+}
 PASS_AT_K = (1, 10, 100)
 
 
@@ -111,15 +116,25 @@ class LocalBackend:
     def describe(self) -> dict[str, Any]:
         m, info = self.model, self.model.engine.info
         return {
-            "name": self.name, "path": info.path, "general_name": info.metadata.get("general.name"),
-            "family": m.family, "variant": self.variant, "variant_reason": m.variant.reason,
-            "quantization": info.quantization, "size_bytes": info.size_bytes, "fingerprint": self.fingerprint,
+            "name": self.name,
+            "path": info.path,
+            "general_name": info.metadata.get("general.name"),
+            "family": m.family,
+            "variant": self.variant,
+            "variant_reason": m.variant.reason,
+            "quantization": info.quantization,
+            "size_bytes": info.size_bytes,
+            "fingerprint": self.fingerprint,
         }
 
     def cache_settings(self) -> dict[str, Any]:
         load = self.model.settings.load
-        return {"n_ctx": self.model.engine.n_ctx, "cache_type_k": load.cache_type_k,
-                "cache_type_v": load.cache_type_v, "cache_reuse": load.cache_reuse}
+        return {
+            "n_ctx": self.model.engine.n_ctx,
+            "cache_type_k": load.cache_type_k,
+            "cache_type_v": load.cache_type_v,
+            "cache_reuse": load.cache_reuse,
+        }
 
     def generate(self, request: GenRequest) -> Generated:
         m = self.model
@@ -135,8 +150,12 @@ class LocalBackend:
         for chunk in chunks:
             result = chunk.result or result
         assert result is not None
-        return Generated(result.text, result.finish_reason, result.usage.completion_tokens,
-                         tuple(f"{w.code}: {w.message}" for w in result.warnings))
+        return Generated(
+            result.text,
+            result.finish_reason,
+            result.usage.completion_tokens,
+            tuple(f"{w.code}: {w.message}" for w in result.warnings),
+        )
 
     def close(self) -> None:
         self.model.close()
@@ -145,8 +164,14 @@ class LocalBackend:
 class RemoteBackend:
     """A model on an OpenAI-compatible server (``remote.open_remote``)."""
 
-    def __init__(self, base_url: str, model: str, variant: str, api_key: str | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        variant: str,
+        api_key: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         from cgstudio.evaluation.cache import remote_fingerprint
         from cgstudio.evaluation.remote import guess_variant, open_remote
 
@@ -158,8 +183,12 @@ class RemoteBackend:
         self.fim_capable = True  # the server decides; a server that ignores `suffix` is documented
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "base_url": self.base_url, "variant": self.variant,
-                "fingerprint": self.fingerprint}
+        return {
+            "name": self.name,
+            "base_url": self.base_url,
+            "variant": self.variant,
+            "fingerprint": self.fingerprint,
+        }
 
     def cache_settings(self) -> dict[str, Any]:
         return {"base_url": self.base_url}
@@ -219,10 +248,15 @@ class SampleRecord:
 
     def as_dict(self) -> dict[str, Any]:
         doc = {
-            "task_id": self.task_id, "sample": self.sample, "completion": self.completion,
-            "status": self.status, "duration_s": round(self.duration_s, 3),
-            "generation_s": round(self.generation_s, 3), "completion_tokens": self.completion_tokens,
-            "finish_reason": self.finish_reason, "cached": self.cached,
+            "task_id": self.task_id,
+            "sample": self.sample,
+            "completion": self.completion,
+            "status": self.status,
+            "duration_s": round(self.duration_s, 3),
+            "generation_s": round(self.generation_s, 3),
+            "completion_tokens": self.completion_tokens,
+            "finish_reason": self.finish_reason,
+            "cached": self.cached,
         }
         if self.status != "passed" and self.stderr_tail:
             doc["stderr_tail"] = self.stderr_tail[-500:]
@@ -242,6 +276,7 @@ class EvalResult:
     samples: int
     duration_s: float
     skipped_uncached: int = 0
+
     def counts(self) -> Counter[str]:
         return Counter(r.status for r in self.records)
 
@@ -265,8 +300,9 @@ class EvalResult:
 # Protocol
 
 
-def select_tasks(task_set: str, limit: int | None = None, sample: int | None = None,
-                 sample_seed: int = 0) -> list[Task]:
+def select_tasks(
+    task_set: str, limit: int | None = None, sample: int | None = None, sample_seed: int = 0
+) -> list[Task]:
     """The tasks to run: a seeded sample of ``sample`` tasks (kept in set order), then the first
     ``limit`` of those. The same seed always gives the same sample."""
     tasks = get_tasks(task_set)
@@ -312,12 +348,19 @@ def sampling_for(style: Style, temperature: float, seed: int | None, sample: int
     return params
 
 
-def key_settings(task_set: str, style: Style, temperature: float, seed: int | None,
-                 backend_settings: dict[str, Any]) -> dict[str, Any]:
+def key_settings(
+    task_set: str, style: Style, temperature: float, seed: int | None, backend_settings: dict[str, Any]
+) -> dict[str, Any]:
     """What the cache key covers (see ``cache``): everything that changes the generated text."""
     sampling = sampling_for(style, temperature, seed, 0)
-    return {"task_set": task_set, "style": style, "sampling": sampling, "guards": EVAL_GUARDS,
-            "instruction": CHAT_INSTRUCTION if style == "chat" else None, **backend_settings}
+    return {
+        "task_set": task_set,
+        "style": style,
+        "sampling": sampling,
+        "guards": EVAL_GUARDS,
+        "instruction": CHAT_INSTRUCTION if style == "chat" else None,
+        **backend_settings,
+    }
 
 
 def request_for(task: Task, style: Style, sampling: dict[str, Any]) -> GenRequest:
@@ -427,13 +470,19 @@ def run_eval(
         record.stderr_tail = outcome.stderr_tail
         final.append(record)
     return EvalResult(
-        task_set, style, final, n_tasks=len({r.task_id for r in final}), samples=samples,
-        duration_s=time.perf_counter() - started, skipped_uncached=total - len(jobs),
+        task_set,
+        style,
+        final,
+        n_tasks=len({r.task_id for r in final}),
+        samples=samples,
+        duration_s=time.perf_counter() - started,
+        skipped_uncached=total - len(jobs),
     )
 
 
-def _in_order(make: Callable[[_Job], SampleRecord], jobs: list[_Job],
-              parallel: int) -> Iterator[SampleRecord]:
+def _in_order(
+    make: Callable[[_Job], SampleRecord], jobs: list[_Job], parallel: int
+) -> Iterator[SampleRecord]:
     """``make(job)`` for each job, in job order; with ``parallel > 1`` that many run at once (the
     engine batches them), at most ``2 * parallel`` ahead of the one being yielded."""
     if parallel <= 1:
@@ -453,8 +502,15 @@ def _in_order(make: Callable[[_Job], SampleRecord], jobs: list[_Job],
                 future.cancel()
 
 
-def _generate(job: _Job, backend: Backend | None, style: Style, temperature: float, seed: int | None,
-              cache: CompletionCache | None, lock: threading.Lock) -> SampleRecord:
+def _generate(
+    job: _Job,
+    backend: Backend | None,
+    style: Style,
+    temperature: float,
+    seed: int | None,
+    cache: CompletionCache | None,
+    lock: threading.Lock,
+) -> SampleRecord:
     task = job.task
     if backend is None:
         return SampleRecord(task.task_id, 0, task.canonical_solution, "canonical", 0.0, cached=False)
@@ -467,16 +523,28 @@ def _generate(job: _Job, backend: Backend | None, style: Style, temperature: flo
         except (ContextOverflowError, InvalidInputError) as exc:
             # Deterministic for this prompt and model: recorded (and cached) as an empty completion.
             out = Generated("", "error", 0, (f"generation_error: {exc.message}",))
-        entry = CachedCompletion(task.task_id, job.sample, job.digest, out.text, out.finish_reason,
-                                 out.completion_tokens, round(time.perf_counter() - t0, 4),
-                                 tuple(w.split(":", 1)[0] for w in out.warnings))
+        entry = CachedCompletion(
+            task.task_id,
+            job.sample,
+            job.digest,
+            out.text,
+            out.finish_reason,
+            out.completion_tokens,
+            round(time.perf_counter() - t0, 4),
+            tuple(w.split(":", 1)[0] for w in out.warnings),
+        )
         if cache is not None:
             with lock:
                 cache.put(entry)
     completion = to_completion(task, style, entry.text)
     return SampleRecord(
-        task.task_id, job.sample, completion, entry.finish_reason, entry.generation_s, cached,
-        completion_tokens=entry.completion_tokens, raw=entry.text if style == "chat" else None,
+        task.task_id,
+        job.sample,
+        completion,
+        entry.finish_reason,
+        entry.generation_s,
+        cached,
+        completion_tokens=entry.completion_tokens,
+        raw=entry.text if style == "chat" else None,
         warnings=entry.warnings,
     )
-

@@ -168,10 +168,13 @@ def run(
             out.append(tail)
             yield Chunk(tail)
         finish = ENGINE_FINISH.get(stream.stats.finish or "", "length")
-        if fim is not None and tail and (cut := fim.feed(tail)) is not None:
-            keep = cut
-        elif fim is not None and (cut := fim.finish()) is not None:
-            keep = cut
+        if fim is not None:
+            # The tail may complete a cut; else the FIM rules get their end-of-output say.
+            cut = fim.feed(tail) if tail else None
+            if cut is None:
+                cut = fim.finish()
+            if cut is not None:
+                keep = cut
     full = "".join(out)
     if keep is not None:
         full = full[:keep]

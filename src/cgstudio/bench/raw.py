@@ -8,6 +8,7 @@ from pathlib import Path
 import llama_cpp as lc
 
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle
+from cgstudio.engine.llamacpp.scheduler import put_token
 from cgstudio.settings import LoadProfile
 
 
@@ -59,3 +60,42 @@ class RawLoop:
     def close(self) -> None:
         self.context.close()
         self.model.close()
+
+
+def batched_step_rates(
+    path: Path, profile: LoadProfile, streams: list[int], steps: int = 24
+) -> dict[int, float]:
+    """The ceiling of continuous batching: tok/s of bare ``llama_decode`` steps that advance n
+    sequences by one token each (no sampling, no threads, no queues), for each n in ``streams``."""
+    top = max(streams)
+    prof = profile.model_copy(update={"n_parallel": top})
+    model = ModelHandle(path, prof)
+    context = ContextHandle(model, prof)
+    batch = lc.llama_batch_init(max(64, top), 0, 1)
+    prompt = 32
+    try:
+        rates: dict[int, float] = {}
+        for n in streams:
+            lc.llama_memory_clear(context.memory, True)
+            for s in range(n):  # a short prompt per sequence, then one-token steps for all of them
+                for i in range(prompt):
+                    put_token(batch, i, 1000 + i + s, i, s, i == prompt - 1)
+                batch.n_tokens = prompt
+                if lc.llama_decode(context.ctx, batch) != 0:
+                    raise RuntimeError("raw batched steps: llama_decode failed on a prompt")
+            times = []
+            for k in range(steps):
+                for s in range(n):
+                    put_token(batch, s, 2000 + k + s, prompt + k, s, True)
+                batch.n_tokens = n
+                t0 = time.perf_counter()
+                if lc.llama_decode(context.ctx, batch) != 0:
+                    raise RuntimeError("raw batched steps: llama_decode failed")
+                times.append(time.perf_counter() - t0)
+            times.sort()
+            rates[n] = n / times[len(times) // 2]
+        return rates
+    finally:
+        lc.llama_batch_free(batch)
+        context.close()
+        model.close()

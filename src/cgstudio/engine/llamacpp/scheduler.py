@@ -293,7 +293,7 @@ class Scheduler:
             for c0 in range(start, end, self._batch_cap):
                 c1 = min(end, c0 + self._batch_cap)
                 for i, p in enumerate(range(c0, c1)):
-                    _put(self._batch, i, prompt[p], p, scratch, False)
+                    put_token(self._batch, i, prompt[p], p, scratch, False)
                 self._batch.n_tokens = c1 - c0
                 rc = lc.llama_decode(self.context.ctx, self._batch)
                 self.counters.decode_calls += 1
@@ -340,7 +340,7 @@ class Scheduler:
             seq.draft = self._draft(seq)[: max(0, min(room, budget - n - 1))] if seq.speculate else []
             toks = [seq.pending, *seq.draft]
             for i, t in enumerate(toks):
-                _put(b, n + i, t, pos + i, seq.slot.seq_id, True)
+                put_token(b, n + i, t, pos + i, seq.slot.seq_id, True)
             rows.append((seq, n, len(toks)))
             seq.slot.tokens.extend(toks)
             n += len(toks)
@@ -351,7 +351,7 @@ class Scheduler:
             share = max(1, (budget - n) // max(1, sum(1 for s in self._active if s.todo)))
             chunk, seq.todo = seq.todo[:share], seq.todo[share:]
             for i, (t, p) in enumerate(chunk):
-                _put(b, n + i, t, p, seq.slot.seq_id, not seq.todo and i == len(chunk) - 1)
+                put_token(b, n + i, t, p, seq.slot.seq_id, not seq.todo and i == len(chunk) - 1)
                 _set_token(seq.slot.tokens, p, t)
             seq.stats.n_prompt_evaluated += len(chunk)
             if not seq.todo:
@@ -482,7 +482,7 @@ def _set_token(tokens: list[int], pos: int, tok: int) -> None:
         tokens.append(tok)
 
 
-def _put(b: Any, i: int, tok: int, pos: int, seq_id: int, logits: bool) -> None:
+def put_token(b: Any, i: int, tok: int, pos: int, seq_id: int, logits: bool) -> None:
     b.token[i] = tok
     b.pos[i] = pos
     b.n_seq_id[i] = 1

@@ -1,0 +1,61 @@
+"""``cgstudio bench --quick`` end to end on the real demo model: every ratio measured in one run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RATIOS = {
+    "decode_vs_raw_llama_cpp",
+    "http_stream_vs_raw_llama_cpp",
+    "http_stream_vs_llama_cpp_server",
+    "keystroke_ttft_speedup",
+    "concurrency_4_vs_1_throughput",
+    "speculation_speedup",
+}
+
+
+def test_quick_bench_reports_every_ratio_and_writes_the_report(qwen_path: Path, tmp_path: Path) -> None:
+    report = tmp_path / "BENCH.md"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cgstudio.cli.main",
+            "bench",
+            "-m",
+            str(qwen_path),
+            "--quick",
+            "--json",
+            "--report",
+            str(report),
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(r.stdout)  # stdout carries only the document; progress went to stderr
+    assert set(doc["ratios"]) == RATIOS
+    for key, ratio in doc["ratios"].items():
+        assert ratio["n"] >= 1 and 0 < ratio["min"] <= ratio["median"] <= ratio["max"], key
+        assert ratio["verdict"] in ("met", "missed", "within spread"), key
+    res = doc["results"]
+    # Reuse evaluates only the new tokens of a keystroke; a cold request evaluates the whole file.
+    assert res["keystroke"]["reuse_prompt_tokens_evaluated"]["max"] <= 4
+    assert res["keystroke"]["prompt_tokens"] > 500
+    assert res["speculation"]["same_output"] is True
+    assert res["decode"]["same_token_count_as_raw"] is True
+    assert doc["ratios"]["keystroke_ttft_speedup"]["median"] > 5  # far above noise even on a busy CPU
+    text = report.read_text()
+    assert "## Ratios" in text and "concurrency_4_vs_1_throughput" in text
+    assert (tmp_path / "bench_ttft.png").stat().st_size > 1000
+    assert (tmp_path / "bench_concurrency.png").stat().st_size > 1000

@@ -109,7 +109,7 @@ def run_decode(bc: BenchContext) -> None:
                 raw_tg.append(raw_rate)
             same_tokens.append(len(raw_tokens) == r.usage.completion_tokens)
             pp_text = wl.cold_marker() + wl.code_of_tokens(m.vocab, plan.pp_tokens, "textwrap")
-            pr = m.complete(pp_text, "", sampling={**GREEDY, "max_tokens": 1})
+            pr = m.complete(pp_text, "", sampling={**GREEDY, "max_tokens": 1, "cache_prompt": False})
             if pr.timings.prompt_tokens_per_s:
                 ours_pp.append(pr.timings.prompt_tokens_per_s)
         bc.results["decode"] = {

@@ -86,7 +86,7 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert "tasks" in help_text and "run" in help_text
 
 
-def _run(model: Path, tmp_path: Path, out: str) -> dict[str, Any]:
+def _run(model: Path, tmp_path: Path, out: str, *extra: str) -> dict[str, Any]:
     # About 2 min on 2 idle cores: 20 completions of up to 128 tokens. Shared machines are far slower.
     r = cli(
         "eval",
@@ -100,6 +100,7 @@ def _run(model: Path, tmp_path: Path, out: str) -> dict[str, Any]:
         str(tmp_path / "cache"),
         "--out",
         str(tmp_path / out),
+        *extra,
         cwd=tmp_path,
         timeout=1700,
     )
@@ -125,3 +126,19 @@ def test_qwen_infill_single_20_then_resume_from_cache(qwen_path: Path, tmp_path:
     assert "20 of 20 completions from the cache" in second["stderr"]
     assert (second["pass_at_1"], second["passed"]) == (first["pass_at_1"], first["passed"])
     assert second["settings"]["cache_key"] == first["settings"]["cache_key"]
+
+    # The editor's guards: its own cache key (nothing reused), its own protocol line, and FIM
+    # completions that end where they start repeating the suffix instead of running to 128 tokens.
+    editor = _run(qwen_path, tmp_path, "editor", "--guards", "editor")
+    assert (editor["generated"], editor["cached"]) == (20, 0)
+    assert editor["settings"]["cache_key"] != first["settings"]["cache_key"]
+    assert editor["settings"]["guards"]["fim_stop_at_suffix"] is True
+    assert "**editor**" in (tmp_path / "editor" / "report.md").read_text()
+    edited = [json.loads(line) for line in (tmp_path / "editor" / "results.jsonl").read_text().splitlines()]
+    assert sum(r["completion_tokens"] for r in edited) < sum(r["completion_tokens"] for r in results)
+
+
+def test_editor_guards_need_a_local_model(tmp_path: Path) -> None:
+    r = cli("eval", "humaneval", "--canonical", "--guards", "editor", "--json", cwd=tmp_path)
+    assert r.returncode != 0 and r.stdout == ""
+    assert "--guards editor needs a local model" in r.stderr and "Traceback" not in r.stderr

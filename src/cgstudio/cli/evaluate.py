@@ -151,6 +151,15 @@ def tasks_command(task: str, limit: int | None, sample_n: int | None, sample_see
     help="Completions generated at once, batched (each gets --ctx-size of KV). Experimental: "
     "see EVALUATION.md.",
 )
+@click.option(
+    "--guards",
+    "guard_set",
+    type=click.Choice(["paper", "editor"]),
+    default="paper",
+    show_default=True,
+    help="paper: the paper's protocol (FIM output is not cut); editor: also stop a FIM completion "
+    "where it repeats the suffix, as cgstudio does for editors (local models only; reported apart).",
+)
 @click.option("--workers", type=int, default=2, show_default=True, help="Tests run in parallel.")
 @click.option(
     "--timeout",
@@ -192,6 +201,7 @@ def run_command(
     samples: int,
     completion_style: str,
     parallel: int,
+    guard_set: str,
     workers: int,
     timeout_s: float,
     cache_dir: Path | None,
@@ -213,6 +223,8 @@ def run_command(
         raise UsageError("--canonical needs no model: drop --base-url")
     if base_url and not model and remote_backend == "server":
         raise UsageError("--base-url needs --model: the server's name for the model (or --backend openai)")
+    if guard_set == "editor" and (base_url or canonical):
+        raise UsageError("--guards editor needs a local model (a server applies its own guards)")
     if workers < 1 or parallel < 1 or timeout_s <= 0:
         raise UsageError("--workers and --parallel must be at least 1, --timeout above 0")
     chosen = select_tasks(task, limit, sample_n, sample_seed)
@@ -230,7 +242,7 @@ def run_command(
         if base_url and remote_backend == "openai":
             backend = _engine_backend(model, base_url, api_key, family, opts)
         else:
-            backend = _open_backend(model, base_url, api_key, parallel, opts)
+            backend = _open_backend(model, base_url, api_key, parallel, opts, guard_set)
         try:
             summary, records = run.with_model(backend, completion_style, cache_dir, cached_only, selection)
         finally:
@@ -253,9 +265,14 @@ def run_command(
 
 
 def _open_backend(
-    model: str | None, base_url: str | None, api_key: str | None, parallel: int, opts: dict[str, Any]
+    model: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    parallel: int,
+    opts: dict[str, Any],
+    guard_set: str = "paper",
 ) -> Any:
-    from cgstudio.evaluation.runner import LocalBackend, RemoteBackend
+    from cgstudio.evaluation.runner import EDITOR_GUARDS, EVAL_GUARDS, LocalBackend, RemoteBackend
 
     variant = opts.get("variant") or "auto"
     if base_url:
@@ -273,7 +290,9 @@ def _open_backend(
     resolved = resolve(model, configured=settings.model)
     if resolved.notice:
         click.echo(f"note: {resolved.notice}", err=True)
-    return LocalBackend(CodeModel(LlamaCppEngine(resolved.path, settings.load), settings, resolved.alias))
+    guards = EDITOR_GUARDS if guard_set == "editor" else EVAL_GUARDS
+    model_ = CodeModel(LlamaCppEngine(resolved.path, settings.load), settings, resolved.alias)
+    return LocalBackend(model_, guards)
 
 
 def _engine_backend(
@@ -392,7 +411,7 @@ class _Run:
             "sampling": sampling_for(style, self.temperature, self.seed, 0),
             "samples": self.samples,
             "seed": self.seed,
-            "guards": EVAL_GUARDS,
+            "guards": getattr(backend, "guards", EVAL_GUARDS),
             "backend": backend.cache_settings(),
             "cache_key": key,
             "cache_file": str(cache.path),

@@ -210,8 +210,7 @@ def render_markdown(s: dict[str, Any]) -> str:
             f"- Decoding: {decoding}; at most {sampling['max_tokens']} tokens"
             + (f"; stops {json.dumps(sampling['stop'])}" if sampling["stop"] else "")
             + ".",
-            "- Guards: suffix-repetition, single-line and block-end FIM rules off; the repetition guard on "
-            "(its stops show as finish reason `repetition`).",
+            _guards_line(st.get("guards") or {}),
         ]
     lines += [
         "- Program: prompt + completion + suffix + test + `check(entry_point)`, run in cgstudio's sandbox "
@@ -235,3 +234,16 @@ def render_markdown(s: dict[str, Any]) -> str:
 
 def _inline(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def _guards_line(guards: dict[str, bool]) -> str:
+    if guards.get("fim_stop_at_suffix"):
+        return (
+            "- Guards: **editor** (`--guards editor`, not the paper's protocol): a FIM completion stops "
+            "where it starts repeating the suffix, as cgstudio does for editors; single-line and "
+            "block-end rules off; the repetition guard on."
+        )
+    return (
+        "- Guards: suffix-repetition, single-line and block-end FIM rules off; the repetition guard on "
+        "(its stops show as finish reason `repetition`)."
+    )

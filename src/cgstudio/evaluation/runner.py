@@ -63,6 +63,8 @@ EVAL_GUARDS = {
     "repetition": True,
     "strict": False,
 }
+# What an editor gets: the completion ends where it starts to repeat the text after the cursor.
+EDITOR_GUARDS = {**EVAL_GUARDS, "fim_stop_at_suffix": True}
 PASS_AT_K = (1, 10, 100)
 
 
@@ -102,9 +104,11 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """A loaded GGUF (``cgstudio.api.CodeModel``), run through the one generation pipeline."""
+    """A loaded GGUF (``cgstudio.api.CodeModel``), run through the one generation pipeline.
 
-    def __init__(self, model: CodeModel) -> None:
+    ``guards``: the paper's protocol (``EVAL_GUARDS``) or ``EDITOR_GUARDS``, what an editor gets."""
+
+    def __init__(self, model: CodeModel, guards: dict[str, bool] | None = None) -> None:
         from cgstudio.evaluation.cache import gguf_fingerprint
 
         self.model = model
@@ -112,6 +116,7 @@ class LocalBackend:
         self.fingerprint = gguf_fingerprint(model.engine.info.path)
         self.variant = model.variant.variant
         self.fim_capable = model.fim_capable
+        self.guards = dict(guards or EVAL_GUARDS)
 
     def describe(self) -> dict[str, Any]:
         m, info = self.model, self.model.engine.info
@@ -134,11 +139,13 @@ class LocalBackend:
             "cache_type_k": load.cache_type_k,
             "cache_type_v": load.cache_type_v,
             "cache_reuse": load.cache_reuse,
+            # Only when not the paper's: caches made before this option keep their keys.
+            **({"guards": self.guards} if self.guards != EVAL_GUARDS else {}),
         }
 
     def generate(self, request: GenRequest) -> Generated:
         m = self.model
-        kw: dict[str, Any] = {"sampling": request.sampling, "guards": EVAL_GUARDS}
+        kw: dict[str, Any] = {"sampling": request.sampling, "guards": self.guards}
         if request.style == "chat":
             chunks = m.stream_chat([{"role": "user", "content": request.prompt}], **kw)
         elif request.style == "plain" and m.fim_capable:

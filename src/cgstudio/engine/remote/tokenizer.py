@@ -203,7 +203,7 @@ class HFTokenizer(Tokenizer):
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
         if token in self.info.special_kinds:
-            return self._parse.id_to_token(token).encode() if special else b""
+            return (self._parse.id_to_token(token) or "").encode() if special else b""
         if token not in self._pieces:
             self._pieces[token] = self._parse.decode([token], skip_special_tokens=False).encode()
         return self._pieces[token]

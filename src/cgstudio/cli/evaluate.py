@@ -148,8 +148,8 @@ def tasks_command(task: str, limit: int | None, sample_n: int | None, sample_see
     type=int,
     default=1,
     show_default=True,
-    help="Completions generated at once, batched (each gets --ctx-size of KV). Experimental: "
-    "see EVALUATION.md.",
+    help="Completions generated at once, batched (each gets --ctx-size of KV). Greedy outputs can "
+    "differ from one-at-a-time runs at near-ties: see EVALUATION.md.",
 )
 @click.option(
     "--guards",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import llama_cpp as lc
 
+from cgstudio.bench.stats import summarize
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle
 from cgstudio.engine.llamacpp.scheduler import put_token
 from cgstudio.settings import LoadProfile
@@ -92,8 +93,7 @@ def batched_step_rates(
                 if lc.llama_decode(context.ctx, batch) != 0:
                     raise RuntimeError("raw batched steps: llama_decode failed")
                 times.append(time.perf_counter() - t0)
-            times.sort()
-            rates[n] = n / times[len(times) // 2]
+            rates[n] = n / summarize(times).median
         return rates
     finally:
         lc.llama_batch_free(batch)

@@ -28,12 +28,18 @@ def inspect_model(path: str | Path) -> ModelInfo:
 _LIVE: weakref.WeakSet[Scheduler] = weakref.WeakSet()
 
 
+def _release(scheduler: Scheduler) -> None:
+    """Stop the decode thread, then free the context and the model, in that order."""
+    _LIVE.discard(scheduler)
+    scheduler.close()
+    scheduler.context.close()
+    scheduler.model.close()
+
+
 @atexit.register
 def _close_live_schedulers() -> None:
     for scheduler in list(_LIVE):
-        scheduler.close()
-        scheduler.context.close()
-        scheduler.model.close()
+        _release(scheduler)
 
 
 class LlamaCppEngine(Engine):
@@ -69,7 +75,4 @@ class LlamaCppEngine(Engine):
         return self._scheduler.submit(request)
 
     def close(self) -> None:
-        _LIVE.discard(self._scheduler)
-        self._scheduler.close()
-        self._context.close()
-        self._model.close()
+        _release(self._scheduler)

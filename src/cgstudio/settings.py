@@ -26,6 +26,11 @@ from cgstudio.errors import SettingsError
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 UNQUANTIZED_CACHE: frozenset[str] = frozenset({"f32", "f16", "bf16"})
 CODEGEMMA_TRAINED_CTX = 8192
+#: The most bytes of text one request or input file may carry: the server's default request body
+#: limit (``max_body_bytes``), so the CLI and the server accept the same inputs.
+MAX_INPUT_BYTES = 8 << 20
+#: ggml's thread pool holds at most this many threads (GGML_MAX_N_THREADS in ggml.h).
+GGML_MAX_N_THREADS = 512
 
 
 class _Strict(BaseModel):
@@ -42,17 +47,36 @@ class LoadProfile(_Strict):
         description="Context length in tokens (--ctx-size). CodeGemma was trained on 8192.",
     )
     n_gpu_layers: int = Field(
-        0, ge=-1, description="Layers offloaded to the GPU (--n-gpu-layers); 0 = CPU only, -1 = all."
+        0,
+        ge=-1,
+        le=100_000,
+        description="Layers offloaded to the GPU (--n-gpu-layers); 0 = CPU only, -1 = all.",
     )
     n_threads: int | None = Field(
-        None, ge=1, le=1024, description="CPU thread pool size (--threads); unset = physical cores."
+        None,
+        ge=1,
+        le=GGML_MAX_N_THREADS,
+        description="CPU thread pool size (--threads); unset = physical cores.",
     )
-    n_batch: int = Field(512, ge=1, le=65536, description="Evaluation batch size (--batch-size).")
+    n_batch: int = Field(
+        512,
+        ge=1,
+        le=65536,
+        description="Evaluation batch size (--batch-size); raised to n_parallel when below it.",
+    )
     rope_freq_base: float | None = Field(
-        None, gt=0, description="RoPE frequency base (--rope-freq-base); unset/'auto' = from the GGUF."
+        None,
+        gt=0,
+        le=1e12,
+        allow_inf_nan=False,
+        description="RoPE frequency base (--rope-freq-base); unset/'auto' = from the GGUF.",
     )
     rope_freq_scale: float | None = Field(
-        None, gt=0, description="RoPE frequency scale (--rope-freq-scale); unset/'auto' = from the GGUF."
+        None,
+        gt=0,
+        le=1e6,
+        allow_inf_nan=False,
+        description="RoPE frequency scale (--rope-freq-scale); unset/'auto' = from the GGUF.",
     )
     offload_kqv: bool = Field(True, description="Keep the KV cache on the GPU (--no-kv-offload turns off).")
     use_mlock: bool = Field(False, description="Keep the model in memory, mlock (--mlock).")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -215,6 +215,7 @@ def write_codegemma_gguf(
     fim_id_keys: FimIdKeys = "fim",
     f16: bool = False,
     seed: int = 0,
+    hparam_overrides: Mapping[str, int | str] | None = None,
 ) -> Path:
     """Write a tiny random-weight CodeGemma GGUF to `path` (replaced atomically) and return the path.
 
@@ -236,6 +237,10 @@ def write_codegemma_gguf(
             prefix/middle/suffix tokens by their text and forces them to CONTROL).
         f16: store the 2-D weights as float16 (file type MOSTLY_F16) instead of float32.
         seed: seed of the weights; the same arguments always give the same bytes.
+        hparam_overrides: `gemma.*` metadata written instead of the values the shape gives (the
+            tensors keep the real shape), or added: e.g. {"block_count": 2**31} or
+            {"attention.head_count": 0} for the hostile files llama.cpp would abort on. Integers
+            are written as uint32 (int64 when out of its range), strings as strings.
     """
     import gguf  # deferred: importing gguf is slow-ish and only needed here
 
@@ -258,14 +263,24 @@ def write_codegemma_gguf(
     try:
         writer.add_name(name)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
-        writer.add_context_length(context_length)
-        writer.add_embedding_length(n_embd)
-        writer.add_block_count(n_layers)
-        writer.add_feed_forward_length(n_ff)
-        writer.add_head_count(n_head)
-        writer.add_head_count_kv(n_head_kv)
-        writer.add_key_length(head_dim)
-        writer.add_value_length(head_dim)
+        hparams: dict[str, int | str] = {
+            "context_length": context_length,
+            "embedding_length": n_embd,
+            "block_count": n_layers,
+            "feed_forward_length": n_ff,
+            "attention.head_count": n_head,
+            "attention.head_count_kv": n_head_kv,
+            "attention.key_length": head_dim,
+            "attention.value_length": head_dim,
+        }
+        hparams.update(hparam_overrides or {})
+        for key, value in hparams.items():
+            if isinstance(value, str):
+                writer.add_string(f"gemma.{key}", value)
+            elif 0 <= value < 2**32:
+                writer.add_uint32(f"gemma.{key}", value)
+            else:
+                writer.add_int64(f"gemma.{key}", value)
         writer.add_layer_norm_rms_eps(1e-6)
 
         writer.add_tokenizer_model("llama")

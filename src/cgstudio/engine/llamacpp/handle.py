@@ -12,7 +12,8 @@ from pathlib import Path
 import llama_cpp as lc
 
 from cgstudio.engine.base import ModelInfo, TokenKind
-from cgstudio.errors import ModelFormatError, ModelLoadError, ModelNotFoundError, SettingsError
+from cgstudio.errors import ModelLoadError, SettingsError
+from cgstudio.models.gguf_check import GGUFHeader, validate_model_file
 from cgstudio.settings import LoadProfile
 
 log = logging.getLogger("cgstudio.llama_cpp")
@@ -55,29 +56,20 @@ def llama_log_tail(n: int = 6) -> str:
     return " | ".join(lines)
 
 
-def check_gguf_file(path: Path) -> None:
-    """Fail early and clearly on a missing, unreadable or non-GGUF file."""
-    if not path.exists():
-        raise ModelNotFoundError(f"model file not found: {path}")
-    if path.is_dir():
-        raise ModelFormatError(f"{path} is a directory; pass the .gguf file inside it")
-    try:
-        with path.open("rb") as fh:
-            magic = fh.read(4)
-    except OSError as exc:
-        raise ModelFormatError(f"cannot read model file {path}: {exc.strerror}") from exc
-    if magic != b"GGUF":
-        raise ModelFormatError(
-            f"{path} is not a GGUF file (magic {magic!r}); convert it with llama.cpp's "
-            "convert_hf_to_gguf.py or download a .gguf build"
-        )
+def check_gguf_file(path: Path, *, require_hparams: bool = True) -> GGUFHeader:
+    """Fail early and clearly on a missing, non-regular, unreadable, non-GGUF or hostile file.
+
+    llama.cpp aborts the process on hyper-parameters it does not expect, so this runs before every
+    load (see cgstudio.models.gguf_check); ``require_hparams=False`` for vocabulary-only loads.
+    """
+    return validate_model_file(path, require_hparams=require_hparams)
 
 
 class ModelHandle:
     """A loaded llama_model (weights or vocabulary only) and its vocabulary."""
 
     def __init__(self, path: Path, profile: LoadProfile, *, vocab_only: bool = False) -> None:
-        check_gguf_file(path)
+        self.header = check_gguf_file(path, require_hparams=not vocab_only)
         _ensure_backend()
         self.path = path
         params = lc.llama_model_default_params()
@@ -92,7 +84,7 @@ class ModelHandle:
         else:
             params.load_mode = lc.LLAMA_LOAD_MODE_NONE
         _LOG_TAIL.clear()
-        model = lc.llama_model_load_from_file(str(path).encode(), params)
+        model = lc.llama_model_load_from_file(os.fsencode(path), params)
         if not model:
             raise ModelLoadError(
                 f"llama.cpp could not load {path}: {llama_log_tail() or 'no detail'}; "
@@ -279,12 +271,27 @@ class ContextHandle:
     def __init__(self, model: ModelHandle, profile: LoadProfile) -> None:
         params = lc.llama_context_default_params()
         n_seq = profile.n_parallel
+        _check_cache_types(model.header, profile)
         # One unified KV pool sized so that every sequence can reach the full context length.
         params.n_ctx = profile.n_ctx * n_seq
-        params.n_batch = profile.n_batch
-        params.n_ubatch = min(profile.n_batch, 512)
         # One more sequence id than slots: a scratch sequence for KV-reuse edits (see scheduler).
-        params.n_seq_max = n_seq + 1
+        n_seq_max = n_seq + 1
+        # llama.cpp asserts (aborts the process) when a batch holds more than n_batch tokens, and
+        # when n_batch is below n_seq_max (it reserves an output row per sequence); every decode step
+        # also carries one token of each generating sequence. So n_batch is at least n_seq_max.
+        n_batch = max(profile.n_batch, n_seq_max)
+        if n_batch != profile.n_batch:
+            log.warning(
+                "--batch-size %d is below the %d the engine needs (one per sequence of --parallel %d, "
+                "plus a scratch sequence): using %d",
+                profile.n_batch,
+                n_seq_max,
+                n_seq,
+                n_batch,
+            )
+        params.n_batch = n_batch
+        params.n_ubatch = min(n_batch, 512)
+        params.n_seq_max = n_seq_max
         params.kv_unified = True
         threads = profile.n_threads or default_threads()
         params.n_threads = threads
@@ -308,7 +315,8 @@ class ContextHandle:
         self.ctx = ctx
         self.n_ctx = lc.llama_n_ctx(ctx)
         self.n_ctx_seq = min(profile.n_ctx, self.n_ctx)
-        self.n_batch = profile.n_batch
+        # What llama.cpp kept (it caps n_batch at n_ctx): the scheduler never decodes more at once.
+        self.n_batch = int(lc.llama_n_batch(ctx))
         self.memory = lc.llama_get_memory(ctx)
 
     def close(self) -> None:
@@ -318,6 +326,29 @@ class ContextHandle:
 
     def __del__(self) -> None:
         self.close()
+
+
+# ggml block size of each cache type; a quantized cache needs head sizes that are a multiple of it.
+_CACHE_BLOCK = {"f32": 1, "f16": 1, "bf16": 1}
+
+
+def _check_cache_types(header: GGUFHeader, profile: LoadProfile) -> None:
+    """Refuse a quantized K/V cache whose blocks do not tile the model's head size."""
+    arch = header.architecture
+    kv = header.kv
+    n_embd, n_head = kv.get(f"{arch}.embedding_length"), kv.get(f"{arch}.attention.head_count")
+    default = n_embd // n_head if isinstance(n_embd, int) and isinstance(n_head, int) and n_head else None
+    for which, ctype, key in (
+        ("k", profile.cache_type_k, "key_length"),
+        ("v", profile.cache_type_v, "value_length"),
+    ):
+        block = _CACHE_BLOCK.get(ctype, 32)
+        head = kv.get(f"{arch}.attention.{key}", default)
+        if block > 1 and isinstance(head, int) and head % block:
+            raise SettingsError(
+                f"--cache-type-{which} {ctype} stores blocks of {block} values but this model's heads "
+                f"have {head}; use --cache-type-{which} f16 (or q8_0 on a model with larger heads)"
+            )
 
 
 def default_threads() -> int:

@@ -32,7 +32,7 @@ import llama_cpp as lc
 
 from cgstudio.engine.base import DecodeRequest, DecodeStats, EngineCounters, SamplerConfig, TokenStream
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle, llama_log_tail
-from cgstudio.errors import CGStudioError, ContextOverflowError
+from cgstudio.errors import CGStudioError, ContextOverflowError, SettingsError
 
 _END = object()
 MAX_DRAFT = 8
@@ -132,8 +132,15 @@ class Scheduler:
         self._active: list[_Seq] = []
         self._cv = threading.Condition()
         self._stop = False
-        self._batch = lc.llama_batch_init(max(context.n_batch, n_parallel * (MAX_DRAFT + 1)), 0, 1)
-        self._batch_cap = max(context.n_batch, n_parallel * (MAX_DRAFT + 1))
+        # llama_decode asserts (aborts the process) on a batch larger than the context's n_batch, so
+        # that is the cap: drafts shrink to fit it and prompts are split into chunks of it.
+        self._batch_cap = context.n_batch
+        if self._batch_cap < n_parallel:
+            raise SettingsError(
+                f"the context's batch ({self._batch_cap} tokens) cannot hold one token of each of "
+                f"{n_parallel} sequences; raise --batch-size to at least {n_parallel}"
+            )
+        self._batch = lc.llama_batch_init(self._batch_cap, 0, 1)
         self._can_shift = bool(lc.llama_memory_can_shift(context.memory))
         self._thread = threading.Thread(target=self._loop, name="cgstudio-scheduler", daemon=True)
         self._thread.start()
@@ -331,13 +338,16 @@ class Scheduler:
         n = 0
         rows: list[tuple[_Seq, int, int]] = []  # (seq, first batch index, number of logit rows)
         budget = self._batch_cap
-        for seq in self._active:  # generation first: one token (plus drafts) each, lowest latency
-            if seq.pending is None:
-                continue
-            assert seq.slot is not None
+        generating = [s for s in self._active if s.pending is not None]
+        # Drafts never take the last free row from a prompt waiting to be evaluated.
+        reserve = 1 if any(s.todo for s in self._active) else 0
+        for k, seq in enumerate(generating):  # generation first: one token (plus drafts) each, lowest latency
+            assert seq.slot is not None and seq.pending is not None
             pos = len(seq.slot.tokens)
             room = self.n_ctx_seq - pos - 1
-            seq.draft = self._draft(seq)[: max(0, min(room, budget - n - 1))] if seq.speculate else []
+            # Rows left for this sequence's drafts once every generating sequence has its token.
+            spare = budget - n - (len(generating) - k) - reserve
+            seq.draft = self._draft(seq)[: max(0, min(room, spare))] if seq.speculate else []
             toks = [seq.pending, *seq.draft]
             for i, t in enumerate(toks):
                 put_token(b, n + i, t, pos + i, seq.slot.seq_id, True)
@@ -359,6 +369,8 @@ class Scheduler:
             n += len(chunk)
         if n == 0:
             return
+        if n > budget:  # never hand llama.cpp a batch it asserts on
+            raise DecodeError(f"internal: a batch of {n} tokens exceeds n_batch {budget}")
         b.n_tokens = n
         rc = lc.llama_decode(self.context.ctx, b)
         self.counters.decode_calls += 1

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -15,12 +16,15 @@ from cgstudio.cli.options import (
     json_option,
     load_options,
     model_option,
+    require_utf8,
     sampling_options,
     settings_from,
+    utf8_text,
 )
 from cgstudio.errors import InvalidInputError, UsageError
 from cgstudio.generation.pipeline import Chunk, Result
 from cgstudio.prompts.base import ContextFile, Prompt
+from cgstudio.settings import MAX_INPUT_BYTES
 
 CURSOR_MARK = "<CURSOR>"
 
@@ -109,11 +113,31 @@ def _dry_run(m: Any, prompt: Prompt, as_json: bool) -> None:
     click.echo(f"--- stop ids: {stops}", err=True)
 
 
-def _read_text(path: str, what: str) -> str:
+def _read_text(path: str, what: str, limit: int = MAX_INPUT_BYTES) -> str:
+    """Read a regular UTF-8 file of at most ``limit`` bytes (the server's request limit).
+
+    The open does not block and the read is bounded: a FIFO, a device (``/dev/zero``) or a huge
+    file is refused with a message, not read until memory runs out.
+    """
+    require_utf8(f"{what} name", path)  # the path also goes into the prompt
     try:
-        data = Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise InvalidInputError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a pipe or a device?)"
+            raise InvalidInputError(f"{what} {path} is {kind}; pass a text file")
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    if len(data) > limit:
+        raise InvalidInputError(
+            f"{what} {path} takes the input past its limit of {MAX_INPUT_BYTES // 2**20} MiB "
+            "(the server's request limit); pass a smaller file or the code near the cursor"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -140,13 +164,19 @@ def _split_at_cursor(text: str, cursor: str | None) -> tuple[str, str]:
 
 
 @click.command()
-@click.option("--prefix", default=None, help="Code before the cursor.")
-@click.option("--suffix", default=None, help="Code after the cursor.")
+@click.option("--prefix", default=None, callback=utf8_text, help="Code before the cursor.")
+@click.option("--suffix", default=None, callback=utf8_text, help="Code after the cursor.")
 @click.option(
     "--file", "file_", default=None, help="File to complete in (with --cursor or a <CURSOR> marker)."
 )
 @click.option("--cursor", default=None, help="LINE:COL of the cursor in --file (1-based).")
-@click.option("--path", "path", default=None, help="File path for the prompt's path line [--file's path].")
+@click.option(
+    "--path",
+    "path",
+    default=None,
+    callback=utf8_text,
+    help="File path for the prompt's path line [--file's path].",
+)
 @click.option("--context-file", multiple=True, help="Other files for multi-file context (repeatable).")
 @click.option("--single-line", is_flag=True, help="Return at most one line.")
 @click.option("--block", is_flag=True, help="Stop at the end of the cursor's block (indentation).")
@@ -187,7 +217,12 @@ def complete(
     elif cursor:
         raise UsageError("--cursor needs --file")
     prefix, suffix = prefix or "", suffix or ""
-    files = tuple(ContextFile(p, _read_text(p, "context file")) for p in context_file)
+    budget = MAX_INPUT_BYTES - len(prefix.encode()) - len(suffix.encode())
+    files: list[ContextFile] = []
+    for p in context_file:
+        text = _read_text(p, "context file", max(0, budget))
+        budget -= len(text.encode())
+        files.append(ContextFile(p, text))
     m = _open_model(model, opts)
     guards = {"fim_single_line": single_line or None, "fim_block_end": block or None}
     guards = {k: v for k, v in guards.items() if v is not None}
@@ -202,8 +237,10 @@ def complete(
 
 
 @click.command()
-@click.argument("request")
-@click.option("--language", "-l", default="python", show_default=True, help="Target language.")
+@click.argument("request", callback=utf8_text)
+@click.option(
+    "--language", "-l", default="python", show_default=True, callback=utf8_text, help="Target language."
+)
 @click.option("--explain", is_flag=True, help="Keep the model's prose (instruction-tuned models).")
 @click.option("--dry-run", is_flag=True, help="Print the rendered prompt and its token ids; do not generate.")
 @model_option
@@ -227,8 +264,13 @@ def generate(
 
 
 @click.command()
-@click.argument("message", required=False)
-@click.option("--system", default=None, help="System message (folded into the first user turn for Gemma).")
+@click.argument("message", required=False, callback=utf8_text)
+@click.option(
+    "--system",
+    default=None,
+    callback=utf8_text,
+    help="System message (folded into the first user turn for Gemma).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the rendered prompt and its token ids; do not generate.")
 @model_option
 @load_options
@@ -256,9 +298,12 @@ def chat(
     )
     while True:
         try:
-            line = input("> ")
+            line = require_utf8("that line", input("> "))
         except EOFError:
             break
+        except (UnicodeDecodeError, UsageError):
+            click.echo("error: that line is not valid UTF-8; type it again", err=True)
+            continue
         if not line.strip():
             break
         history.append({"role": "user", "content": line})

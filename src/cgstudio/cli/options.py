@@ -9,9 +9,39 @@ from typing import Any, TypeVar
 
 import click
 
+from cgstudio.errors import UsageError
 from cgstudio.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def require_utf8(what: str, value: str) -> str:
+    """Refuse text that is not valid UTF-8 with a usage error naming ``what``.
+
+    Python hands argv bytes that are not UTF-8 over as lone surrogates (surrogateescape); they
+    would fail later, when the text is encoded for the tokenizer.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if "\udc80" <= bad <= "\udcff" else "a lone surrogate"
+        raise UsageError(
+            f"{what} is not valid UTF-8 ({byte} at character {exc.start + 1}); "
+            "pass UTF-8 text (check the terminal's or the file's encoding)"
+        ) from None
+    return value
+
+
+def utf8_text(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Click callback for text options and arguments: see ``require_utf8``."""
+    if value is None:
+        return None
+    name = param.opts[0] if param.param_type_name == "option" else (param.name or "argument").upper()
+    for v in value if isinstance(value, tuple | list) else (value,):
+        require_utf8(name, v)
+    return value
+
 
 # flag -> (settings section, field). None values mean "not given on the command line".
 LOAD_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
@@ -59,7 +89,7 @@ SAMPLING_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--top-p",), "top_p", {"type": float, "help": "[0.95]."}),
     (("--min-p",), "min_p", {"type": float, "help": "[0.05]."}),
     (("--repeat-penalty",), "repeat_penalty", {"type": float, "help": "[1.0] = off."}),
-    (("--stop",), "stop", {"multiple": True, "help": "Stop string (repeatable)."}),
+    (("--stop",), "stop", {"multiple": True, "callback": utf8_text, "help": "Stop string (repeatable)."}),
 ]
 
 

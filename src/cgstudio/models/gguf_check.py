@@ -98,8 +98,8 @@ class _Reader:
     def _need(self, n: int) -> None:
         if n < 0 or self.pos + n > len(self.buf):
             raise ModelFormatError(
-                f"{self.path} is truncated or damaged (its GGUF header runs past the end of the file "
-                f"at byte {self.pos}); download it again"
+                f"could not load {self.path}: it is truncated or damaged (its GGUF header runs past "
+                f"the end of the file at byte {self.pos}); download it again"
             )
 
     def scalar(self, t: int) -> Any:

@@ -17,10 +17,10 @@ from typing import Any
 from cgstudio.engine.base import Engine
 from cgstudio.errors import InvalidInputError, UnsupportedModeError, VariantMismatchError
 from cgstudio.generation.codeblocks import extract_code
-from cgstudio.generation.pipeline import Chunk, Result, RunContext, run
+from cgstudio.generation.pipeline import Chunk, Result, RunContext, cancelled_run, run
 from cgstudio.models.family import VariantGuess, detect_family, detect_variant, suggested_variant_name
 from cgstudio.prompts.base import ChatMessage, ContextFile, GuardWarning, Prompt
-from cgstudio.prompts.chat import build_chat
+from cgstudio.prompts.chat import ChatBuildCancelled, build_chat
 from cgstudio.prompts.fim import build_fim, stop_ids
 from cgstudio.prompts.generate import completion_request_text
 from cgstudio.prompts.registry import FamilyFormat, get_format
@@ -139,8 +139,13 @@ class CodeModel:
         )
 
     def prompt_chat(
-        self, messages: Sequence[ChatMessage | Mapping[str, str]], max_tokens: int | None = None
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, str]],
+        max_tokens: int | None = None,
+        *,
+        cancel: threading.Event | None = None,
     ) -> tuple[Prompt, str | None]:
+        """The chat prompt; trimming a long chat stops (ChatBuildCancelled) once ``cancel`` is set."""
         msgs = [m if isinstance(m, ChatMessage) else _to_message(m) for m in messages]
         for m in msgs:
             check_text(f"{m.role} message", m.content)
@@ -151,6 +156,7 @@ class CodeModel:
             stop_ids=stop_ids(self.vocab, self.format.chat_stops),
             n_ctx=self.engine.n_ctx,
             max_tokens=max_tokens or self.settings.sampling.max_tokens,
+            cancel=cancel,
         )
         problem = None
         if self.variant.variant == "pretrained":
@@ -182,14 +188,20 @@ class CodeModel:
         )
 
     # -- generation --------------------------------------------------------------------------
-    def _run(
+    def run_prompt(
         self,
         prompt: Prompt,
-        problem: str | None,
-        sampling: Mapping[str, Any] | None,
-        guards: Mapping[str, Any] | None,
-        cancel: threading.Event | None,
+        problem: str | None = None,
+        *,
+        sampling: Mapping[str, Any] | None = None,
+        guards: Mapping[str, Any] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Chunk]:
+        """Generate from a built prompt: the one run path (every stream_* and the server's /infill).
+
+        ``problem`` is a variant mismatch (an error under strict guards, else a warning). The
+        protected special-token ids always travel with the run, so markup never leaks as text.
+        """
         g = self.guards(guards)
         if problem:
             if g.strict:
@@ -218,7 +230,7 @@ class CodeModel:
     ) -> Iterator[Chunk]:
         params = self.sampling(sampling)
         prompt, problem = self.prompt_complete(prefix, suffix, files, path=path, max_tokens=params.max_tokens)
-        return self._run(prompt, problem, sampling, guards, cancel)
+        return self.run_prompt(prompt, problem, sampling=sampling, guards=guards, cancel=cancel)
 
     def complete(self, prefix: str, suffix: str = "", files: Iterable[ContextFile] = (), **kw: Any) -> Result:
         return _final(self.stream_complete(prefix, suffix, files, **kw))
@@ -232,8 +244,11 @@ class CodeModel:
         cancel: threading.Event | None = None,
     ) -> Iterator[Chunk]:
         params = self.sampling(sampling)
-        prompt, problem = self.prompt_chat(messages, params.max_tokens)
-        return self._run(prompt, problem, sampling, guards, cancel)
+        try:
+            prompt, problem = self.prompt_chat(messages, params.max_tokens, cancel=cancel)
+        except ChatBuildCancelled:
+            return cancelled_run("chat")
+        return self.run_prompt(prompt, problem, sampling=sampling, guards=guards, cancel=cancel)
 
     def chat(self, messages: Sequence[ChatMessage | Mapping[str, str]], **kw: Any) -> Result:
         return _final(self.stream_chat(messages, **kw))
@@ -247,10 +262,17 @@ class CodeModel:
         cancel: threading.Event | None = None,
     ) -> Iterator[Chunk]:
         params = self.sampling(sampling)
-        return self._run(self.prompt_raw(text, params.max_tokens), None, sampling, guards, cancel)
+        prompt = self.prompt_raw(text, params.max_tokens)
+        return self.run_prompt(prompt, sampling=sampling, guards=guards, cancel=cancel)
 
     def prompt_generate(
-        self, request: str, language: str, *, explain: bool = False, max_tokens: int | None = None
+        self,
+        request: str,
+        language: str,
+        *,
+        explain: bool = False,
+        max_tokens: int | None = None,
+        cancel: threading.Event | None = None,
     ) -> tuple[Prompt, str | None]:
         check_text("request", request)
         if not request.strip():
@@ -261,7 +283,7 @@ class CodeModel:
                 + ("; then explain it briefly." if explain else ", with no advice or alternatives.")
                 + f"\n\nRequest: {request}"
             )
-            prompt, problem = self.prompt_chat([ChatMessage("user", instruction)], max_tokens)
+            prompt, problem = self.prompt_chat([ChatMessage("user", instruction)], max_tokens, cancel=cancel)
             prompt.mode = "generate"
             return prompt, problem
         text, path = completion_request_text(request, language)
@@ -291,10 +313,13 @@ class CodeModel:
         cancel: threading.Event | None = None,
     ) -> Iterator[Chunk]:
         params = self.sampling(sampling)
-        prompt, problem = self.prompt_generate(
-            request, language, explain=explain, max_tokens=params.max_tokens
-        )
-        return self._run(prompt, problem, sampling, guards, cancel)
+        try:
+            prompt, problem = self.prompt_generate(
+                request, language, explain=explain, max_tokens=params.max_tokens, cancel=cancel
+            )
+        except ChatBuildCancelled:
+            return cancelled_run("generate")
+        return self.run_prompt(prompt, problem, sampling=sampling, guards=guards, cancel=cancel)
 
     def generate(self, request: str, language: str = "python", *, explain: bool = False, **kw: Any) -> Result:
         result = _final(self.stream_generate(request, language, explain=explain, **kw))

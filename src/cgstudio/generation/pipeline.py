@@ -16,7 +16,7 @@ from cgstudio.generation.diagnose import empty_output_warning
 from cgstudio.generation.metrics import Timings, Usage, generation_rate, prompt_rate
 from cgstudio.generation.postprocess import FimRules
 from cgstudio.generation.repetition import RepetitionConfig, RepetitionGuard
-from cgstudio.generation.stops import StopMatcher, Utf8Stream
+from cgstudio.generation.stops import StopMatcher, Utf8Stream, check_stop_strings
 from cgstudio.prompts.base import GuardWarning, Prompt
 from cgstudio.settings import GuardSettings, SamplingParams
 
@@ -98,10 +98,11 @@ def run(
         speculative=sampling.speculative,
         cache=sampling.cache_prompt,
     )
+    # The request's stop strings are checked before any decoding (the server checks them at parse).
+    stops = StopMatcher([*prompt.stop_strings, *check_stop_strings(sampling.stop)])
     stream = engine.stream(request)
     protected = ctx.protected_ids
     utf8 = Utf8Stream()
-    stops = StopMatcher([*prompt.stop_strings, *sampling.stop])
     fim = (
         FimRules(
             prompt.suffix,
@@ -214,6 +215,19 @@ def run(
         mode=prompt.mode,
     )
     yield Chunk("", result=result)
+
+
+def cancelled_run(mode: str) -> Iterator[Chunk]:
+    """The stream of a run cancelled before decoding (while its prompt was being built)."""
+    result = Result(
+        text="",
+        finish_reason="cancelled",
+        warnings=[],
+        usage=Usage(prompt_tokens=0, completion_tokens=0),
+        timings=Timings(None, None, None, 0.0),
+        mode=mode,
+    )
+    return iter([Chunk("", result=result)])
 
 
 def _clip_delta(text: str, emitted: int, keep: int | None) -> str:

@@ -6,24 +6,49 @@ Roles alternate user/model; a system message is folded into the first user turn.
 
 Other families use the GGUF's own Jinja chat template. Message contents are swapped for
 sentinels before rendering, so the template's own markup is parsed as special tokens while
-the users' text goes through ``Vocab.plain`` and can never become one.
+the users' text goes through ``Vocab.plain`` and can never become one. A GGUF's template is
+untrusted code: it renders in a sandbox that also bounds its work (loop iterations and calls,
+seconds) and the size of every string or list it builds, so a hostile one fails fast with
+UnsupportedModeError instead of holding the only slot.
+
+Trimming a chat that does not fit binary-searches the number of dropped exchanges (O(log n)
+renders) over tokenizations remembered for the whole build (O(n) tokenizer calls), and stops
+at ``cancel``.
 """
 
 from __future__ import annotations
 
+import functools
+import re
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from itertools import pairwise
+from typing import Any
 
-from jinja2 import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateError, nodes
+from jinja2.filters import do_replace
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from cgstudio.errors import ContextOverflowError, InvalidInputError, UnsupportedModeError
 from cgstudio.prompts.base import ChatMessage, GuardWarning, Prompt
 from cgstudio.prompts.vocab import Vocab
 
 ChatRenderer = Callable[[Vocab, Sequence[ChatMessage]], list[int]]
+
+MAX_CHAT_MESSAGES = 4096  # far beyond any context; a clear 400 before any tokenizing
+# Loop iterations, calls and filters in one render; a real template takes about 10 a message.
+MAX_TEMPLATE_STEPS = 250_000
+MAX_TEMPLATE_SECONDS = 3.0
+MAX_TEMPLATE_CHARS = 1_000_000  # any string or list a template builds, and its output
+MAX_TEMPLATE_INT_BITS = 4096
+
+
+class ChatBuildCancelled(Exception):  # a signal for CodeModel, never shown to users
+    """``cancel`` was set while a chat prompt was being built."""
 
 
 def normalise(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -56,15 +81,128 @@ def render_gemma(vocab: Vocab, messages: Sequence[ChatMessage]) -> list[int]:
     return out
 
 
-def _jinja_env() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+class TemplateBoundError(SecurityError):
+    """A chat template went past a bound on its work or on what it builds."""
 
-    def raise_exception(msg: str) -> None:
-        raise TemplateError(msg)
 
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    return env
+_TICK = "cgstudio_tick"  # called at the top of every loop body (see _BoundedEnvironment.compile_bounded)
+_WIDTH = re.compile(r"\d{7,}")  # a 7+ digit width or precision in a format string
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes | list | tuple | dict) else 0
+
+
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus a per-render budget of steps and seconds and size caps.
+
+    Steps are counted where a template can repeat work: each loop iteration (a call injected
+    at the top of every loop body), each call (macros, recursion, methods) and each filter.
+    Operators that can blow up in one step (``*``, ``**``, ``+``, ``%``) are checked before
+    they run; values read, passed or returned are checked after.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self) -> None:
+        super().__init__(trim_blocks=True, lstrip_blocks=True)
+        self.steps = 0
+        self.deadline = time.perf_counter() + MAX_TEMPLATE_SECONDS
+
+        def raise_exception(msg: str) -> None:
+            raise TemplateError(msg)
+
+        self.globals["raise_exception"] = raise_exception
+        self.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        self.globals[_TICK] = lambda: None
+        self.filters = {name: self._bounded_filter(f) for name, f in self.filters.items()}
+
+    # -- budget -----------------------------------------------------------------------------------
+    def tick(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_TEMPLATE_STEPS:
+            raise TemplateBoundError(f"it took more than {MAX_TEMPLATE_STEPS:,} steps (an endless loop?)")
+        if not self.steps & 0x3FF and time.perf_counter() > self.deadline:
+            raise TemplateBoundError(f"it ran for more than {MAX_TEMPLATE_SECONDS:g} s")
+
+    def checked(self, value: Any) -> Any:
+        if _size(value) > MAX_TEMPLATE_CHARS:
+            raise TemplateBoundError(f"it built a value of more than {MAX_TEMPLATE_CHARS:,} items")
+        if isinstance(value, int) and value.bit_length() > MAX_TEMPLATE_INT_BITS:
+            raise TemplateBoundError(f"it built an integer of more than {MAX_TEMPLATE_INT_BITS} bits")
+        return value
+
+    def _check_args(self, args: Sequence[Any]) -> None:
+        for a in args:
+            self.checked(a)
+            if isinstance(a, int) and abs(a) > MAX_TEMPLATE_CHARS:  # a width, count or repeat
+                raise TemplateBoundError(f"it passed {a:,} where at most {MAX_TEMPLATE_CHARS:,} is allowed")
+            if isinstance(a, str) and ("%" in a or "{" in a) and _WIDTH.search(a):
+                raise TemplateBoundError("it formats with a width or precision of 7+ digits")
+
+    def _bounded_filter(self, f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)  # keeps jinja's pass_context/pass_environment marks
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            self.tick()
+            self._check_args([*args, *kwargs.values()])
+            if f is do_replace:
+                _check_replace(args)
+            return self.checked(f(*args, **kwargs))
+
+        return bounded
+
+    # -- sandbox hooks ----------------------------------------------------------------------------
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        __self.tick()
+        owner = getattr(__obj, "__self__", None)  # a bound method's object: 'x'.center(10**9)
+        __self._check_args([owner, *args, *(v for k, v in kwargs.items() if not k.startswith("_"))])
+        if isinstance(owner, str) and getattr(__obj, "__name__", "") == "replace":
+            _check_replace((owner, *args))
+        return __self.checked(super().call(__context, __obj, *args, **kwargs))
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, str) and attribute in ("format", "format_map"):
+            self._check_args([obj])  # its widths: '{:>9999999}'.format(x)
+        return self.checked(super().getattr(obj, attribute))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        return self.checked(super().getitem(obj, argument))
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        self.tick()
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if _size(seq) and isinstance(n, int) and _size(seq) * n > MAX_TEMPLATE_CHARS:
+                    raise TemplateBoundError(f"it repeats a value {n:,} times")
+            if isinstance(left, int) and isinstance(right, int):
+                self.checked(1 << min(left.bit_length() + right.bit_length(), MAX_TEMPLATE_INT_BITS + 1))
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
+            if right * left.bit_length() > MAX_TEMPLATE_INT_BITS:
+                raise TemplateBoundError(f"it raises to the power {right:,}")
+        elif operator == "+" and _size(left) + _size(right) > MAX_TEMPLATE_CHARS:
+            raise TemplateBoundError(f"it built a value of more than {MAX_TEMPLATE_CHARS:,} items")
+        elif operator == "%" and isinstance(left, str):
+            self._check_args([left, *(right if isinstance(right, tuple) else (right,))])
+        return self.checked(super().call_binop(context, operator, left, right))
+
+    def compile_bounded(self, source: str) -> Any:
+        """The template, with a step counted at the top of every loop body."""
+        tree = self.parse(source)
+        for loop in tree.find_all(nodes.For):
+            tick = nodes.Call(nodes.Name(_TICK, "load"), [], [], None, None, lineno=loop.lineno)
+            loop.body.insert(0, nodes.ExprStmt(tick, lineno=loop.lineno))
+        tree.set_environment(self)
+        return self.template_class.from_code(self, self.compile(tree), self.make_globals(None), None)
+
+
+def _check_replace(args: Sequence[Any]) -> None:
+    # replace(s, old, new): an empty `old` puts `new` between every character.
+    strs = [a for a in args if isinstance(a, str)][-3:]
+    if len(strs) == 3:
+        s, old, new = strs
+        n = len(s) + 1 if not old else len(s) // len(old)
+        if len(s) + n * len(new) > MAX_TEMPLATE_CHARS:
+            raise TemplateBoundError(f"it built a value of more than {MAX_TEMPLATE_CHARS:,} items")
 
 
 def render_template(vocab: Vocab, messages: Sequence[ChatMessage]) -> list[int]:
@@ -79,14 +217,9 @@ def render_template(vocab: Vocab, messages: Sequence[ChatMessage]) -> list[int]:
     fake = [{"role": m.role, "content": s} for m, s in zip(messages, sentinels, strict=True)]
     bos = vocab.engine.piece(info.bos_id, special=True).decode() if info.bos_id is not None else ""
     eos = vocab.engine.piece(info.eos_id, special=True).decode() if info.eos_id is not None else ""
-    try:
-        text = (
-            _jinja_env()
-            .from_string(info.chat_template)
-            .render(messages=fake, add_generation_prompt=True, bos_token=bos, eos_token=eos)
-        )
-    except TemplateError as exc:
-        raise UnsupportedModeError(f"the model's chat template failed: {exc}") from exc
+    text = _render_bounded(
+        info.chat_template, messages=fake, add_generation_prompt=True, bos_token=bos, eos_token=eos
+    )
     out: list[int] = []
     rest = text
     for m, s in zip(messages, sentinels, strict=True):
@@ -96,6 +229,27 @@ def render_template(vocab: Vocab, messages: Sequence[ChatMessage]) -> list[int]:
         out += vocab.raw(before) + vocab.plain(m.content)
     out += vocab.raw(rest)
     return out
+
+
+def _render_bounded(source: str, **variables: Any) -> str:
+    """Render an untrusted template within the step, time and size bounds, or UnsupportedModeError."""
+    env = _BoundedEnvironment()
+    parts: list[str] = []
+    size = 0
+    try:
+        for part in env.compile_bounded(source).generate(**variables):
+            size += len(part)
+            if size > MAX_TEMPLATE_CHARS:
+                raise TemplateBoundError(f"its output passed {MAX_TEMPLATE_CHARS:,} characters")
+            parts.append(part)
+    except TemplateBoundError as exc:
+        raise UnsupportedModeError(
+            f"the model's chat template was stopped: {exc}; use a GGUF with a sound chat template "
+            "or send a client-rendered prompt (raw mode)"
+        ) from exc
+    except (TemplateError, RecursionError, MemoryError, ArithmeticError, TypeError, ValueError) as exc:
+        raise UnsupportedModeError(f"the model's chat template failed: {exc}") from exc
+    return "".join(parts)
 
 
 def fix_bos(vocab: Vocab, tokens: list[int]) -> list[int]:
@@ -110,6 +264,34 @@ def fix_bos(vocab: Vocab, tokens: list[int]) -> list[int]:
     return ([bos] if info.add_bos else []) + tokens[i:]
 
 
+class _BuildVocab(Vocab):
+    """The model's Vocab for one chat build: tokenizations are remembered (trimming renders the
+    same messages again) and ``cancel`` is checked before each new one."""
+
+    def __init__(self, inner: Vocab, cancel: threading.Event | None) -> None:
+        self.__dict__.update(inner.__dict__)  # the inner tables as they are; no second __post_init__
+        self._memo: dict[tuple[bool, str], list[int]] = {}
+        self._cancel = cancel
+
+    def check_cancel(self) -> None:
+        if self._cancel is not None and self._cancel.is_set():
+            raise ChatBuildCancelled
+
+    def raw(self, text: str) -> list[int]:
+        return self._remember(True, text)
+
+    def plain(self, text: str) -> list[int]:
+        return self._remember(False, text)
+
+    def _remember(self, special: bool, text: str) -> list[int]:
+        ids = self._memo.get((special, text))
+        if ids is None:
+            self.check_cancel()
+            ids = super().raw(text) if special else super().plain(text)
+            self._memo[(special, text)] = ids
+        return list(ids)
+
+
 def build_chat(
     vocab: Vocab,
     renderer: ChatRenderer,
@@ -118,31 +300,60 @@ def build_chat(
     stop_ids: frozenset[int],
     n_ctx: int,
     max_tokens: int,
+    cancel: threading.Event | None = None,
 ) -> Prompt:
-    """Render chat; when it does not fit, drop the oldest turns after the first instruction."""
+    """Render chat; when it does not fit, drop the fewest oldest exchanges after the first instruction.
+
+    System messages and the first user message are kept; exchanges (a reply and the next user
+    message) are dropped oldest first. At most MAX_CHAT_MESSAGES messages (InvalidInputError).
+    Raises ChatBuildCancelled once ``cancel`` is set.
+    """
+    if len(messages) > MAX_CHAT_MESSAGES:
+        raise InvalidInputError(
+            f"the chat has {len(messages):,} messages; the limit is {MAX_CHAT_MESSAGES:,}. "
+            "Send the recent part of the conversation."
+        )
     msgs = list(messages)
-    warnings: list[GuardWarning] = []
+    memo = _BuildVocab(vocab, cancel)
     min_room = min(max_tokens, max(n_ctx // 4, 1))
-    tokens = fix_bos(vocab, renderer(vocab, msgs))
-    dropped = 0
-    while len(tokens) + min_room > n_ctx:
-        # Keep system messages and the first user message; drop the oldest exchange after it.
-        first_user = next(i for i, m in enumerate(msgs) if m.role == "user")
-        later = [i for i, m in enumerate(msgs) if i > first_user and m.role != "system"]
-        if len(later) < 3:  # only the final user turn (and maybe one reply) is left
+    first_user = next((i for i, m in enumerate(msgs) if m.role == "user"), len(msgs))
+    later = [i for i, m in enumerate(msgs) if i > first_user and m.role != "system"]
+    most = max(0, (len(later) - 1) // 2)  # the last user message and the reply before it stay
+
+    def render(pairs: int) -> list[int]:
+        memo.check_cancel()
+        dropped = set(later[: 2 * pairs])
+        return fix_bos(memo, renderer(memo, [m for i, m in enumerate(msgs) if i not in dropped]))
+
+    def fits(tokens: list[int]) -> bool:
+        return len(tokens) + min_room <= n_ctx
+
+    tokens = render(0)
+    pairs = 0
+    if not fits(tokens):
+        shortest = render(most) if most else tokens
+        if not fits(shortest):
             raise ContextOverflowError(
-                len(tokens) + min_room,
+                len(shortest) + min_room,
                 n_ctx,
-                f"the chat ({len(tokens)} prompt tokens + {min_room} for the reply) does not fit",
+                f"the chat ({len(shortest)} prompt tokens + {min_room} for the reply) does not fit",
             )
-        del msgs[later[0] : later[1] + 1]
-        dropped += 2
-        tokens = fix_bos(vocab, renderer(vocab, msgs))
-    if dropped:
+        # Fewer tokens as more is dropped: find the fewest dropped pairs that fit.
+        lo, hi, tokens = 0, most, shortest
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            candidate = render(mid)
+            if fits(candidate):
+                hi, tokens = mid, candidate
+            else:
+                lo = mid
+        pairs = hi
+    warnings: list[GuardWarning] = []
+    if pairs:
         warnings.append(
             GuardWarning(
                 "prompt_truncated",
-                f"dropped the {dropped} oldest chat messages to fit the {n_ctx}-token context",
+                f"dropped the {2 * pairs} oldest chat messages to fit the {n_ctx}-token context",
             )
         )
     reply_room = n_ctx - len(tokens)

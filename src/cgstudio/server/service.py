@@ -6,7 +6,7 @@ Every kind goes through CodeModel's prompt builders and the one pipeline:
     raw     a client-rendered prompt               CodeModel.stream_raw        control-token text -> tokens
     chat    messages                               CodeModel.stream_chat       user text stays text
     infill  llama.cpp /infill: FIM prompt, then the cursor line's text after <fim_middle>
-            (CodeModel.prompt_complete + Vocab.plain, run through generation.pipeline.run)
+            (CodeModel.prompt_complete + Vocab.plain, then CodeModel.run_prompt like the others)
 The functions here run in worker threads (they tokenize and decode).
 """
 
@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cgstudio.api import CodeModel, check_text
-from cgstudio.errors import InvalidInputError, VariantMismatchError
-from cgstudio.generation.pipeline import Chunk, RunContext, run
+from cgstudio.errors import InvalidInputError
+from cgstudio.generation.pipeline import Chunk
+from cgstudio.generation.stops import check_stop_strings
 from cgstudio.prompts.base import ContextFile, GuardWarning, Prompt
 from cgstudio.server.registry import KEEP_DEFAULT, Task
 
@@ -113,7 +114,7 @@ def _infill_prompt(spec: GenSpec, model: CodeModel, max_tokens: int) -> tuple[Pr
 
 
 def open_stream(spec: GenSpec, model: CodeModel, cancel: threading.Event) -> Iterator[Chunk]:
-    """The chunk iterator for ``spec`` (CodeModel's stream methods; infill via the pipeline)."""
+    """The chunk iterator for ``spec``: CodeModel's stream methods; infill's own prompt via run_prompt."""
     sampling = sampling_for(spec, model)
     kw: dict[str, Any] = {"sampling": sampling, "guards": spec.guards or None, "cancel": cancel}
     if spec.kind == "raw":
@@ -124,20 +125,7 @@ def open_stream(spec: GenSpec, model: CodeModel, cancel: threading.Event) -> Ite
         suffix = spec.suffix if spec.kind == "fim" else ""
         return model.stream_complete(spec.prompt, suffix, spec.files, path=spec.path, **kw)
     prompt, problem = _infill_prompt(spec, model, model.sampling(sampling).max_tokens)
-    guards = model.guards(spec.guards or None)
-    if problem:
-        if guards.strict:
-            raise VariantMismatchError(problem)
-        prompt.warnings.insert(0, GuardWarning("variant_mismatch", problem))
-    return run(
-        model.engine,
-        prompt,
-        model.sampling(sampling),
-        guards,
-        RunContext(model.family, problem),
-        profile_seed=model.settings.load.seed,
-        cancel=cancel,
-    )
+    return model.run_prompt(prompt, problem, **kw)
 
 
 def describe_prompt(spec: GenSpec, model: CodeModel) -> dict[str, Any]:
@@ -166,11 +154,13 @@ def describe_prompt(spec: GenSpec, model: CodeModel) -> dict[str, Any]:
 
 
 def clean_stop(stop: str | list[str] | None) -> list[str] | None:
-    """Stop strings from a request: one string or a list; empty strings are dropped."""
+    """Stop strings from a request (every dialect): one string or a list; empty strings are dropped.
+
+    More than MAX_STOP_STRINGS strings, or one longer than MAX_STOP_CHARS, is a 400 that names the limit.
+    """
     if stop is None:
         return None
-    items = [stop] if isinstance(stop, str) else list(stop)
-    return [s for s in items if s] or None
+    return check_stop_strings([stop] if isinstance(stop, str) else stop) or None
 
 
 def clean_seed(seed: int | None) -> int | None:

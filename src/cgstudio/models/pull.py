@@ -7,10 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cgstudio.errors import ModelNotFoundError
+from cgstudio.errors import HubError, ModelNotFoundError, UsageError
 from cgstudio.models import hub
 from cgstudio.models.catalog import match_file, parse_spec, quants_in
-from cgstudio.models.store import ModelStore, StoredModel, alias_taken_error, describe_file, normalize_alias
+from cgstudio.models.store import (
+    ModelStore,
+    StoredModel,
+    alias_taken_error,
+    describe_file,
+    inside_store,
+    normalize_alias,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,18 @@ def _sha256_file(path: Path) -> str:
         while block := fh.read(4 << 20):
             h.update(block)
     return h.hexdigest()
+
+
+def _target(store: ModelStore, remote: hub.RemoteFile) -> Path:
+    """Where the download goes: ``<store>/hf/<repo>/<file>``, never outside the store."""
+    inside_store(store.root, "hf", remote.repo)
+    try:
+        return inside_store(store.root, "hf", remote.repo, remote.filename)
+    except UsageError as exc:
+        raise HubError(
+            f"{remote.repo} lists the file {remote.filename!r}, a name that would be written outside "
+            "the model store; refusing to download it (pick another file with NAME:QUANT or --repo)"
+        ) from exc
 
 
 def locate(spec: str, *, repo: str | None = None, revision: str = "main") -> tuple[hub.RemoteFile, str]:
@@ -70,8 +89,8 @@ def pull(
     store = store or ModelStore()
     remote, default_alias = locate(spec, repo=repo, revision=revision)
     name = normalize_alias(alias or default_alias)
+    target = _target(store, remote)
     remote = hub.head_file(remote)
-    target = store.root / "hf" / remote.repo / remote.filename
     existing = store.get(name)
     if existing is not None and Path(existing.path) != target:
         raise alias_taken_error(name, existing)

@@ -8,6 +8,8 @@ Layout (``$CGSTUDIO_HOME`` replaces ``$XDG_DATA_HOME/cgstudio``, default ``~/.lo
 
 ``models add`` registers an existing file in place by default; such files are never deleted by
 ``models rm``. Files inside the store (pulled or copied) are "managed" and ``rm`` deletes them.
+Whatever the registry says, cgstudio writes and deletes model files only inside the store: a name
+that would leave it (an absolute path, ``..``, a backslash, NUL, a symlink out) is refused.
 """
 
 from __future__ import annotations
@@ -84,6 +86,33 @@ def normalize_alias(alias: str) -> str:
             "starting with a letter or digit"
         )
     return a
+
+
+def inside_store(root: Path, *parts: str) -> Path:
+    """``root / parts...``, refusing any part that would put the path outside ``root``.
+
+    Parts come from the Hub (a listed file name) or the command line (``--repo``); they may hold
+    ``/`` between names, never an absolute path, ``.``/``..``, a backslash or NUL.
+    """
+    for part in parts:
+        names = part.split("/")
+        if (
+            not part
+            or "\x00" in part
+            or "\\" in part
+            or part.startswith("/")
+            or any(n in ("", ".", "..") for n in names)
+        ):
+            raise UsageError(f"{part!r} is not a safe file name inside the model store")
+    target = root.joinpath(*parts)
+    if not is_inside(root, target):
+        raise UsageError(f"{'/'.join(parts)!r} would lead outside the model store {root}")
+    return target
+
+
+def is_inside(root: Path, path: Path) -> bool:
+    """Whether ``path`` (symlinks resolved) lies inside ``root``."""
+    return path.resolve().is_relative_to(root.resolve())
 
 
 def default_alias(path: Path) -> str:
@@ -199,15 +228,22 @@ class ModelStore:
                 raise ModelNotFoundError(
                     f"no model {alias!r} in the store (known: {known}); see `cgstudio models list`"
                 )
-            reg.models = [m for m in reg.models if m.alias != a]
-            shared = any(m.path == entry.path for m in reg.models)
-        delete = entry.managed if delete_file is None else delete_file
-        deleted = False
-        if delete and not shared:
+            rest = [m for m in reg.models if m.alias != a]
+            shared = any(m.path == entry.path for m in rest)
+            delete = (entry.managed if delete_file is None else delete_file) and not shared
             p = Path(entry.path)
-            if p.is_file():
-                p.unlink()
-                deleted = True
+            if delete and p.exists() and not is_inside(self.root, p):
+                # Raised inside the lock: the registry is left as it was.
+                raise UsageError(
+                    f"{entry.path} is outside the model store {self.root}, and cgstudio deletes only "
+                    f"files inside it; delete the file yourself, or `cgstudio models rm {entry.alias} "
+                    "--keep-file` to unregister it only"
+                )
+            reg.models = rest
+        deleted = False
+        if delete and p.is_file():
+            p.unlink()
+            deleted = True
         return entry, deleted
 
 

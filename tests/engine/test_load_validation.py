@@ -159,3 +159,59 @@ def test_load_values_out_of_llama_cpp_range_are_settings_errors(load: dict[str, 
 def test_in_range_values_still_load() -> None:
     p = LoadProfile(n_threads=512, n_batch=1, rope_freq_base=1e6, rope_freq_scale=0.5, n_gpu_layers=999)
     assert (p.n_threads, p.n_batch, p.n_gpu_layers) == (512, 1, 999)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_with_a_small_batch_and_a_reload_to_n_batch_1_keeps_serving(
+    codegemma_paths: dict[str, Path], tmp_path: Path
+) -> None:
+    # Was: `serve --batch-size 32` (4 slots: 4 x 9 draft rows > 32) aborted on the first request,
+    # and /admin/reload {"load": {"n_batch": 1}} on the next one.
+    import time
+
+    import httpx
+
+    port = _free_port()
+    args = ["serve", "-m", str(codegemma_paths["control"]), "--batch-size", "32", "--port", str(port)]
+    log = tmp_path / "serve.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cgstudio.cli.main", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            try:
+                if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        body = {"prompt": "def f(", "max_tokens": 4, "temperature": 0}
+        r = httpx.post(url + "/v1/completions", json=body, timeout=120)
+        assert r.status_code == 200, r.text
+        r = httpx.post(url + "/admin/reload", json={"load": {"n_batch": 1}}, timeout=120)
+        assert r.status_code == 200, r.text
+        r = httpx.post(url + "/v1/completions", json=body, timeout=120)
+        assert r.status_code == 200, r.text
+        assert proc.poll() is None, log.read_text()[-2000:]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

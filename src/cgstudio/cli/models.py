@@ -71,7 +71,8 @@ def add_cmd(path: Path, alias: str | None, copy: bool, as_json: bool) -> None:
 @click.option(
     "--delete-file/--keep-file",
     default=None,
-    help="Delete the GGUF too [yes for pulled or copied files, no for files added in place].",
+    help="Delete the GGUF too [yes for pulled or copied files, no for files added in place]; "
+    "only files inside the store are ever deleted.",
 )
 def rm_cmd(alias: str, delete_file: bool | None) -> None:
     """Remove ALIAS from the store."""

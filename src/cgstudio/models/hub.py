@@ -228,6 +228,8 @@ class _Partial:
     def load(self) -> None:
         self.h = hashlib.sha256()
         self.done = 0
+        if self.path.exists() and not self.path.is_file():  # a FIFO here would block the open
+            raise HubError(f"{self.path} is not a regular file; remove it and pull again")
         if self.path.exists():
             with self.path.open("rb") as fh:
                 while block := fh.read(4 * CHUNK):

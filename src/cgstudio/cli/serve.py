@@ -8,7 +8,7 @@ import click
 
 from cgstudio.cli.options import load_options, sampling_options, settings_from
 from cgstudio.errors import UsageError
-from cgstudio.server.config import DEFAULT_PORT
+from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S
 
 
 @click.command()
@@ -44,7 +44,29 @@ from cgstudio.server.config import DEFAULT_PORT
     "--cors-origin",
     "cors_origins",
     multiple=True,
-    help="Allow browser requests from this origin (repeatable); CORS is off by default.",
+    help="Let pages from this origin (http://site:port; '*' any) call the server from a browser "
+    "(repeatable). Default: CORS off, browsers only from the server's own pages.",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="Also answer requests whose Host is this name (repeatable; '*.example.com', '*' any). "
+    "Default: localhost and IP addresses (DNS-rebinding protection).",
+)
+@click.option(
+    "--read-timeout",
+    default=DEFAULT_READ_TIMEOUT_S,
+    show_default=True,
+    type=float,
+    help="Seconds a client has to send a request's headers, and again its body; slower ones are closed.",
+)
+@click.option(
+    "--max-connections",
+    default=DEFAULT_MAX_CONNECTIONS,
+    show_default=True,
+    type=int,
+    help="Open connections at most; requests beyond get 503.",
 )
 @click.option(
     "--keep-alive",
@@ -110,6 +132,9 @@ def serve(
     api_key: str | None,
     admin_key: str | None,
     cors_origins: tuple[str, ...],
+    allowed_hosts: tuple[str, ...],
+    read_timeout: float,
+    max_connections: int,
     keep_alive: str,
     parallel: int | None,
     max_queue: int,
@@ -128,10 +153,9 @@ def serve(
     (or 'default') are routed by capability: FIM to a FIM model (pretrained first), chat to an
     instruction-tuned one, else the first --model.
     """
-    import uvicorn
-
     from cgstudio.server import create_app
     from cgstudio.server.config import parse_duration, resolve_models, server_settings
+    from cgstudio.server.listener import run
 
     settings = settings_from(opts)
     upstream = None
@@ -153,6 +177,9 @@ def serve(
         api_key=api_key,
         admin_key=admin_key,
         cors_origins=list(cors_origins),
+        allowed_hosts=list(allowed_hosts),
+        read_timeout_s=read_timeout,
+        max_connections=max_connections,
         keep_alive_s=parse_duration(keep_alive),
         parallel=parallel,
         max_queue=max_queue,
@@ -164,19 +191,21 @@ def serve(
             click.echo(f"note: {spec.notice}", err=True)
     app = create_app(config)
     app.state.registry.inspect_all()  # a bad GGUF fails here, with one clear line
-    shown = "[::1]" if host == "::1" else host
     for entry in app.state.registry.entries.values():
         m = entry.meta
         where = f"upstream {upstream.base_url}" if upstream else str(entry.path)
         click.echo(
             f"model {entry.alias}: {m.family}, {m.variant}{', FIM' if m.fim else ''} ({where})", err=True
         )
-    click.echo(
-        f"cgstudio serving on http://{shown}:{port} (OpenAI /v1, Ollama /api, llama.cpp /infill)"
-        + ("; API key required" if api_key else ""),
-        err=True,
-    )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+
+    def announce(url: str) -> None:  # once the port is ours; a taken one is a ListenError instead
+        click.echo(
+            f"cgstudio serving on {url} (OpenAI /v1, Ollama /api, llama.cpp /infill)"
+            + ("; API key required" if api_key else ""),
+            err=True,
+        )
+
+    run(app, config, log_level=log_level, announce=announce)
 
 
 def _remote_spec(

@@ -17,7 +17,13 @@ from starlette.routing import Route
 from cgstudio.server.config import ServerSettings
 from cgstudio.server.errors import install_handlers
 from cgstudio.server.metrics import Metrics
-from cgstudio.server.middleware import AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from cgstudio.server.middleware import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    BrowserGuardMiddleware,
+    BrowserPolicy,
+    MetricsMiddleware,
+)
 from cgstudio.server.registry import Inspector, Loader, Registry
 from cgstudio.server.routes import admin, llamacpp, ollama, openai
 from cgstudio.server.runner import Runner
@@ -75,8 +81,9 @@ def create_app(
         return frozenset(_route_paths(app.routes))
 
     # Added innermost first: the last one added runs first.
-    app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes, read_timeout_s=config.read_timeout_s)
     app.add_middleware(AuthMiddleware, api_key=config.api_key, admin_key=config.admin_key)
+    app.add_middleware(BrowserGuardMiddleware, policy=BrowserPolicy.from_settings(config))
     app.add_middleware(MetricsMiddleware, metrics=metrics, known_paths=known_paths)
     if config.cors_origins:
         app.add_middleware(

@@ -1,7 +1,8 @@
 """Server settings: one pydantic model for what ``cgstudio serve`` flags configure.
 
 Defaults: 127.0.0.1:11435, keep_alive 5 minutes (as Ollama), one generation at a time,
-32 requests waiting at most, 8 MiB request bodies. Binding to anything but loopback needs an API key.
+32 requests waiting at most, 8 MiB request bodies, 15 s to send a request's headers and again its
+body, 512 open connections. Binding to anything but loopback needs an API key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from cgstudio.settings import Settings, format_validation_error, load_settings
 
 DEFAULT_PORT = 11435
 DEFAULT_KEEP_ALIVE_S = 300.0
+DEFAULT_READ_TIMEOUT_S = 15.0
+DEFAULT_MAX_CONNECTIONS = 512
 RESERVED_ALIASES = frozenset({"default"})
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$")
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -58,7 +61,36 @@ class ServerSettings(BaseModel):
     admin_key: str | None = Field(
         default=None, description="If set, /admin/* needs this key instead of api_key."
     )
-    cors_origins: list[str] = Field(default_factory=list, description="CORS allowed origins; empty = off.")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (https://site:port) whose pages may call the server; '*' = any. Empty: "
+        "CORS off and browser requests only from the server's own pages.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the server answers besides localhost, IP addresses and --host "
+        "(DNS-rebinding protection); '*.example.com' for subdomains, '*' for any.",
+    )
+    read_timeout_s: float = Field(
+        default=DEFAULT_READ_TIMEOUT_S,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a request's headers, and again its body; slower "
+        "connections are closed.",
+    )
+    max_connections: int = Field(
+        default=DEFAULT_MAX_CONNECTIONS,
+        ge=1,
+        le=100_000,
+        description="Open connections at most; requests beyond it get 503.",
+    )
+    shutdown_grace_s: int = Field(
+        default=5,
+        ge=0,
+        le=3600,
+        description="On SIGTERM/Ctrl-C: seconds open responses get to end (streams end at once with "
+        "an error event) before they are cut.",
+    )
     keep_alive_s: float | None = Field(
         default=DEFAULT_KEEP_ALIVE_S,
         description="Seconds an idle model stays loaded; None = forever, 0 = unload now.",
@@ -87,6 +119,19 @@ class ServerSettings(BaseModel):
         if v is not None and not v.strip():
             raise ValueError("an API key must not be empty")
         return v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, v: list[str]) -> list[str]:
+        names = [h.strip().lower().rstrip(".") for h in v]
+        for name in names:
+            wild = name.startswith("*") and name != "*" and not (name.startswith("*.") and len(name) > 2)
+            if wild or not name or "/" in name or (":" in name and not is_ip_address(name.strip("[]"))):
+                raise ValueError(
+                    f"--allowed-host {name!r} must be a host name without scheme or port, "
+                    "e.g. studio.lan, *.example.com or *"
+                )
+        return names
 
     @model_validator(mode="after")
     def _loopback_or_key(self) -> ServerSettings:
@@ -123,6 +168,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_duration(value: str | float | int | None, *, default: Any = DEFAULT_KEEP_ALIVE_S) -> Any:

@@ -55,10 +55,46 @@ class ForbiddenError(CGStudioError):
     code = "forbidden"
 
 
+class HostNotAllowedError(ForbiddenError):
+    """The Host header names a host this server does not answer (DNS rebinding)."""
+
+    code = "host_not_allowed"
+
+
+class OriginNotAllowedError(ForbiddenError):
+    """A browser request from a page on another site (cross-site request forgery)."""
+
+    code = "origin_not_allowed"
+
+
+class UnsupportedMediaTypeError(CGStudioError):
+    http_status = 415
+    code = "unsupported_media_type"
+
+
+class RequestTimeoutError(CGStudioError):
+    http_status = 408
+    code = "request_timeout"
+
+
+class ShuttingDownError(OverloadedError):
+    """The server is stopping: queued and running generations end with this error."""
+
+    code = "shutting_down"
+
+
+class ListenError(CGStudioError):
+    """``cgstudio serve`` cannot listen on the address (port in use, not this machine's address)."""
+
+    code = "listen_failed"
+
+
 # (error class, HTTP status, OpenAI error type). Codes come from the error class.
 ERROR_TABLE: tuple[tuple[type[CGStudioError], int, str], ...] = (
     (AuthError, 401, "authentication_error"),
     (ForbiddenError, 403, "permission_error"),
+    (UnsupportedMediaTypeError, 415, "invalid_request_error"),
+    (RequestTimeoutError, 408, "invalid_request_error"),
     (ModelNotFoundError, 404, "invalid_request_error"),
     (RouteNotFoundError, 404, "invalid_request_error"),
     (MethodNotAllowedError, 405, "invalid_request_error"),
@@ -103,6 +139,14 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "code": code}}
 
 
+class ErrorJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: a message that quotes the request (a field name, a path) may
+    hold a lone surrogate from a ``\\ud800`` escape, which UTF-8 cannot encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
 def error_response(exc: BaseException, headers: dict[str, str] | None = None) -> JSONResponse:
     status, *_ = classify(exc)
     headers = dict(headers or {})
@@ -112,7 +156,7 @@ def error_response(exc: BaseException, headers: dict[str, str] | None = None) ->
         headers["WWW-Authenticate"] = "Bearer"
     if status >= 500 and not isinstance(exc, CGStudioError):
         log.error("unexpected error", exc_info=exc)
-    return JSONResponse(error_payload(exc), status_code=status, headers=headers)
+    return ErrorJSONResponse(error_payload(exc), status_code=status, headers=headers)
 
 
 def validation_message(exc: RequestValidationError) -> tuple[str, str]:
@@ -133,11 +177,18 @@ def install_handlers(app: FastAPI) -> None:
     async def _typed(request: Request, exc: CGStudioError) -> JSONResponse:
         return error_response(exc)
 
+    # Starlette runs the handler for ``Exception`` outermost and then re-raises: a traceback in the
+    # log, a 500 in the metrics and a closed keep-alive connection. Input errors that surface as
+    # UnicodeError (a lone surrogate meeting the tokenizer's UTF-8 encoding) need their own handler.
+    @app.exception_handler(UnicodeError)
+    async def _unicode(request: Request, exc: UnicodeError) -> JSONResponse:
+        return error_response(exc)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         code, message = validation_message(exc)
         body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
-        return JSONResponse(body, status_code=400)
+        return ErrorJSONResponse(body, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -151,7 +202,7 @@ def install_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
         body = {"error": {"message": detail, "type": kind, "code": f"http_{exc.status_code}"}}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return ErrorJSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -162,8 +213,10 @@ def install_handlers(app: FastAPI) -> None:
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Invalid input, unsupported option or prompt too long."},
     401: {"model": ErrorBody, "description": "Missing or wrong API key."},
+    403: {"model": ErrorBody, "description": "A foreign Host or Origin (a web page on another site)."},
     404: {"model": ErrorBody, "description": "Unknown model."},
     413: {"model": ErrorBody, "description": "Request body too large."},
+    415: {"model": ErrorBody, "description": "A body that is not JSON: send Content-Type: application/json."},
     503: {
         "model": ErrorBody,
         "description": "Overloaded: the queue is full; retry after Retry-After seconds.",

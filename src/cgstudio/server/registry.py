@@ -9,7 +9,8 @@ Among equals, a model already in memory wins, then the --model order.
 
 Concurrency: ``in_use``/``available`` change on the event loop thread only; loading and closing
 run in worker threads under the entry's lock. A model is closed only while ``in_use == 0``, so no
-generation ever runs on a freed llama.cpp context.
+generation ever runs on a freed llama.cpp context. So ``keep_alive: 0`` on a model in use (an
+Ollama unload request during another request's stream) unloads it when its running work ends.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ class ModelEntry:
         self.in_use = 0
         self.available = asyncio.Event()
         self.available.set()
+        self.unload_when_idle = False  # keep_alive 0 arrived while in use: unload at the next release
         self.expires_at: float | None = None  # monotonic; None while in use or kept forever
         self.expires_wall: float | None = None
         self.loaded_at: float | None = None
@@ -242,6 +244,8 @@ class Registry:
         if entry.in_use > 0 or not entry.loaded:
             return
         keep = self.keep_alive_s if keep_alive_s is KEEP_DEFAULT else keep_alive_s
+        if entry.unload_when_idle:
+            keep = 0.0
         if keep is None:
             entry.expires_at = entry.expires_wall = None
         else:
@@ -269,7 +273,17 @@ class Registry:
             log.info("loaded %s in %.2f s", entry.alias, load_s)
 
     async def unload_if_idle(self, entry: ModelEntry) -> bool:
-        if entry.in_use or not entry.loaded:
+        """Unload now if idle (True); a model in use unloads when its running work ends (False).
+
+        So ``keep_alive: 0`` during another request's stream answers "unload" truthfully: the
+        model is freed as soon as that stream (and anything else running on it) finishes.
+        """
+        if entry.in_use:
+            entry.unload_when_idle = True
+            log.info("%s unloads when its %d running request(s) finish", entry.alias, entry.in_use)
+            return False
+        entry.unload_when_idle = False
+        if not entry.loaded:
             return False
         model = entry.detach()
         self.metrics.loaded.set(sum(e.loaded for e in self.entries.values()))
@@ -331,6 +345,7 @@ class Registry:
             old = entry.detach()
             if old is not None:
                 await asyncio.to_thread(old.close)
+            entry.unload_when_idle = False  # an explicit reload overrides an earlier keep_alive 0
             old_settings, entry.settings = entry.settings, new_settings
             entry.in_use += 1
             try:

@@ -37,6 +37,7 @@ from cgstudio.errors import CGStudioError, OverloadedError
 from cgstudio.generation.metrics import Timings, Usage
 from cgstudio.generation.pipeline import Chunk, Result
 from cgstudio.prompts.base import GuardWarning
+from cgstudio.server.errors import ShuttingDownError
 from cgstudio.server.metrics import Metrics
 from cgstudio.server.registry import ModelEntry, Registry
 from cgstudio.server.service import GenSpec, open_stream
@@ -49,6 +50,7 @@ CANCEL_MESSAGES = {
     "shutdown": "the server is shutting down",
     "limit": "stopped by the request's time or indentation limit",
 }
+SHUTDOWN_MESSAGE = "the server is shutting down; retry in a few seconds (on the restarted server)"
 StreamFactory = Callable[[GenSpec, CodeModel, threading.Event], Iterator[Chunk]]
 
 
@@ -198,7 +200,7 @@ class Runner:
     async def start(self, request: Request, spec: GenSpec) -> Job:
         """Queue ``spec`` and wait for its first chunk; errors before any output are raised here."""
         if self._closing:
-            raise OverloadedError("the server is shutting down", self.retry_after_s)
+            raise ShuttingDownError(SHUTDOWN_MESSAGE, self.retry_after_s)
         entry = self.registry.route(spec.model, spec.task)
         client = client_key(request, self._request_key(request))
         if spec.supersedable:
@@ -315,7 +317,7 @@ class Runner:
                 self.metrics.cancelled.labels(job.cancel_reason).inc()
         except BaseException as exc:  # shutdown cancels drivers; never leave a consumer waiting
             job.queue.put_nowait(
-                _Failure(exc if isinstance(exc, Exception) else OverloadedError("shutting down"))
+                _Failure(exc if isinstance(exc, Exception) else ShuttingDownError(SHUTDOWN_MESSAGE))
             )
             job.queue.put_nowait(END)
             if not isinstance(exc, Exception):
@@ -367,10 +369,23 @@ class Runner:
             emit(END)
             self.metrics.cancelled.labels(reason).inc()
 
-    async def close(self, timeout_s: float = 10.0) -> None:
+    # -- shutdown --------------------------------------------------------------------------------
+    def begin_shutdown(self) -> None:
+        """Refuse new work (503) and end every queued and running job with ShuttingDownError now.
+
+        Called when the server starts to stop, before it waits for open responses: each consumer
+        gets the error at once (its stream ends with the dialect's error event), even if its
+        worker is still inside a decode step or a load; the worker stops at its next cancel check.
+        """
         self._closing = True
         for job in list(self.inflight):
+            if job.finished:
+                continue
             job.stop("shutdown")
+            job.queue.put_nowait(_Failure(ShuttingDownError(SHUTDOWN_MESSAGE, self.retry_after_s)))
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        self.begin_shutdown()
         drivers = [j.driver for j in self.inflight if j.driver is not None]
         if drivers:
             await asyncio.wait(drivers, timeout=timeout_s)

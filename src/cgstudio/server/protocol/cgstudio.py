@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from cgstudio.server.protocol.common import ContextChunk, OpenModel, WithGuards, context_files
+from cgstudio.server.protocol.common import ContextChunk, FilePathText, OpenModel, WithGuards, context_files
 from cgstudio.server.protocol.openai import ChatMessageIn, chat_message
 from cgstudio.server.service import GenSpec, Kind, clean_stop
 
@@ -23,7 +23,7 @@ class PromptRequest(WithGuards):
     suffix: str | None = Field(None, description="Text after the cursor: FIM.")
     messages: list[ChatMessageIn] | None = Field(None, description="Chat messages.")
     raw: bool | None = Field(None, description="false: template the prompt as a plain continuation.")
-    filepath: str | None = Field(None, description="The current file's path (prompt path line).")
+    filepath: FilePathText = Field(None, description="The current file's path (prompt path line).")
     input_prefix: str | None = None
     input_suffix: str | None = None
     input_extra: list[ContextChunk] = Field(default_factory=list, description="Context files.")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from cgstudio.api import check_text
 from cgstudio.errors import InvalidInputError
 from cgstudio.generation.pipeline import Result
 from cgstudio.prompts.base import ContextFile
@@ -44,10 +45,25 @@ class WithGuards(OpenModel):
         return self.guards.model_dump(exclude_none=True) if self.guards else {}
 
 
+def _path_text(value: str | None) -> str | None:
+    # A file path goes into the prompt's path line: a NUL is refused as in the prompt itself
+    # (check_text: 400 invalid_input), here at the edge.
+    return None if value is None else check_text("filepath", value)
+
+
+def _filename_text(value: str) -> str:
+    return check_text("input_extra filename", value)
+
+
+FilePathText = Annotated[str | None, AfterValidator(_path_text)]
+
+
 class ContextChunk(OpenModel):
     """A context file for multi-file FIM (llama.cpp's input_extra shape)."""
 
-    filename: str = Field("", description="Path of the file, shown to the model.")
+    filename: Annotated[str, AfterValidator(_filename_text)] = Field(
+        "", description="Path of the file, shown to the model."
+    )
     text: str = Field("", description="The file's text (or the excerpt to show).")
 
 

@@ -20,6 +20,7 @@ from cgstudio.errors import UnsupportedModeError
 from cgstudio.generation.pipeline import Result
 from cgstudio.server.protocol.common import (
     ContextChunk,
+    FilePathText,
     OpenModel,
     WithGuards,
     context_files,
@@ -90,7 +91,7 @@ class InfillRequest(_LlamaSampling):
     prompt: str = Field(
         "", description="The cursor line left of the cursor; placed after the FIM middle token."
     )
-    filepath: str | None = Field(None, description="Extension: the current file's path (prompt path line).")
+    filepath: FilePathText = Field(None, description="Extension: the current file's path (prompt path line).")
 
     def to_spec(self) -> GenSpec:
         self.check_common()

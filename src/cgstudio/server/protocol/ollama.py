@@ -17,7 +17,7 @@ from pydantic import Field
 from cgstudio.errors import UnsupportedModeError
 from cgstudio.generation.pipeline import Result
 from cgstudio.prompts.registry import FORMATS
-from cgstudio.server.protocol.common import OpenModel, WithGuards, timings_extra, warnings_extra
+from cgstudio.server.protocol.common import FilePathText, OpenModel, WithGuards, timings_extra, warnings_extra
 from cgstudio.server.registry import ModelEntry
 from cgstudio.server.service import FILL_CONTEXT, clean_seed, clean_stop
 
@@ -83,7 +83,7 @@ class GenerateRequest(_Common):
     system: str | None = Field(None, description="System message (non-raw, no suffix).")
     raw: bool = Field(False, description="The prompt is already rendered: control-token text becomes tokens.")
     images: list[str] | None = Field(None, description="Not supported.")
-    filepath: str | None = Field(None, description="Extension: the current file's path (prompt path line).")
+    filepath: FilePathText = Field(None, description="Extension: the current file's path (prompt path line).")
 
 
 class OllamaMessage(OpenModel):

@@ -13,7 +13,14 @@ from pydantic import Field
 
 from cgstudio.errors import InvalidInputError, UnsupportedModeError
 from cgstudio.generation.pipeline import Result
-from cgstudio.server.protocol.common import OpenModel, WithGuards, one_prompt, timings_extra, warnings_extra
+from cgstudio.server.protocol.common import (
+    FilePathText,
+    OpenModel,
+    WithGuards,
+    one_prompt,
+    timings_extra,
+    warnings_extra,
+)
 from cgstudio.server.service import GenSpec, clean_seed, clean_stop
 
 FINISH = {"eos": "stop", "stop": "stop", "length": "length", "repetition": "stop", "cancelled": "stop"}
@@ -68,7 +75,7 @@ class CompletionRequest(_Sampling):
 
     prompt: str | list[str] = Field(..., description="Text before the cursor, or a client-rendered prompt.")
     suffix: str | None = Field(None, description="Text after the cursor; present = FIM.")
-    filepath: str | None = Field(None, description="Extension: the current file's path (prompt path line).")
+    filepath: FilePathText = Field(None, description="Extension: the current file's path (prompt path line).")
     echo: bool | None = Field(None, description="Not supported.")
     best_of: int | None = Field(None, ge=1, le=128, description="Only 1 is supported.")
     logprobs: int | None = Field(None, ge=0, le=20, description="Not supported.")

@@ -395,9 +395,16 @@ def test_sigterm_ends_streams_with_error_events_and_exits_0(
             started.append(ev)
         for ev in started:
             assert ev.wait(60)
+        queued: list[httpx.Response] = []  # both slots are busy: this one waits in the queue
+        waiter = threading.Thread(
+            target=lambda: queued.append(httpx.post(url + "/v1/completions", json=FIM, timeout=60)),
+            daemon=True,
+        )
+        waiter.start()
+        time.sleep(0.5)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        for t in threads:
+        for t in [*threads, waiter]:
             t.join(30)
         rc = proc.wait(30)
         stopped_s = time.monotonic() - t0
@@ -415,6 +422,7 @@ def test_sigterm_ends_streams_with_error_events_and_exits_0(
     assert error["code"] == "shutting_down" and "shutting down" in error["message"]
     ol = streams["ollama"][2]
     assert "shutting down" in json.loads(ol[-1])["error"], ol[-3:]
+    assert queued[0].status_code == 503 and queued[0].json()["error"]["code"] == "shutting_down"
 
 
 def test_taken_port_fails_in_one_line_before_announcing(synthetic: dict[str, Path], tmp_path: Path) -> None:

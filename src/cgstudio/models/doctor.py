@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from cgstudio.engine.base import ModelInfo, TokenKind
 from cgstudio.errors import CGStudioError
+from cgstudio.models.gguf_check import validate_model_file
 from cgstudio.models.hardware import SIMD_FEATURES, Machine
 from cgstudio.models.memory import estimate, gib, trained_context
 from cgstudio.settings import LoadProfile
@@ -522,14 +523,12 @@ def model_checks(p: VocabProbe, profile: LoadProfile, path: str) -> tuple[list[C
 
 def run(machine: Machine, profile: LoadProfile, model_path: Path | None) -> dict[str, Any]:
     """All checks as ``{"checks": [...], "model": {...} | None}``. Never raises for a bad GGUF."""
-    from cgstudio.engine.llamacpp.handle import check_gguf_file
-
     model: dict[str, Any] | None = None
     checks: list[Check] = []
     info: ModelInfo | None = None
     if model_path is not None:
         try:
-            check_gguf_file(model_path)
+            validate_model_file(model_path)  # what llama.cpp would abort on fails here, as a check
             p = probe(model_path, _probe_texts())
         except CGStudioError as exc:
             checks.append(

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cgstudio.errors import ModelError, ModelNotFoundError, UsageError
+from cgstudio.models.gguf_check import validate_model_file
 
 ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9._:+-]{0,127}$")
 REGISTRY_VERSION = 1
@@ -195,10 +196,8 @@ class ModelStore:
 
     def add(self, path: Path, *, alias: str | None = None, copy: bool = False) -> StoredModel:
         """Register an existing GGUF (in place, or copied into the store with ``copy``)."""
-        from cgstudio.engine.llamacpp.handle import check_gguf_file
-
         path = path.expanduser().resolve()
-        check_gguf_file(path)
+        validate_model_file(path)
         name = normalize_alias(alias) if alias else default_alias(path)
         if (old := self.get(name)) is not None:  # fail before copying gigabytes
             raise alias_taken_error(name, old)

@@ -57,6 +57,7 @@ _SCALARS: dict[int, tuple[str, int]] = {
     12: ("<d", 8),
 }
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,20 @@ class _Reader:
         self.pos += n
         return raw.decode("utf-8", errors="replace")
 
-    def skip_string(self) -> None:
-        n = self.u64()
-        self._need(n)
-        self.pos += n
+    def _skip_strings(self, count: int) -> None:
+        # A vocabulary is a few hundred thousand strings: one tight loop, bounds checked per string.
+        buf, pos, end, length_at = self.buf, self.pos, len(self.buf), _U64.unpack_from
+        for _ in range(count):
+            if pos + 8 > end:
+                break
+            pos += 8 + length_at(buf, pos)[0]
+            if pos > end:
+                break
+        else:
+            self.pos = pos
+            return
+        self.pos = pos
+        self._need(1 << 62)  # raises: the strings run past the end of the file
 
     def value(self, t: int) -> Any:
         if t in _SCALARS:
@@ -148,8 +159,7 @@ class _Reader:
                 return ArrayInfo(item, length, ints)
             if item == _STRING:
                 self._need(length * 8)  # each string has at least its 8-byte length
-                for _ in range(length):
-                    self.skip_string()
+                self._skip_strings(length)
                 return ArrayInfo(item, length)
             raise ModelFormatError(f"{self.path}: unsupported GGUF array type {item}; the file is damaged")
         raise ModelFormatError(f"{self.path}: unknown GGUF value type {t}; the file is damaged")

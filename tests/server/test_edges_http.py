@@ -31,6 +31,7 @@ from server_testing import Live, LiveFactory, TestEngine, isolated_settings
 from cgstudio.engine.base import Engine
 from cgstudio.server import ServerSettings, create_app
 from cgstudio.server.config import ModelSpec
+from cgstudio.server.errors import ListenError
 from cgstudio.server.listener import GracefulServer, bind, listening_url, uvicorn_config
 from cgstudio.server.middleware import BrowserPolicy
 from cgstudio.settings import Settings
@@ -442,6 +443,23 @@ def test_taken_port_fails_in_one_line_before_announcing(synthetic: dict[str, Pat
     assert r.returncode != 0
     assert f"port {port} is in use" in r.stderr and "--port N" in r.stderr
     assert "serving on" not in r.stderr and "Traceback" not in r.stderr and "Errno" not in r.stderr
+
+
+def test_bind_errors_say_what_to_do() -> None:
+    with pytest.raises(ListenError, match=r"192\.0\.2\.1 is not an address of this machine; pass --host"):
+        bind("192.0.2.1", 0)  # TEST-NET-1: never a local address
+    with pytest.raises(ListenError, match="cannot resolve --host"):
+        bind("no-such-host.invalid", 0)
+    sockets = bind("127.0.0.1", 0)
+    try:
+        port = sockets[0].getsockname()[1]
+        assert listening_url(sockets, "127.0.0.1") == f"http://127.0.0.1:{port}"
+        sockets[0].listen()
+        with pytest.raises(ListenError, match=f"port {port} is in use on 127.0.0.1; stop the other"):
+            bind("127.0.0.1", port)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_keep_alive_0_during_a_stream_unloads_when_it_ends(

@@ -26,6 +26,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import h11
 import uvicorn
@@ -132,7 +133,8 @@ class GracefulServer(uvicorn.Server):
 def bind(host: str, port: int) -> list[socket.socket]:
     """Listening sockets for every address of ``host`` (localhost: IPv4 and IPv6), as asyncio would.
 
-    Raises ListenError with what to do: the port is taken, the address is not this machine's...
+    An address whose family this machine lacks (``::1`` without IPv6) is skipped while another
+    one binds. Raises ListenError with what to do: the port is taken, the address is not ours...
     """
     try:
         infos = socket.getaddrinfo(
@@ -143,6 +145,7 @@ def bind(host: str, port: int) -> list[socket.socket]:
             f"cannot resolve --host {host}: {exc.strerror}; pass an address such as 127.0.0.1"
         ) from exc
     sockets: list[socket.socket] = []
+    unavailable: ListenError | None = None
     seen: set[tuple[int, object]] = set()
     try:
         for family, kind, proto, _, addr in infos:
@@ -150,21 +153,30 @@ def bind(host: str, port: int) -> list[socket.socket]:
                 continue
             seen.add((family, addr[0]))
             sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart despite TIME_WAIT
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if port == 0 and len(sockets) > 1:  # one free port for all addresses
+            if port == 0 and sockets:  # one free port for all addresses
                 addr = (addr[0], sockets[0].getsockname()[1], *addr[2:])
-            _bind_one(sock, addr, host, port)
+            try:
+                _bind_one(sock, addr, host, port)
+            except ListenError as exc:
+                sock.close()
+                if not isinstance(exc.__cause__, OSError) or exc.__cause__.errno != errno.EADDRNOTAVAIL:
+                    raise
+                unavailable = exc
+                continue
+            sockets.append(sock)
     except BaseException:
         for sock in sockets:
             sock.close()
         raise
+    if not sockets:
+        raise unavailable or ListenError(f"--host {host} has no address to listen on")
     return sockets
 
 
-def _bind_one(sock: socket.socket, addr: tuple[object, ...], host: str, port: int) -> None:
+def _bind_one(sock: socket.socket, addr: tuple[Any, ...], host: str, port: int) -> None:
     try:
         sock.bind(addr)
     except OSError as exc:
@@ -182,7 +194,7 @@ def _bind_one(sock: socket.socket, addr: tuple[object, ...], host: str, port: in
 def listening_url(sockets: list[socket.socket], host: str) -> str:
     """``http://host:port`` for what was bound (the real port when --port 0)."""
     port = sockets[0].getsockname()[1]
-    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    shown = f"[{host.strip('[]')}]" if ":" in host else host or "0.0.0.0"
     return f"http://{shown}:{port}"
 
 

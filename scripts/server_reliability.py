@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -51,7 +52,7 @@ def free_port() -> int:
 class Server:
     """``cgstudio serve`` in a subprocess on a free loopback port."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, api_key: str | None = KEY) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log.open("w")
@@ -63,8 +64,7 @@ class Server:
             *args,
             "--port",
             str(self.port),
-            "--api-key",
-            KEY,
+            *(["--api-key", api_key] if api_key else []),
             "--log-level",
             "warning",
             "--keep-alive",
@@ -419,6 +419,199 @@ def load(
         server.stop()
 
 
+# -- phase 3: edges (hostile pages, slow clients, bad text, shutdown) --------------------------------
+def _raw_http(port: int, request: bytes, timeout: float = 10.0) -> bytes:
+    """Send bytes on a fresh connection and read until the server closes it (or timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except TimeoutError:
+            pass
+        return out
+
+
+def _closed_within(port: int, prefix: bytes, trickle: bytes, limit_s: float) -> float | None:
+    """Seconds until the server closes a connection that sends ``prefix`` then one byte of
+    ``trickle`` a second; None when it is still open after ``limit_s``."""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+        s.sendall(prefix)
+        for b in trickle:
+            if time.monotonic() - t0 > limit_s:
+                return None
+            try:
+                s.sendall(bytes([b]))
+                if s.recv(65536) == b"":
+                    return round(time.monotonic() - t0, 1)
+            except TimeoutError:
+                continue
+            except OSError:  # reset or broken pipe: closed by the server
+                return round(time.monotonic() - t0, 1)
+        while time.monotonic() - t0 <= limit_s:
+            try:
+                if s.recv(65536) == b"":
+                    return round(time.monotonic() - t0, 1)
+            except TimeoutError:
+                continue
+            except OSError:
+                return round(time.monotonic() - t0, 1)
+    return None
+
+
+def edge_cases(workdir: Path) -> dict[str, Any]:
+    """Cross-origin requests, slow and half-open connections, lone surrogates and SIGTERM mid-stream."""
+    models = synthetic_models(workdir)
+    out: dict[str, Any] = {}
+    # A keyless loopback server: the case a web page in the user's browser can reach.
+    server = Server([*models, "-c", "1024"], workdir / "edges-server.log", api_key=None)
+    try:
+        url, port = server.url, server.port
+        evil = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+        r = httpx.post(url + "/admin/reload", headers=evil, content=b'{"load":{"n_batch":1}}', timeout=30)
+        out["cross_origin_reload_status"] = r.status_code
+        r = httpx.get(url + "/admin/models", headers={"Host": "evil.example"}, timeout=30)
+        out["foreign_host_status"] = r.status_code
+        r = httpx.post(
+            url + "/v1/completions",
+            headers={"Content-Type": "text/plain"},
+            content=b'{"prompt": "x", "max_tokens": 1}',
+            timeout=30,
+        )
+        out["text_plain_body_status"] = r.status_code
+        r = httpx.post(url + "/v1/completions", json={"prompt": "def f(", "max_tokens": 2}, timeout=60)
+        out["plain_client_status"] = r.status_code
+        r = httpx.get(url + "/", headers={"Origin": url}, timeout=30)
+        out["own_origin_page_status"] = r.status_code
+        # A lone surrogate, then a good request on the same keep-alive connection.
+        before = server.server_errors()
+        with httpx.Client(base_url=url, timeout=60) as c:
+            bad = c.post(
+                "/v1/completions",
+                headers={"Content-Type": "application/json"},
+                content=b'{"prompt": "\\ud800", "max_tokens": 1}',
+            )
+            good = c.post("/v1/completions", json={"prompt": "def g(", "max_tokens": 2})
+        out["lone_surrogate_status"] = bad.status_code
+        out["next_on_same_connection_status"] = good.status_code
+        out["lone_surrogate_5xx"] = server.server_errors() - before
+        # Slow clients: headers one byte a second, and a body one byte a second.
+        out["slow_headers_closed_after_s"] = _closed_within(port, b"GET /health HTTP/1.1\r\n", b"X" * 60, 40)
+        body = b'{"prompt": "' + b"a" * 100 + b'"}'
+        head = (
+            b"POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        out["slow_body_closed_after_s"] = _closed_within(port, head, body, 40)
+        # 300 half-open connections: closed by the server, which still answers meanwhile.
+        socks = []
+        for _ in range(300):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                break
+        out["half_open_opened"] = len(socks)
+        out["health_during_half_open"] = httpx.get(url + "/health", timeout=30).status_code
+        deadline = time.monotonic() + 60
+        open_left = len(socks)
+        while open_left and time.monotonic() < deadline:
+            time.sleep(2)
+            open_left = sum(1 for s in socks if _still_open(s))
+        out["half_open_still_open_after_s"] = {"open": open_left, "waited_s": 60 if open_left else None}
+        for s in socks:
+            s.close()
+        out["server_alive"] = server.proc.poll() is None
+        out["server_5xx"] = server.server_errors()
+    finally:
+        server.stop()
+    out["sigterm"] = _sigterm_mid_stream(models, workdir)
+    return out
+
+
+def _still_open(s: socket.socket) -> bool:
+    s.setblocking(False)
+    try:
+        return s.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        s.setblocking(True)
+
+
+def _sigterm_mid_stream(models: list[str], workdir: Path) -> dict[str, Any]:
+    log = workdir / "sigterm-server.log"
+    server = Server([*models, "-c", "1024"], log, api_key=None)
+    events: list[str] = []
+    error_event = False
+    done_marker = False
+    try:
+        with httpx.stream(
+            "POST",
+            server.url + "/v1/completions",
+            json={"prompt": "def f(", "max_tokens": 900, "stream": True, "temperature": 1.0},
+            timeout=60,
+        ) as r:
+            t0 = time.monotonic()
+            sent = False
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    events.append(line)
+                    error_event = error_event or '"error"' in line
+                    done_marker = done_marker or line == "data: [DONE]"
+                if not sent and len(events) >= 3:
+                    server.proc.send_signal(signal.SIGTERM)
+                    sent = True
+            stream_s = round(time.monotonic() - t0, 1)
+        rc = server.proc.wait(60)
+        clean_end = True
+    except httpx.HTTPError as exc:
+        rc = server.proc.wait(60)
+        clean_end = False
+        stream_s = None
+        events.append(f"client error: {type(exc).__name__}: {exc}")
+    finally:
+        if server.proc.poll() is None:
+            server.stop()
+        else:
+            server.log.close()
+    text = log.read_text()
+    return {
+        "exit_code": rc,
+        "stream_ended_cleanly": clean_end,
+        "error_event": error_event,
+        "done_marker": done_marker,
+        "stream_s": stream_s,
+        "traceback_in_log": "Traceback" in text,
+    }
+
+
+def edges_ok(e: dict[str, Any]) -> bool:
+    return (
+        e["cross_origin_reload_status"] == 403
+        and e["foreign_host_status"] == 403
+        and e["text_plain_body_status"] in (403, 415)
+        and e["plain_client_status"] == 200
+        and e["own_origin_page_status"] == 200
+        and e["lone_surrogate_status"] == 400
+        and e["next_on_same_connection_status"] == 200
+        and e["lone_surrogate_5xx"] == 0
+        and e["slow_headers_closed_after_s"] is not None
+        and e["slow_body_closed_after_s"] is not None
+        and e["health_during_half_open"] == 200
+        and e["half_open_still_open_after_s"]["open"] == 0
+        and e["server_alive"]
+        and e["server_5xx"] == 0
+        and e["sigterm"]["exit_code"] == 0
+        and e["sigterm"]["stream_ended_cleanly"]
+        and e["sigterm"]["error_event"]
+        and not e["sigterm"]["traceback_in_log"]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -433,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fuzz-examples", type=int, default=30, help="schemathesis examples per operation")
     ap.add_argument("--skip-fuzz", action="store_true")
     ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--skip-edges", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = ap.parse_args(argv)
     os.environ.setdefault("CGSTUDIO_PROFILE", "/nonexistent/cgstudio-profile.toml")  # defaults only
@@ -452,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
             lo = report["load"]
             ok &= lo["errors"] == 0 and lo["rss_ok"] and lo["server_5xx"] == 0
             print(json.dumps({"load": lo}, indent=2), flush=True)
+        if not args.skip_edges:
+            report["edges"] = edge_cases(workdir)
+            ok &= edges_ok(report["edges"])
+            print(json.dumps({"edges": report["edges"]}, indent=2), flush=True)
     report["ok"] = ok
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -174,7 +174,7 @@ def test_body_over_8_mib_is_413(live: Live) -> None:
     host, port = live.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         sock.sendall(
-            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             + f"Authorization: Bearer {API_KEY}\r\nContent-Length: {9 << 20}\r\n\r\n".encode()
             + b'{"prompt": "xxxx'
         )

@@ -224,6 +224,42 @@ class Runner:
             raise
         return job
 
+    @contextlib.asynccontextmanager
+    async def admitted(self, request: Request) -> AsyncIterator[None]:
+        """Hold one slot for work that is not a generation (prompt previews, tokenize): the same
+        fair queue as ``start``, and the same 503 + Retry-After when it is full."""
+        if self._closing:
+            raise ShuttingDownError(SHUTDOWN_MESSAGE, self.retry_after_s)
+        if self.gate.free == 0 and self.gate.n_waiting >= self.max_queue:
+            self.metrics.rejected.inc()
+            raise OverloadedError(
+                f"{self.gate.n_waiting} requests are already waiting; retry in {self.retry_after_s} s",
+                self.retry_after_s,
+            )
+        ticket = self.gate.enqueue(client_key(request, self._request_key(request)).key)
+        self.metrics.queue_depth.set(self.gate.n_waiting)
+        try:
+            # Shielded: a cancelled await must not cancel the ticket behind the gate's back.
+            granted = await asyncio.shield(ticket)
+        except asyncio.CancelledError:
+            if ticket.done() and ticket.result():
+                self.gate.release()
+            else:
+                self.gate.withdraw(ticket)
+            raise
+        finally:
+            self.metrics.queue_depth.set(self.gate.n_waiting)
+        if not granted:
+            raise OverloadedError("the request was withdrawn from the queue", self.retry_after_s)
+        if self._closing:  # granted by a job that shutdown ended
+            self.gate.release()
+            raise ShuttingDownError(SHUTDOWN_MESSAGE, self.retry_after_s)
+        try:
+            yield
+        finally:
+            self.gate.release()
+            self.metrics.queue_depth.set(self.gate.n_waiting)
+
     def _request_key(self, request: Request) -> str | None:
         return getattr(request.state, "api_key", None)
 

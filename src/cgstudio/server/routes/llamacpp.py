@@ -1,4 +1,8 @@
-"""llama.cpp-server-compatible routes: /infill, /completion, /tokenize, /detokenize, /apply-template."""
+"""llama.cpp-server-compatible routes: /infill, /completion, /tokenize, /detokenize, /apply-template.
+
+The previews (/tokenize, /detokenize, /apply-template) hold a slot of the runner's fair queue
+while they work, so a full queue answers them 503 + Retry-After like a generation.
+"""
 
 from __future__ import annotations
 
@@ -101,7 +105,8 @@ def _settings(job: Job, spec: GenSpec) -> dict[str, Any]:
 @router.post("/tokenize", summary="Tokenize text (special-token text is parsed unless parse_special=false)")
 async def tokenize(body: proto.TokenizeRequest, request: Request) -> dict[str, Any]:
     reg = registry(request)
-    async with reg.use(reg.route(body.model, "completion")) as model:
+    entry = reg.route(body.model, "completion")
+    async with runner(request).admitted(request), reg.use(entry) as model:
         return await asyncio.to_thread(_tokenize, model, body)
 
 
@@ -127,7 +132,8 @@ def _piece(model: CodeModel, token: int) -> str | list[int]:
 @router.post("/detokenize", summary="Token ids to text (special tokens spelled out)")
 async def detokenize(body: proto.DetokenizeRequest, request: Request) -> dict[str, Any]:
     reg = registry(request)
-    async with reg.use(reg.route(body.model, "completion")) as model:
+    entry = reg.route(body.model, "completion")
+    async with runner(request).admitted(request), reg.use(entry) as model:
         n_vocab = model.engine.info.n_vocab
         bad = [t for t in body.tokens if not 0 <= t < n_vocab]
         if bad:
@@ -139,9 +145,10 @@ async def detokenize(body: proto.DetokenizeRequest, request: Request) -> dict[st
 async def apply_template(body: proto.ApplyTemplateRequest, request: Request) -> dict[str, Any]:
     reg = registry(request)
     messages = [chat_message(m) for m in body.messages]
-    async with reg.use(reg.route(body.model, "chat")) as model:
+    entry = reg.route(body.model, "chat")
+    async with runner(request).admitted(request), reg.use(entry) as model:
         prompt, _ = await asyncio.to_thread(model.prompt_chat, messages)
-        return {"prompt": model.vocab.render(prompt.tokens)}
+        return {"prompt": await asyncio.to_thread(model.vocab.render, prompt.tokens)}
 
 
 def _with_guards(body: proto.InfillRequest | proto.CompletionRequest) -> GenSpec:

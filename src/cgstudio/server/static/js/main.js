@@ -1,0 +1,84 @@
+/* CodeGemma Studio: the entry module. It lays out the views, tabs and the narrow-window drawer,
+   wires the controls of every part and starts the page. No build step: the browser loads these
+   ES modules from /static/js/ as they are. */
+import { $, $$, debounce } from './dom.js';
+import { askKey } from './api.js';
+import { bindChat } from './chat.js';
+import { bindContextFiles, renderContextFiles } from './context.js';
+import { bindEditor, renderEditor } from './editor.js';
+import { bindLoad, buildLoad, refreshAdmin } from './load.js';
+import { refreshModels, renderModels, selectModel } from './models.js';
+import { bindParams, buildGuards, buildSampling, checkGuardSupport } from './params.js';
+import { refreshPrompt } from './prompt.js';
+import { save, state } from './state.js';
+import { chart, errorBox } from './stats.js';
+
+const VIEW_TITLE = { chat: 'Chat', completion: 'Completion' };
+function setView(view) {
+  state.view = view; save();
+  $$('.nav [data-view]').forEach((b) => b.setAttribute('aria-current', b.dataset.view === view ? 'page' : 'false'));
+  $('#view-chat').hidden = view !== 'chat';
+  $('#view-completion').hidden = view !== 'completion';
+  $('#view-title').textContent = VIEW_TITLE[view];
+  renderModels();
+  if (!state.loadModel) buildLoad();
+  if (view === 'completion') renderEditor();
+}
+function setTab(tab, focus = false) {
+  state.paramsTab = tab; save();
+  $$('.tabs [role=tab]').forEach((b) => {
+    const on = b.dataset.tab === tab;
+    b.setAttribute('aria-selected', String(on)); b.tabIndex = on ? 0 : -1;
+    $('#' + b.getAttribute('aria-controls')).hidden = !on;
+    if (on && focus) b.focus();
+  });
+}
+function setParamsOpen(open) {
+  $('#params').classList.toggle('open', open);
+  $('#btn-params').setAttribute('aria-expanded', String(open));
+  if (open) $('.tabs [aria-selected=true]').focus(); else $('#btn-params').focus();
+}
+
+function bindUI() {
+  $$('.nav [data-view]').forEach((b) => b.addEventListener('click', () => setView(b.dataset.view)));
+  $('#model-select').addEventListener('change', (e) => selectModel(e.target.value));
+  $('#btn-key').addEventListener('click', async () => {
+    if (await askKey('Set the key the server was started with (--api-key or CGSTUDIO_API_KEY).')) boot();
+  });
+  bindChat();
+  bindEditor();
+  bindContextFiles();
+  // Parameters
+  $$('.tabs [role=tab]').forEach((b) => b.addEventListener('click', () => setTab(b.dataset.tab)));
+  $('.tabs').addEventListener('keydown', (e) => {
+    const tabs = $$('.tabs [role=tab]'), i = tabs.findIndex((t) => t.dataset.tab === state.paramsTab);
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+    if (step) { e.preventDefault(); setTab(tabs[(i + step + tabs.length) % tabs.length].dataset.tab, true); }
+  });
+  bindParams();
+  bindLoad();
+  $('#btn-params').addEventListener('click', () => setParamsOpen(!$('#params').classList.contains('open')));
+  $('#btn-params-close').addEventListener('click', () => setParamsOpen(false));
+  $('#params').addEventListener('keydown', (e) => { if (e.key === 'Escape' && $('#params').classList.contains('open')) setParamsOpen(false); });
+  window.addEventListener('resize', debounce(() => chart.draw(), 100));
+}
+
+async function boot() {
+  try {
+    await refreshModels();
+  } catch (e) {
+    $('#server-dot').className = 'dot';
+    $('#server-status').textContent = e.status === 401 ? 'API key needed' : 'Not connected';
+    $('#messages').prepend(errorBox(`Could not list models: ${e.message}`));
+    return;
+  }
+  await refreshAdmin();
+  if (state.view === 'completion' && state.showPrompt) refreshPrompt();
+}
+
+buildSampling(); buildGuards(); renderContextFiles(); bindUI();
+setTab(state.paramsTab); setView(state.view);
+$('#prompt-panel').hidden = !state.showPrompt;
+chart.draw();
+checkGuardSupport();
+boot();

@@ -65,6 +65,8 @@ def test_canonical_humaneval_json(tmp_path: Path) -> None:
     assert (doc["task"], doc["model"], doc["n_tasks"], doc["passed"]) == ("humaneval", "canonical", 164, 164)
     assert doc["failed"] == doc["timed_out"] == doc["error"] == 0
     assert set(doc) >= {"settings", "duration_s", "paper"}
+    assert doc["containment"]["isolation"] == doc["isolation"]  # the report says what contained the tests
+    assert set(doc["containment"]) >= {"filesystem", "user", "memory", "processes", "warnings"}
     assert doc["paper"]["pass_at_1"]["codegemma-7b-it"] == pytest.approx(0.561)
     report = Path(doc["report"])
     report = report if report.is_absolute() else tmp_path / report

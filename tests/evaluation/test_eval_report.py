@@ -10,6 +10,7 @@ from cgstudio.evaluation.datasets import get_tasks
 from cgstudio.evaluation.paper import BENCHMARKS, PAPER_MODELS, paper_block, paper_model
 from cgstudio.evaluation.report import render_markdown, summary_doc, wilson_interval, write_report
 from cgstudio.evaluation.runner import run_eval
+from cgstudio.evaluation.sandbox import containment
 
 
 @pytest.mark.parametrize(
@@ -74,3 +75,12 @@ def test_report_puts_ours_beside_every_paper_column(tmp_path: Path) -> None:
     path = write_report(tmp_path / "out", summary, [])
     assert path.read_text() == text
     assert (tmp_path / "out" / "summary.json").is_file() and (tmp_path / "out" / "results.jsonl").is_file()
+
+
+def test_report_says_what_contained_the_tests() -> None:
+    summary = _summary(1)
+    summary["containment"] = containment("none")
+    text = render_markdown(summary)
+    assert "- Containment: file system host file system; network host network;" in text
+    assert "**Sandbox weaker than root-drop with a cgroup:** no namespaces" in text
+    assert "passes only if `check` returned" in text

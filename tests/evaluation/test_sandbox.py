@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cgstudio.evaluation import sandbox
+from cgstudio.evaluation import rootfs, sandbox
 from cgstudio.evaluation.sandbox import IsolationMode, Limits, Outcome, run_many, run_program
 
 ISOLATED_MODES = [mode for mode in sandbox.candidate_modes() if sandbox.check_isolation(mode) is None]
@@ -105,10 +105,12 @@ def test_environment_is_scrubbed_and_workdir_is_private(
 @isolated
 def test_cannot_write_outside_its_directory(mode: IsolationMode, tmp_path: Path, cache: pytest.Cache) -> None:
     # World-writable targets, so only the sandbox (not Unix permissions) stands in the way: one under
-    # /tmp like the sandbox's own host directory, one in the repository's .pytest_cache.
+    # /tmp like the sandbox's own host directory, one in the repository's .pytest_cache; and the
+    # interpreter's prefix, which is inside the sandbox but read-only.
     targets = [tmp_path / "pwned.txt", cache.mkdir("sandbox-write-test") / f"pwned-{uuid.uuid4().hex}.txt"]
     for target in targets:
         target.parent.chmod(0o777)
+    targets.append(Path(sys.prefix) / f"pwned-{uuid.uuid4().hex}.txt")
     program = (
         "import sys\n"
         "errors = []\n"
@@ -118,16 +120,122 @@ def test_cannot_write_outside_its_directory(mode: IsolationMode, tmp_path: Path,
         "    except OSError as exc:\n"
         "        errors.append(exc)\n"
         "print(errors, file=sys.stderr)\n"
-        "assert len(errors) == 2, 'wrote outside the sandbox'\n"
+        "assert len(errors) == 3, 'wrote outside the sandbox'\n"
     )
     outcome = run_program(program, QUICK, mode)
     try:
         assert not any(t.exists() for t in targets)
         assert outcome.status == "passed", outcome.stderr_tail
-        assert "Read-only file system" in outcome.stderr_tail  # the repository is visible but read-only
+        # The host directories are not there at all; the interpreter is, read-only.
+        assert outcome.stderr_tail.count("No such file or directory") == 2, outcome.stderr_tail
+        assert "Read-only file system" in outcome.stderr_tail or "Permission denied" in outcome.stderr_tail
     finally:
         for target in targets:
             target.unlink(missing_ok=True)
+
+
+_PROBE_HOST = """
+import os, socket, sys
+leaks = []
+for path in {files!r}:
+    try:
+        leaks.append((path, open(path).read()[:40]))
+    except OSError as exc:
+        print("read", path, type(exc).__name__, file=sys.stderr)
+for path in {sockets!r}:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1)
+    try:
+        s.connect(path)
+        s.sendall(b"pwned")
+        leaks.append((path, "connected"))
+    except OSError as exc:
+        print("connect", path, type(exc).__name__, file=sys.stderr)
+for path in {dirs!r}:
+    try:
+        leaks.append((path, sorted(os.listdir(path))[:5]))
+    except OSError as exc:
+        print("list", path, type(exc).__name__, file=sys.stderr)
+extra = sorted(set(os.listdir("/")) - set({top!r}))
+assert not leaks and not extra, (leaks, extra)
+"""
+
+
+def _sandbox_top_level() -> set[str]:
+    """What / may hold: /dev, /tmp and the first component of each interpreter path."""
+    plan = rootfs.root_plan()
+    paths = [*plan["binds"], *(path for path, _ in plan["symlinks"])]
+    return {"dev", "tmp", *(p.strip("/").split("/")[0] for p in paths)}
+
+
+@isolated
+def test_host_files_and_unix_sockets_are_out_of_reach(
+    mode: IsolationMode, tmp_path: Path, cache: pytest.Cache
+) -> None:
+    # Readable by everyone and a socket anyone may connect to: only the sandbox's file system stands
+    # in the way. One set outside /tmp (the repository's .pytest_cache), one under /tmp.
+    places = [cache.mkdir(f"sandbox-canary-{uuid.uuid4().hex[:8]}"), tmp_path]
+    files, sockets, listeners = [], [], []
+    for place in places:
+        place.chmod(0o755)
+        canary = place / ".env"
+        canary.write_text("CGSTUDIO_CANARY=leaked\n")
+        canary.chmod(0o644)
+        files.append(str(canary))
+        path = place / "s.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        listener.listen(1)
+        listener.settimeout(0.3)
+        path.chmod(0o777)
+        sockets.append(str(path))
+        listeners.append(listener)
+    files += ["/etc/shadow", "/etc/passwd", "/etc/hostname", str(Path(__file__).resolve())]
+    dirs = ["/etc", "/home", "/proc", str(Path(__file__).resolve().parent)]
+    try:
+        program = _PROBE_HOST.format(files=files, sockets=sockets, dirs=dirs, top=_sandbox_top_level())
+        outcome = run_program(program, QUICK, mode)
+        assert outcome.status == "passed", outcome.stderr_tail
+        assert outcome.stderr_tail.count("FileNotFoundError") == len(files) + len(sockets) + len(dirs)
+        for listener in listeners:
+            with pytest.raises(TimeoutError):
+                listener.accept()
+    finally:
+        for listener in listeners:
+            listener.close()
+        shutil.rmtree(places[0], ignore_errors=True)
+
+
+def test_host_probe_can_leak_without_a_sandbox(tmp_path: Path) -> None:
+    # Shows the probe above can fail: run directly, it reads the canary and connects.
+    canary = tmp_path / ".env"
+    canary.write_text("CGSTUDIO_CANARY=leaked\n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(tmp_path / "s.sock"))
+        listener.listen(1)
+        program = _PROBE_HOST.format(files=[str(canary)], sockets=[str(tmp_path / "s.sock")], dirs=[], top=[])
+        r = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "CGSTUDIO_CANARY" in r.stderr and "connected" in r.stderr
+
+
+@isolated
+def test_interpreter_under_tmp_runs_in_the_sandbox(mode: IsolationMode, tmp_path: Path) -> None:
+    # A venv under /tmp used to vanish under the sandbox's private /tmp. The minimal root binds the
+    # interpreter at its own path, wherever it lives.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    src = Path(sandbox.__file__).resolve().parents[2]
+    driver = (
+        f"import sys; sys.path.insert(0, {str(src)!r})\n"
+        "from cgstudio.evaluation.sandbox import Limits, run_program\n"
+        "o = run_program('import sys; assert sys.prefix.startswith(\"/tmp\"), sys.prefix', "
+        f"Limits(timeout_s=10), {mode!r})\n"
+        "print(o.status, o.stderr_tail)\n"
+    )
+    r = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", driver], capture_output=True, text=True, timeout=120
+    )
+    assert r.stdout.startswith("passed"), r.stdout + r.stderr
 
 
 @isolated

@@ -348,7 +348,7 @@ class _Run:
             paper_model=None,
             settings=self._base_settings(),
             selection=selection,
-            extra=_environment(),
+            extra=_environment(self.timeout_s),
         )
         return summary, result.records
 
@@ -423,20 +423,28 @@ class _Run:
             paper_model=paper_key,
             settings=settings,
             selection=selection,
-            extra=_environment(),
+            extra=_environment(self.timeout_s),
         )
         return summary, result.records
 
 
-def _environment() -> dict[str, Any]:
-    from cgstudio.evaluation.sandbox import isolation_mode
+def _environment(timeout_s: float) -> dict[str, Any]:
+    from cgstudio.evaluation.sandbox import Limits, containment, isolation_mode
 
+    mode = isolation_mode()
     try:
         version = importlib.metadata.version("cgstudio")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    return {"isolation": isolation_mode(), "cgstudio_version": version, "machine": machine}
+    return {
+        "isolation": mode,
+        # What bounded the tests (file system, user, memory total, processes) and how it is weaker
+        # than root-drop with a cgroup, if it is.
+        "containment": containment(mode, Limits(timeout_s)),
+        "cgstudio_version": version,
+        "machine": machine,
+    }
 
 
 def _headline(s: dict[str, Any]) -> str:

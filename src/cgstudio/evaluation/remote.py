@@ -189,11 +189,8 @@ def open_engine_backend(
 
     class EngineBackend(LocalBackend):
         def __init__(self) -> None:
-            self.model = code_model
-            self.name = served
-            self.fingerprint = remote_fingerprint(upstream.root, served)
-            self.variant = code_model.variant.variant
-            self.fim_capable = code_model.fim_capable
+            # The one LocalBackend initialiser (guards included), with the upstream's identity.
+            super().__init__(code_model, name=served, fingerprint=remote_fingerprint(upstream.root, served))
 
         def describe(self) -> dict[str, Any]:
             return {

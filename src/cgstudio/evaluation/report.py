@@ -214,7 +214,9 @@ def render_markdown(s: dict[str, Any]) -> str:
         ]
     lines += [
         "- Program: prompt + completion + suffix + test + `check(entry_point)`, run in cgstudio's sandbox "
-        f"(isolation: {s.get('isolation', '?')}, {st.get('timeout_s', '?')} s per program).",
+        f"(isolation: {s.get('isolation', '?')}, {st.get('timeout_s', '?')} s per program); it passes only "
+        "if `check` returned (an early `exit()` is a failure).",
+        *_containment_lines(s.get("containment")),
         "",
         "## Settings",
         "",
@@ -230,6 +232,17 @@ def render_markdown(s: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _containment_lines(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    lines = [
+        f"- Containment: file system {c['filesystem']}; network {c['network']}; user {c['user']}; "
+        f"memory {c['memory']}; processes {c['processes']}."
+    ]
+    lines += [f"- **Sandbox weaker than root-drop with a cgroup:** {w}." for w in c["warnings"]]
+    return lines
 
 
 def _inline(counts: dict[str, int]) -> str:

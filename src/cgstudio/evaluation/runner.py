@@ -108,12 +108,21 @@ class LocalBackend:
 
     ``guards``: the paper's protocol (``EVAL_GUARDS``) or ``EDITOR_GUARDS``, what an editor gets."""
 
-    def __init__(self, model: CodeModel, guards: dict[str, bool] | None = None) -> None:
+    def __init__(
+        self,
+        model: CodeModel,
+        guards: dict[str, bool] | None = None,
+        *,
+        name: str | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        """``name`` and ``fingerprint`` default to the model's alias and its GGUF's fingerprint; a
+        model on a remote engine passes the served name and ``remote_fingerprint`` instead."""
         from cgstudio.evaluation.cache import gguf_fingerprint
 
         self.model = model
-        self.name = model.alias
-        self.fingerprint = gguf_fingerprint(model.engine.info.path)
+        self.name = name or model.alias
+        self.fingerprint = fingerprint or gguf_fingerprint(model.engine.info.path)
         self.variant = model.variant.variant
         self.fim_capable = model.fim_capable
         self.guards = dict(guards or EVAL_GUARDS)

@@ -2,42 +2,58 @@
 
 Nothing is executed in-process. Each program is written to a fresh temporary directory and run by
 ``sys.executable -I`` (isolated mode: no user site, no ``PYTHON*`` variables, script directory not
-on ``sys.path``) in its own session, with a scrubbed environment, stdin and stdout on /dev/null,
-stderr captured to a file, and these resource limits (``Limits``; defaults):
+on ``sys.path``) under a small harness (``_sandbox_harness.py``), in its own session, with a
+scrubbed environment, stdout on /dev/null and stderr captured to a file.
+
+**Passing.** A program passes only if it ran to its end: the harness writes a random per-run token
+to a descriptor after the program's last statement (``check(entry_point)``) has returned, and the
+token reaches the harness on stdin before the program starts (then stdin is /dev/null). Exit status
+0 alone is not a pass: ``exit()``, ``quit()``, ``sys.exit(0)``, ``os._exit(0)`` and ``raise
+SystemExit`` end the program early with status 0. The harness's docstring states the threat model.
+
+**Limits** (``Limits``; defaults):
 
 * wall clock ``timeout_s`` = 10 s, sized for a slow 2-core machine running two programs at once:
   HumanEval canonical solutions take 0.07 s (median) to 0.22 s (max) there, sandbox start-up
-  included, so a model's slower but correct solution still fits; on expiry the whole process
-  group and, when isolated, the whole PID namespace is SIGKILLed;
-* ``RLIMIT_CPU`` = ``cpu_s`` (default ``ceil(timeout_s) + 1`` s), ``RLIMIT_AS`` = 1 GiB address
-  space, ``RLIMIT_FSIZE`` = 16 MiB per file, no core dumps, and ``RLIMIT_NPROC`` = 64
-  processes/threads. The kernel counts RLIMIT_NPROC per user (here: all programs running as
-  ``nobody`` together) and ignores it for host uid 0, i.e. in "userns"/"none" mode under root.
+  included; on expiry the whole process group and, when isolated, the whole PID namespace is
+  SIGKILLed;
+* memory ``memory_bytes`` = 1 GiB **for the whole run**, all its processes together, by a cgroup
+  made per run (``cgroups``: v2, else v1) and ``RLIMIT_AS`` = 1 GiB per process. Where no cgroup
+  can be made the total is bounded by ``RLIMIT_NPROC`` x ``RLIMIT_AS`` instead: at most
+  ``FALLBACK_PROCESSES`` (4) processes of ``memory_bytes / 4`` each;
+* processes: ``pids.max`` = ``processes`` (64) in the run's cgroup where the pids controller is
+  there, and ``RLIMIT_NPROC`` (per user: all programs running as ``nobody`` together; the kernel
+  ignores it for uid 0);
+* ``RLIMIT_CPU`` = ``cpu_s`` (default ``ceil(timeout_s) + 1`` s), ``RLIMIT_FSIZE`` = 16 MiB per
+  file, no core dumps.
 
-On Linux the program is also isolated with namespaces made by util-linux ``unshare`` (new PID,
-mount, network, IPC and UTS namespaces; a helper, ``_sandbox_init.py``, runs as PID 1 inside):
+**Isolation.** On Linux the program is also isolated with namespaces made by util-linux ``unshare``
+(new PID, mount, network, IPC and UTS namespaces; ``_sandbox_init.py`` runs as PID 1 inside):
 
-* every mount is remounted read-only and ``/tmp`` is replaced by a private 64 MiB tmpfs holding the
-  working directory ``/tmp/work`` (just ``program.py`` at the start), the only writable place
-  (host /tmp, other sandboxes and the caller's temporary files are not even visible);
-* the network namespace has only a down loopback device: no connection can be made;
-* the PID namespace hides every other process, so none can be signalled; when the helper exits or
-  is killed the kernel kills everything left inside, ``setsid``/double-fork escapes included;
+* the file system is a **minimal root** (``rootfs``): a tmpfs holding read-only binds of the
+  interpreter's prefixes and shared-library directories, /dev/null, /dev/urandom and a private
+  64 MiB /tmp with the working directory ``/tmp/work`` (the only writable place). The host's /etc,
+  /home, /root, /tmp, sockets and other sandboxes are not there at all; the interpreter is bound
+  at its own path, so it may live anywhere (under /root, under /tmp, in a venv);
+* the network namespace has only a down loopback device: no connection can be made (Unix sockets
+  by path are unreachable too: no host path exists inside);
+* the PID namespace hides every other process, so none can be signalled; when the init exits or is
+  killed the kernel kills everything left inside, ``setsid``/double-fork escapes included;
 * ``"root-drop"`` mode (when we are root): the program runs as ``nobody`` (uid/gid 65534) with
-  no capabilities and ``no_new_privs``; if the interpreter lives in a directory ``nobody`` cannot
-  enter (e.g. /root/.pyenv), only the interpreter's directories are bind-mounted back, read-only;
+  no capabilities and ``no_new_privs``;
 * ``"userns"`` mode (not root, or root-drop unavailable): a user namespace maps us to root inside
   it, which is what allows the other namespaces; the program keeps that uid but loses every
   capability (empty bounding set, ``no_new_privs``), so it cannot undo the read-only mounts.
-  When we are root on the host, "root inside" is host root without capabilities: still read-only
-  and isolated, but weaker than root-drop, hence root-drop is preferred.
 
 If no namespace mode works (not Linux, no ``unshare``, or a container that forbids namespaces) the
-program runs with only the limits above in a temporary directory: that is logged as a warning and
-reported as ``Outcome.isolation == "none"`` (``Outcome.isolated`` is False). In that mode a
-program that calls ``setsid`` can outlive its timeout, and nothing stops writes or connections.
+program runs with only the limits above in a temporary directory (as ``nobody`` when we are root
+and ``nobody`` can reach the interpreter). That is reported as ``Outcome.isolation == "none"``.
 
-``isolation_mode()`` probes the modes once per process (about 0.1 s) and caches the answer.
+Every mode weaker than the strongest (root-drop with cgroups) says so: ``containment()`` describes
+what is in force and its ``warnings``; ``isolation_mode()`` logs them once, loudly, and eval
+reports record them.
+
+``isolation_mode()`` probes the modes once per process (about 0.2 s) and caches the answer.
 """
 
 from __future__ import annotations
@@ -47,6 +63,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import shutil
 import signal
 import stat
@@ -61,22 +78,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from cgstudio.evaluation import cgroups, rootfs
+
 log = logging.getLogger(__name__)
 
 Status = Literal["passed", "failed", "timed_out", "error"]
 IsolationMode = Literal["root-drop", "userns", "none"]
+MemoryContainment = Literal["cgroup-v2", "cgroup-v1", "rlimit"]
 
 DEFAULT_TIMEOUT_S = 10.0
 SANDBOX_UID = SANDBOX_GID = 65534  # nobody/nogroup
+FALLBACK_PROCESSES = 4  # without a cgroup: RLIMIT_NPROC, and RLIMIT_AS = memory_bytes / this
 STDERR_TAIL_CHARS = 2000
 _INIT_SCRIPT = Path(__file__).with_name("_sandbox_init.py")
+_HARNESS = Path(__file__).with_name("_sandbox_harness.py")
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _GROUP_EXIT_WAIT_S = 5.0
+_EARLY_EXIT = (
+    "\nsandbox: the program exited with status 0 before its end (exit(), quit(), sys.exit(0), "
+    "os._exit(0) or SystemExit): not a pass"
+)
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits for one program. Units: seconds and bytes."""
+    """Resource limits for one program run. Units: seconds and bytes; ``memory_bytes`` is the
+    run's total over all its processes where a cgroup can be made (see the module docstring)."""
 
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_bytes: int = 1 << 30
@@ -98,12 +125,13 @@ class Limits:
 class Outcome:
     """What happened to one program.
 
-    ``status``: ``passed`` (exit status 0), ``failed`` (non-zero exit, e.g. an AssertionError or any
-    other exception), ``timed_out`` (wall clock or CPU limit), ``error`` (killed by another signal,
-    e.g. SIGSEGV or the kernel's OOM killer, or the sandbox itself failed to start). ``duration_s``
-    is wall-clock seconds including sandbox start-up (about 0.06 s for an empty program).
-    ``stderr_tail`` is the last ~2000 characters of the program's stderr (plus any sandbox setup
-    error).
+    ``status``: ``passed`` (ran to its end: the harness's token arrived, exit status 0),
+    ``failed`` (non-zero exit, e.g. an AssertionError or any other exception, or an early exit
+    with status 0), ``timed_out`` (wall clock or CPU limit), ``error`` (killed by another signal,
+    e.g. SIGSEGV or the OOM killer at the run's memory budget, or the sandbox itself failed to
+    start). ``duration_s`` is wall-clock seconds including sandbox start-up (about 0.1 s for an
+    empty program). ``stderr_tail`` is the last ~2000 characters of the program's stderr (plus
+    any sandbox note). ``memory``: what bounded the run's total memory.
     """
 
     status: Status
@@ -112,6 +140,7 @@ class Outcome:
     isolation: IsolationMode
     returncode: int | None = None  # the program's exit status; None if it did not exit by itself
     signal_number: int | None = None  # the signal that ended it, if any (not set on timeouts)
+    memory: MemoryContainment = "rlimit"
 
     @property
     def passed(self) -> bool:
@@ -124,7 +153,7 @@ class Outcome:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Isolation mode detection
+# Isolation mode detection and what it contains
 
 
 _mode_lock = threading.Lock()
@@ -155,14 +184,15 @@ def check_isolation(mode: IsolationMode) -> str | None:
 
 
 def isolation_mode() -> IsolationMode:
-    """The strongest isolation that works here, probed once per process (about 0.1 s) and cached.
+    """The strongest isolation that works here, probed once per process (about 0.2 s) and cached.
 
-    Logs a warning when only ``"none"`` is available.
-    """
+    Logs a warning for everything weaker than root-drop with a cgroup (``containment()``)."""
     global _detected_mode
     with _detect_lock:
         if _detected_mode is None:
             _detected_mode = _detect()
+            for warning in containment(_detected_mode)["warnings"]:
+                log.warning("SANDBOX WEAKER THAN ITS STRONGEST MODE: %s", warning)
         return _detected_mode
 
 
@@ -176,13 +206,68 @@ def _detect() -> IsolationMode:
         failures.append(f"{mode}: {reason}")
     log.warning(
         "SANDBOX NOT ISOLATED: untrusted programs will run with resource limits only; they can "
-        "write files, open network connections and signal this user's processes (%s)",
+        "read and write the user's files, open network connections and signal the user's "
+        "processes (%s)",
         "; ".join(failures) or f"no util-linux 'unshare' on {sys.platform}",
     )
     return "none"
 
 
 _PROBE_PROGRAM = "import sys\nassert sys.flags.isolated\n"
+
+
+def containment(mode: IsolationMode, limits: Limits | None = None) -> dict[str, Any]:
+    """What contains a program under ``mode`` here, for reports: ``{isolation, filesystem, network,
+    user, memory, processes, warnings}`` (strings; ``warnings``: how this is weaker than
+    root-drop with a cgroup, empty when it is not)."""
+    limits = limits or Limits()
+    support = cgroups.support()
+    root = os.geteuid() == 0
+    drop = _drop_to(mode) is not None
+    warnings: list[str] = []
+    if mode == "none":
+        warnings.append(
+            "no namespaces: the program sees the host's file system (it can read every file its "
+            "user can and write where that user may), its network and its processes"
+        )
+        if root and not drop:
+            warnings.append(
+                "runs as root (nobody cannot reach the interpreter): it can read root-only files such "
+                "as /etc/shadow"
+            )
+    elif mode == "userns" and root:
+        warnings.append("root-drop failed: the program runs as host uid 0 without capabilities")
+    if support.kind == "none":
+        warnings.append(f"no cgroup ({support.reason}): memory is bounded by RLIMIT_NPROC x RLIMIT_AS only")
+    uid_zero = (mode == "userns" and root) or (mode == "none" and root and not drop)
+    pids_cgroup = support.kind == "cgroup-v2" or support.pids is not None
+    if uid_zero and not pids_cgroup:
+        warnings.append("RLIMIT_NPROC does not apply to uid 0 and no pids cgroup: forks are unbounded")
+    if support.kind != "none":
+        memory = f"{support.kind}: {limits.memory_bytes} bytes for all the run's processes together"
+    else:
+        per = limits.memory_bytes // min(limits.processes, FALLBACK_PROCESSES)
+        memory = f"rlimit: at most {min(limits.processes, FALLBACK_PROCESSES)} processes x {per} bytes"
+    processes = (
+        f"{support.kind} pids.max {limits.processes}"
+        if pids_cgroup and support.kind != "none"
+        else "RLIMIT_NPROC (per user)" + (", not applied to uid 0" if uid_zero else "")
+    )
+    if mode == "root-drop" or drop:
+        user = f"nobody (uid {SANDBOX_UID}), no capabilities"
+    elif mode == "userns":
+        user = f"uid 0 of a user namespace (host uid {os.geteuid()}), no capabilities"
+    else:
+        user = f"host uid {os.geteuid()}"
+    return {
+        "isolation": mode,
+        "filesystem": "host file system" if mode == "none" else "minimal root (interpreter read-only)",
+        "network": "host network" if mode == "none" else "none (empty network namespace)",
+        "user": user,
+        "memory": memory,
+        "processes": processes,
+        "warnings": warnings,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -196,9 +281,9 @@ def run_program(
 ) -> Outcome:
     """Run the Python program ``source`` in the sandbox and classify how it ended.
 
-    ``limits`` defaults to ``Limits()`` (10 s wall clock, 1 GiB address space, see the module
-    docstring). ``isolation="auto"`` uses ``isolation_mode()``; naming a mode forces it (a mode that
-    cannot work here gives ``status == "error"``). Never raises for anything the program does.
+    ``limits`` defaults to ``Limits()`` (10 s wall clock, 1 GiB, see the module docstring).
+    ``isolation="auto"`` uses ``isolation_mode()``; naming a mode forces it (a mode that cannot
+    work here gives ``status == "error"``). Never raises for anything the program does.
     """
     mode = isolation_mode() if isolation == "auto" else isolation
     return _run(source, limits or Limits(), mode)
@@ -245,61 +330,119 @@ def _run(source: str, limits: Limits, mode: IsolationMode) -> Outcome:
         host_dir = Path(tmp)
         workdir = host_dir / "work"
         workdir.mkdir()
+        (host_dir / "root").mkdir()
         program = workdir / "program.py"
         program.write_text(source, encoding="utf-8")
-        config = _config(mode, limits, program)
-        argv = _command(mode, config)
-        with open(host_dir / "stderr", "w+b") as err, open(host_dir / "status", "w+b") as status:
-            started = time.monotonic()
-            try:
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=status,
-                    stderr=err,
-                    cwd=workdir,
-                    env={"PATH": _SYSTEM_PATH, "LANG": "C.UTF-8"},
-                    start_new_session=True,  # its own process group, killed as a whole
+        token = secrets.token_hex(16).encode()
+        group = cgroups.create(limits.memory_bytes, limits.processes)
+        memory: MemoryContainment = "rlimit" if group is None else group.kind  # type: ignore[assignment]
+        try:
+            with (
+                open(host_dir / "stderr", "w+b") as err,
+                open(host_dir / "status", "w+b") as status,
+                open(host_dir / "result", "w+b") as result,
+            ):
+                try:
+                    config = _config(mode, limits, program, group, result.fileno())
+                except rootfs.RootPlanError as exc:
+                    return Outcome("error", 0.0, f"cannot build the sandbox root: {exc}", mode, memory=memory)
+                started = time.monotonic()
+                token_in, token_out = os.pipe()
+                try:
+                    os.write(token_out, token)  # 32 bytes: the pipe buffer holds them
+                    os.close(token_out)
+                    proc = subprocess.Popen(
+                        _command(mode, config),
+                        stdin=token_in,
+                        stdout=status,
+                        stderr=err,
+                        cwd=workdir,
+                        env={"PATH": _SYSTEM_PATH, "LANG": "C.UTF-8"},
+                        start_new_session=True,  # its own process group, killed as a whole
+                        pass_fds=(result.fileno(),),
+                    )
+                except OSError as exc:
+                    return Outcome("error", 0.0, f"cannot start sandbox: {exc}", mode, memory=memory)
+                finally:
+                    os.close(token_in)
+                timed_out = False
+                try:
+                    proc.wait(timeout=limits.timeout_s)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                # Also after a normal exit: without namespaces, background children may linger.
+                _kill_group(proc)
+                if group is not None:
+                    group.kill()
+                duration = time.monotonic() - started
+                result.seek(0)
+                reached_end = token in result.read(4096)
+                oom = group is not None and group.oom_killed()
+                outcome = _outcome(
+                    mode, proc.returncode, timed_out, duration, _tail(err), _status(status), reached_end
                 )
-            except OSError as exc:
-                return Outcome("error", 0.0, f"cannot start sandbox: {exc}", mode)
-            timed_out = False
-            try:
-                proc.wait(timeout=limits.timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            # Also after a normal exit: without namespaces, background children may linger.
-            _kill_group(proc)
-            duration = time.monotonic() - started
-            return _outcome(mode, proc.returncode, timed_out, duration, _tail(err), _status(status))
+                note = ""
+                if oom:
+                    note = (
+                        f"\nsandbox: the run's memory budget ({limits.memory_bytes >> 20} MiB for all "
+                        "its processes) ran out; the kernel killed a process"
+                    )
+                return Outcome(
+                    outcome.status,
+                    outcome.duration_s,
+                    (outcome.stderr_tail + note)[-STDERR_TAIL_CHARS:],
+                    mode,
+                    outcome.returncode,
+                    outcome.signal_number,
+                    memory,
+                )
+        finally:
+            if group is not None:
+                group.remove()
 
 
-def _config(mode: IsolationMode, limits: Limits, program: Path) -> dict[str, Any]:
-    workdir = str(program.parent) if mode == "none" else "/tmp/work"
+def _config(
+    mode: IsolationMode, limits: Limits, program: Path, group: cgroups.RunGroup | None, result_fd: int
+) -> dict[str, Any]:
+    plan = rootfs.root_plan() if mode != "none" else {"binds": [], "symlinks": [], "devices": []}
+    sandbox_workdir = rootfs.workdir_for(plan) if mode != "none" else str(program.parent)
+    drop = _drop_to(mode)
+    if mode == "none" and drop is not None:
+        for path in (program.parent, program):
+            os.chown(path, *drop)
+    if group is None:
+        # No cgroup: bound the total by processes x per-process address space.
+        processes = min(limits.processes, FALLBACK_PROCESSES)
+        memory = limits.memory_bytes // processes
+    else:
+        processes, memory = limits.processes, limits.memory_bytes
     return {
         "mode": mode,
         "program": str(program),
         "workdir": str(program.parent),
+        "sandbox_workdir": sandbox_workdir,
+        "root_dir": str(program.parent.parent / "root"),
+        "root_plan": plan,
         "python": sys.executable,
+        "harness": _HARNESS.read_text(encoding="utf-8"),
+        "result_fd": result_fd,
         # Scrubbed: nothing of ours (API keys, tokens, paths) reaches the program.
         "env": {
             "PATH": _SYSTEM_PATH,
             "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8",
-            "HOME": workdir,
-            "TMPDIR": workdir,
+            "HOME": sandbox_workdir,
+            "TMPDIR": sandbox_workdir,
         },
         "limits": {
             "cpu_s": limits.cpu_limit_s(),
-            "memory_bytes": limits.memory_bytes,
-            "processes": limits.processes,
+            "memory_bytes": memory,
+            "processes": processes,
             "file_bytes": limits.file_bytes,
         },
         "tmpfs_bytes": limits.tmpfs_bytes,
-        "host_root": os.geteuid() == 0,
-        "uid": SANDBOX_UID,
-        "gid": SANDBOX_GID,
-        "reveal": _reveal_map() if mode == "root-drop" else {},
+        "drop_to": drop,
+        "cgroup_procs": group.procs_files if group is not None else [],
     }
 
 
@@ -315,32 +458,33 @@ def _command(mode: IsolationMode, config: dict[str, Any]) -> list[str]:
     return [unshare, *namespaces, "--", *init]
 
 
-def _interpreter_dirs() -> list[str]:
-    dirs = {
-        os.path.realpath(sys.base_prefix),
-        os.path.realpath(sys.prefix),
-        os.path.dirname(os.path.realpath(sys.executable)),
-    }
-    # Keep only outermost directories: bind-mounting a parent already exposes its children.
-    return sorted(d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs))
+def _drop_to(mode: IsolationMode) -> tuple[int, int] | None:
+    """The (uid, gid) the program drops to: nobody in root-drop, and in "none" when we are root and
+    nobody can reach the interpreter; else None (it keeps the uid it starts with)."""
+    if mode == "root-drop":
+        return SANDBOX_UID, SANDBOX_GID
+    if mode == "none" and os.geteuid() == 0 and _others_can_run_interpreter():
+        return SANDBOX_UID, SANDBOX_GID
+    return None
 
 
-def _reveal_map() -> dict[str, list[str]]:
-    """For root-drop: map each directory that "other" users cannot traverse (e.g. /root, 0700) to
-    the interpreter directories below it that the unprivileged program must still reach."""
-    reveal: dict[str, list[str]] = {}
-    for target in _interpreter_dirs():
-        parts = Path(target).parts
-        for depth in range(2, len(parts)):
-            ancestor = os.path.join(*parts[:depth])
+def _others_can_run_interpreter() -> bool:
+    """True if a user with no special rights can traverse to and run the interpreter and its
+    prefixes (every directory on the way has o+x)."""
+    for path in {os.path.realpath(p) for p in (sys.executable, sys.prefix, sys.base_prefix)}:
+        current = path
+        while True:
             try:
-                mode = os.stat(ancestor).st_mode
+                mode = os.stat(current).st_mode
             except OSError:
-                break
+                return False
             if not mode & stat.S_IXOTH:
-                reveal.setdefault(ancestor, []).append(target)
+                return False
+            parent = os.path.dirname(current)
+            if parent == current:
                 break
-    return reveal
+            current = parent
+    return True
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -404,6 +548,7 @@ def _outcome(
     duration: float,
     stderr: str,
     status: dict[str, Any],
+    reached_end: bool,
 ) -> Outcome:
     def make(state: Status, code: int | None = None, sig: int | None = None, extra: str = "") -> Outcome:
         return Outcome(state, duration, (stderr + extra)[-STDERR_TAIL_CHARS:], mode, code, sig)
@@ -425,4 +570,6 @@ def _outcome(
     if sig is not None:
         # SIGXCPU: RLIMIT_CPU reached, i.e. a CPU-bound timeout.
         return make("timed_out" if sig == signal.SIGXCPU else "error", sig=sig)
+    if code == 0 and not reached_end:
+        return make("failed", code, extra=_EARLY_EXIT)
     return make("passed" if code == 0 else "failed", code)

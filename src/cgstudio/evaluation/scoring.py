@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from cgstudio.evaluation.datasets import Task, get_tasks
-from cgstudio.evaluation.sandbox import Limits, Outcome, run_many
+from cgstudio.evaluation.sandbox import IsolationMode, Limits, Outcome, run_many
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -46,14 +46,15 @@ def evaluate(
     workers: int = 2,
     limits: Limits | None = None,
     on_result: Callable[[int, Outcome], None] | None = None,
+    isolation: IsolationMode | Literal["auto"] = "auto",
 ) -> list[Outcome]:
     """Run ``completions[i]`` against ``tasks[i]`` in the sandbox (``workers`` parallel processes).
 
     ``completions`` may be a generator; each test starts as soon as its completion arrives.
-    Returns outcomes in task order.
+    Returns outcomes in task order. ``isolation`` forces a sandbox mode (default: the strongest).
     """
     programs = (build_program(task, completion) for task, completion in zip(tasks, completions, strict=True))
-    return run_many(programs, workers=workers, limits=limits, on_result=on_result)
+    return run_many(programs, workers=workers, limits=limits, isolation=isolation, on_result=on_result)
 
 
 def score_canonical(
@@ -61,6 +62,7 @@ def score_canonical(
     limit: int | None = None,
     workers: int = 2,
     limits: Limits | None = None,
+    isolation: IsolationMode | Literal["auto"] = "auto",
 ) -> dict[str, Any]:
     """Run the canonical solutions of a task set (first ``limit`` tasks, default all) in the sandbox.
 
@@ -72,7 +74,9 @@ def score_canonical(
     tasks = get_tasks(task_set_name)
     if limit is not None:
         tasks = tasks[: max(0, limit)]
-    outcomes = evaluate(tasks, (task.canonical_solution for task in tasks), workers, limits)
+    outcomes = evaluate(
+        tasks, (task.canonical_solution for task in tasks), workers, limits, isolation=isolation
+    )
     counts = Counter(outcome.status for outcome in outcomes)
     return {
         "task": task_set_name,

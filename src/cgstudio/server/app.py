@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import mimetypes
 from collections.abc import AsyncIterator, Iterable, Iterator
 from importlib import metadata
 from typing import Any
@@ -74,6 +75,8 @@ def create_app(
     install_handlers(app)
     for module in (openai, ollama, llamacpp, admin):
         app.include_router(module.router)
+    # Module scripts need a JavaScript type; some systems' tables map .js to text/plain.
+    mimetypes.add_type("text/javascript", ".js")
     app.mount("/static", StaticFiles(directory=config.static_dir, check_dir=False), name="static")
 
     @functools.cache

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +181,35 @@ def test_root_drop_has_no_warnings_with_a_cgroup() -> None:
     if os.geteuid() != 0 or cgroups.support().kind == "none":
         pytest.skip("needs root and a cgroup")
     assert sandbox.containment("root-drop")["warnings"] == []
+
+
+_SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not _SYSTEM_PYTHON.exists(), reason="needs root and /usr/bin/python3"
+)
+def test_unisolated_mode_as_root_drops_to_nobody(tmp_path: Path) -> None:
+    # The fallback used to run programs as root (reading /etc/shadow). With an interpreter that
+    # nobody can reach (here the system's; the sandbox needs only the stdlib), it runs as nobody.
+    src = Path(sandbox.__file__).resolve().parents[2]
+    program = (
+        "import os\n"
+        "assert os.getuid() == 65534, os.getuid()\n"
+        "try:\n"
+        "    open('/etc/shadow').read()\n"
+        "except PermissionError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('read /etc/shadow')\n"
+    )
+    driver = (
+        f"import sys; sys.path.insert(0, {str(src)!r})\n"
+        "from cgstudio.evaluation.sandbox import Limits, containment, run_program\n"
+        f"o = run_program({program!r}, Limits(timeout_s=10), 'none')\n"
+        "print(o.status, containment('none')['user'], o.stderr_tail)\n"
+    )
+    r = subprocess.run(
+        [str(_SYSTEM_PYTHON), "-I", "-c", driver], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert r.stdout.startswith("passed nobody"), r.stdout + r.stderr

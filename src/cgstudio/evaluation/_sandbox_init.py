@@ -222,13 +222,12 @@ def _drop_capability_bounding_set(last: int) -> None:
             raise SetupError(f"cannot drop capability {cap}: {os.strerror(ctypes.get_errno())}")
 
 
-def _exec_program(config: dict[str, Any], workdir: str) -> None:
+def _exec_program(config: dict[str, Any]) -> None:
     """Become the harness that runs the program (never returns). Stdin (the run's token) and the
     result descriptor are inherited; stdout goes to /dev/null."""
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 1)
     os.close(devnull)
-    os.chdir(workdir)
     python = config["python"]
     argv = [python, "-I", "-c", config["harness"], str(config["result_fd"])]
     os.execve(python, argv, config["env"])
@@ -240,6 +239,9 @@ def _child(config: dict[str, Any], last_cap: int | None) -> None:
             _join_cgroups(config["cgroup_procs"])
         if last_cap is not None:
             _drop_capability_bounding_set(last_cap)
+        # Before the drop: without namespaces the path to the working directory crosses the
+        # parent's private (0700) temporary directory, which nobody cannot traverse.
+        os.chdir(config["workdir"] if config["mode"] == "none" else config["sandbox_workdir"])
         if config["drop_to"] is not None:
             uid, gid = config["drop_to"]
             os.setgroups([])
@@ -249,8 +251,7 @@ def _child(config: dict[str, Any], last_cap: int | None) -> None:
             raise SetupError("cannot set no_new_privs")
         # Limits last: RLIMIT_NPROC then counts the final user's processes, not root's.
         _set_limits(config["limits"])
-        workdir = config["workdir"] if config["mode"] == "none" else config["sandbox_workdir"]
-        _exec_program(config, workdir)
+        _exec_program(config)
     except (OSError, SetupError) as exc:
         _status({"setup_error": f"{type(exc).__name__}: {exc}"})
         os._exit(SETUP_FAILED)

@@ -22,6 +22,8 @@ import itertools
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -188,12 +190,30 @@ def _probe() -> Support:
             reasons.append(f"{kind}: {candidate}")
             continue
         try:
-            _make(candidate, 64 << 20, 8).remove()
+            group = _make(candidate, 64 << 20, 8)
         except OSError as exc:
             reasons.append(f"{kind}: cannot make a group: {exc}")
             continue
-        return candidate
+        try:
+            joined = _can_join(group)
+        finally:
+            group.remove()
+        if joined:
+            return candidate
+        reasons.append(f"{kind}: a process cannot move itself into a group we made")
     return Support("none", reason="; ".join(reasons))
+
+
+def _can_join(group: RunGroup) -> bool:
+    """Whether a child process can write itself into the group, as the sandbox's first one will."""
+    join = "import sys\nfor path in sys.argv[1:]:\n    open(path, 'w').write('0')\n"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", join, *group.procs_files], capture_output=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
 
 
 def _v2(own: dict[str, str], mounts: list[tuple[str, str, list[str]]]) -> Support | str:

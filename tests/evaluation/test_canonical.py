@@ -1,8 +1,8 @@
 """Every canonical solution passes in the sandbox, and no completion that exits early does.
 
 Checks data, program assembly and sandbox together, in every sandbox mode that works here (as
-root: "root-drop", "userns" and the unisolated "none"). All 164 HumanEval tasks take about 6 s per
-mode on the 2-core development machine (2 workers), so this is not marked slow.
+root: "root-drop", "userns" and the unisolated "none"). All 164 HumanEval tasks take 10-13 s per
+mode and set on the shared 2-core development machine (2 workers), so this is not marked slow.
 """
 
 from __future__ import annotations

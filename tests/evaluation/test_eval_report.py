@@ -84,3 +84,6 @@ def test_report_says_what_contained_the_tests() -> None:
     assert "- Containment: file system host file system; network host network;" in text
     assert "**Sandbox weaker than root-drop with a cgroup:** no namespaces" in text
     assert "passes only if `check` returned" in text
+    kind = summary["memory_containment"]
+    assert sum(kind.values()) == 1 and set(kind) <= {"cgroup-v2", "cgroup-v1", "rlimit"}
+    assert f"- Memory bound per test, as applied: {next(iter(kind))} 1." in text

@@ -78,6 +78,7 @@ def summary_doc(
         "cached": sum(r.cached for r in result.records),
         "generated": sum(not r.cached for r in result.records) if result.style != "canonical" else 0,
         "skipped_uncached": result.skipped_uncached,
+        "memory_containment": result.memory_containment,
         "generation_s": round(sum(r.generation_s for r in result.records), 2),
         "finish_reasons": dict(sorted(_count(r.finish_reason for r in result.records).items())),
         "warnings": dict(sorted(result.warnings().items())),
@@ -216,7 +217,7 @@ def render_markdown(s: dict[str, Any]) -> str:
         "- Program: prompt + completion + suffix + test + `check(entry_point)`, run in cgstudio's sandbox "
         f"(isolation: {s.get('isolation', '?')}, {st.get('timeout_s', '?')} s per program); it passes only "
         "if `check` returned (an early `exit()` is a failure).",
-        *_containment_lines(s.get("containment")),
+        *_containment_lines(s.get("containment"), s.get("memory_containment") or {}),
         "",
         "## Settings",
         "",
@@ -234,13 +235,15 @@ def render_markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _containment_lines(c: dict[str, Any] | None) -> list[str]:
+def _containment_lines(c: dict[str, Any] | None, per_run: dict[str, int]) -> list[str]:
     if not c:
         return []
     lines = [
         f"- Containment: file system {c['filesystem']}; network {c['network']}; user {c['user']}; "
         f"memory {c['memory']}; processes {c['processes']}."
     ]
+    if per_run:
+        lines.append(f"- Memory bound per test, as applied: {_inline(per_run)}.")
     lines += [f"- **Sandbox weaker than root-drop with a cgroup:** {w}." for w in c["warnings"]]
     return lines
 

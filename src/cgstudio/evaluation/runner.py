@@ -30,7 +30,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from cgstudio.errors import ContextOverflowError, InvalidInputError, UsageError
@@ -292,6 +292,8 @@ class EvalResult:
     samples: int
     duration_s: float
     skipped_uncached: int = 0
+    # What bounded each test's total memory ("cgroup-v2", "cgroup-v1" or "rlimit") -> tests.
+    memory_containment: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> Counter[str]:
         return Counter(r.status for r in self.records)
@@ -480,6 +482,7 @@ def run_eval(
     finally:
         sink.stop()
     final: list[SampleRecord] = []
+    memory = Counter(outcome.memory for outcome in outcomes)
     for record, outcome in zip(records, outcomes, strict=True):
         assert record is not None
         record.status, record.duration_s = outcome.status, outcome.duration_s
@@ -493,6 +496,7 @@ def run_eval(
         samples=samples,
         duration_s=time.perf_counter() - started,
         skipped_uncached=total - len(jobs),
+        memory_containment=dict(sorted(memory.items())),
     )
 
 

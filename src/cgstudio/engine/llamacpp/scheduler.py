@@ -5,17 +5,13 @@ advances all active sequences (prompt chunks and generated tokens, each with its
 llama.cpp sequence id), calls ``llama_decode`` once, and samples each sequence with its own
 native sampler chain. New requests join between steps; finished or cancelled ones leave.
 
-KV reuse: each slot keeps the tokens its cache holds after a request ends. A new request
-takes the free slot sharing the longest prefix, and (``reuse_min`` > 0) also keeps a later
-cached chunk that reappears in the new prompt by shifting its positions, as llama.cpp's
-``--cache-reuse`` does. For FIM that chunk is the suffix: typing at the cursor then evaluates
-only the new tokens. The shifted chunk's KV was computed under the old prefix, so outputs can
-differ from a cold run; ``cgstudio bench`` measures how often.
+KV reuse: each slot keeps the tokens its cache holds after a request ends; ``kvcache`` decides
+which free slot a request takes and what of its cache the prompt keeps (a common prefix, and a
+later chunk shifted to new positions), and this module applies that plan with
+``llama_memory_*`` calls.
 
-Speculation: prompt-lookup drafts (an n-gram of the recent output found earlier in the
-context) are verified in the same batch; sampling at each drafted position keeps the output
-distribution exactly that of plain decoding. In "auto" mode a sequence stops drafting when
-its acceptance rate is too low to pay for the extra batch rows.
+Speculation: ``speculative`` proposes prompt-lookup drafts, verified here in the same batch
+as the pending token; rejected drafts leave the cache after the step.
 """
 
 from __future__ import annotations
@@ -31,26 +27,16 @@ from typing import Any
 import llama_cpp as lc
 
 from cgstudio.engine.base import DecodeRequest, DecodeStats, EngineCounters, SamplerConfig, TokenStream
+from cgstudio.engine.llamacpp import speculative as spec
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle, llama_log_tail
+from cgstudio.engine.llamacpp.kvcache import Slot, choose_slot, cold_plan, plan_reuse
 from cgstudio.errors import CGStudioError, ContextOverflowError, SettingsError
 
 _END = object()
-MAX_DRAFT = 8
-NGRAM_MAX, NGRAM_MIN = 4, 2
-# Drafting is stopped for a sequence once this many drafts were verified with a lower acceptance.
-SPEC_PROBE, SPEC_MIN_ACCEPT = 16, 0.35
 
 
 class DecodeError(CGStudioError):
     code = "decode_failed"
-
-
-@dataclass
-class _Slot:
-    seq_id: int
-    tokens: list[int] = field(default_factory=list)  # what the KV cache holds, by position
-    busy: bool = False
-    last_used: float = 0.0
 
 
 class _Sampler:
@@ -99,7 +85,7 @@ class _Seq:
     out: queue.SimpleQueue[object]
     closed: threading.Event
     t_submit: float
-    slot: _Slot | None = None
+    slot: Slot | None = None
     sampler: _Sampler | None = None
     todo: list[tuple[int, int]] = field(default_factory=list)  # prompt (token, position) left to evaluate
     t_prefill: float = 0.0
@@ -126,7 +112,7 @@ class Scheduler:
         self.n_ctx_seq = context.n_ctx_seq
         self.reuse_min = reuse_min
         self.speculative = speculative
-        self._slots = [_Slot(seq_id=i) for i in range(n_parallel)]
+        self._slots = [Slot(seq_id=i) for i in range(n_parallel)]
         self._scratch = n_parallel  # the context has one extra sequence id for _fill_gap
         self._pending: list[_Seq] = []
         self._active: list[_Seq] = []
@@ -217,7 +203,7 @@ class Scheduler:
             if seq.closed.is_set() or self._cancelled(seq):
                 self._finish(seq, "cancelled")
                 continue
-            slot = max(free, key=lambda s: (_lcp(s.tokens, seq.req.tokens), -s.last_used))
+            slot = choose_slot(free, seq.req.tokens)
             slot.busy = True
             seq.slot = slot
             seq.stats.queued_s = time.perf_counter() - seq.t_submit
@@ -230,7 +216,7 @@ class Scheduler:
         self.counters.queued_requests = len(self._pending)
         self.counters.active_sequences = len(self._active)
 
-    def _prepare(self, seq: _Seq, slot: _Slot) -> None:
+    def _prepare(self, seq: _Seq, slot: Slot) -> None:
         req = seq.req
         seq.sampler = _Sampler(req.sampler, self.model.n_vocab)
         if req.sampler.repeat_penalty != 1.0:
@@ -240,51 +226,36 @@ class Scheduler:
             self._clear(slot)
         seq.todo = self._reuse(slot, req.tokens, reuse_min, seq.stats)
         seq.t_prefill = time.perf_counter()
-        spec = {"on": True, "off": False}.get(self.speculative)
-        seq.speculate = req.speculative if req.speculative is not None else (spec is not False)
+        seq.speculate = spec.starts_speculating(self.speculative, req.speculative)
         seq.history = list(req.tokens)
 
     def _reuse(
-        self, slot: _Slot, prompt: list[int], reuse_min: int, stats: DecodeStats
+        self, slot: Slot, prompt: list[int], reuse_min: int, stats: DecodeStats
     ) -> list[tuple[int, int]]:
         """Keep what the slot's cache can serve; return the (token, pos) pairs still to evaluate."""
         mem, sid, cache = self.context.memory, slot.seq_id, slot.tokens
-        n = len(prompt)
-        common = min(_lcp(cache, prompt), n - 1)  # the last prompt token is always evaluated: we need logits
-        shifted = 0
-        if reuse_min > 0 and self._can_shift:
-            # Longest common suffix of the two prompts, not counting the final token and not overlapping
-            # the common prefix: for FIM this is <|fim_suffix|>{suffix} after an edit at the cursor.
-            old_end = min(len(cache), self._old_prompt_len(slot, prompt)) - 1
-            k = 0
-            while k < old_end - common and k < n - 1 - common and cache[old_end - 1 - k] == prompt[n - 2 - k]:
-                k += 1
-            if k >= reuse_min:
-                shifted = k
-        if shifted:
-            old_start, new_start = old_end - shifted, n - 1 - shifted
-            ok = lc.llama_memory_seq_rm(mem, sid, old_end, -1)
-            ok = ok and lc.llama_memory_seq_rm(mem, sid, common, old_start)
+        plan = plan_reuse(cache, prompt, reuse_min=reuse_min, can_shift=self._can_shift)
+        if (chunk := plan.shift) is not None:
+            ok = lc.llama_memory_seq_rm(mem, sid, chunk.old_end, -1)
+            ok = ok and lc.llama_memory_seq_rm(mem, sid, plan.common, chunk.old_start)
             if ok:
-                if new_start != old_start:
-                    lc.llama_memory_seq_add(mem, sid, old_start, old_end, new_start - old_start)
-                kept = cache[old_start:old_end]
-                if new_start > common:
-                    self._fill_gap(sid, prompt, common, new_start)
-                slot.tokens = prompt[:new_start] + kept
-                stats.n_prompt_evaluated += new_start - common
-                stats.n_reused = common + shifted
-                self.counters.reused_tokens += common + shifted
-                return [(prompt[n - 1], n - 1)]
-            self._clear(slot)
-            common = 0
-        if common < len(cache) and not lc.llama_memory_seq_rm(mem, sid, common, -1):
-            self._clear(slot)  # e.g. a sliding-window cache that cannot drop a tail
-            common = 0
-        del slot.tokens[common:]
-        stats.n_reused = common
-        self.counters.reused_tokens += common
-        return [(prompt[p], p) for p in range(common, n)]
+                if chunk.delta:
+                    lc.llama_memory_seq_add(mem, sid, chunk.old_start, chunk.old_end, chunk.delta)
+                if plan.gap:
+                    self._fill_gap(sid, prompt, plan.gap.start, plan.gap.stop)
+                slot.tokens = prompt[: chunk.new_start] + cache[chunk.old_start : chunk.old_end]
+                stats.n_prompt_evaluated += len(plan.gap)
+            else:
+                self._clear(slot)
+                plan = cold_plan(len(prompt))
+        if plan.shift is None:
+            if plan.common < len(cache) and not lc.llama_memory_seq_rm(mem, sid, plan.common, -1):
+                self._clear(slot)  # e.g. a sliding-window cache that cannot drop a tail
+                plan = cold_plan(len(prompt))
+            del slot.tokens[plan.common :]
+        stats.n_reused = plan.reused
+        self.counters.reused_tokens += plan.reused
+        return [(prompt[p], p) for p in plan.tail]
 
     def _fill_gap(self, sid: int, prompt: list[int], start: int, end: int) -> None:
         """Evaluate prompt[start:end] in front of a chunk already shifted to position ``end``.
@@ -311,16 +282,7 @@ class Scheduler:
         finally:
             lc.llama_memory_seq_rm(mem, scratch, -1, -1)
 
-    def _old_prompt_len(self, slot: _Slot, prompt: list[int]) -> int:
-        # The cache also holds the previous answer; its prompt ended with the same final token
-        # (<|fim_middle|> for FIM), so look for the last occurrence of it.
-        last = prompt[-1]
-        for i in range(len(slot.tokens) - 1, -1, -1):
-            if slot.tokens[i] == last:
-                return i + 1
-        return 0
-
-    def _clear(self, slot: _Slot) -> None:
+    def _clear(self, slot: Slot) -> None:
         lc.llama_memory_seq_rm(self.context.memory, slot.seq_id, -1, -1)
         slot.tokens = []
 
@@ -347,7 +309,7 @@ class Scheduler:
             room = self.n_ctx_seq - pos - 1
             # Rows left for this sequence's drafts once every generating sequence has its token.
             spare = budget - n - (len(generating) - k) - reserve
-            seq.draft = self._draft(seq)[: max(0, min(room, spare))] if seq.speculate else []
+            seq.draft = spec.draft(seq.history)[: max(0, min(room, spare))] if seq.speculate else []
             toks = [seq.pending, *seq.draft]
             for i, t in enumerate(toks):
                 put_token(b, n + i, t, pos + i, seq.slot.seq_id, True)
@@ -362,7 +324,7 @@ class Scheduler:
             chunk, seq.todo = seq.todo[:share], seq.todo[share:]
             for i, (t, p) in enumerate(chunk):
                 put_token(b, n + i, t, p, seq.slot.seq_id, not seq.todo and i == len(chunk) - 1)
-                _set_token(seq.slot.tokens, p, t)
+                seq.slot.put(p, t)
             seq.stats.n_prompt_evaluated += len(chunk)
             if not seq.todo:
                 rows.append((seq, n + len(chunk) - 1, 1))
@@ -387,16 +349,16 @@ class Scheduler:
         assert seq.sampler is not None and seq.slot is not None
         slot = seq.slot  # _emit may finish the sequence and release it
         drafted = seq.draft if seq.pending is not None else []
-        accepted = 0
+        sampled: list[int] = []  # emitted: every draft they confirm, then at most one other token
         for j in range(n_rows):
             tok = seq.sampler.sample(self.context.ctx, idx + j)
             if not self._emit(seq, tok):
                 break
-            if j < len(drafted) and tok == drafted[j]:
-                accepted += 1
-                continue
-            break
+            sampled.append(tok)
+            if j >= len(drafted) or tok != drafted[j]:
+                break
         if drafted:
+            accepted = spec.accepted_count(drafted, sampled)
             seq.stats.n_drafted += len(drafted)
             seq.stats.n_accepted += accepted
             # Rejected drafts leave the cache: positions after the last confirmed one.
@@ -404,11 +366,8 @@ class Scheduler:
             if keep < len(slot.tokens):
                 lc.llama_memory_seq_rm(self.context.memory, slot.seq_id, keep, -1)
                 del slot.tokens[keep:]
-            if (
-                self.speculative == "auto"
-                and seq.req.speculative is None
-                and seq.stats.n_drafted >= SPEC_PROBE
-                and seq.stats.n_accepted < SPEC_MIN_ACCEPT * seq.stats.n_drafted
+            if not spec.keeps_speculating(
+                self.speculative, seq.req.speculative, seq.stats.n_drafted, seq.stats.n_accepted
             ):
                 seq.speculate = False
         seq.draft = []
@@ -434,21 +393,6 @@ class Scheduler:
             return False
         seq.pending = tok
         return True
-
-    def _draft(self, seq: _Seq) -> list[int]:
-        """Prompt lookup: the tokens that followed the latest earlier occurrence of the recent n-gram."""
-        h = seq.history
-        for n in range(NGRAM_MAX, NGRAM_MIN - 1, -1):
-            if len(h) <= n:
-                continue
-            key = h[-n:]
-            for start in range(len(h) - n - 1, -1, -1):
-                if h[start : start + n] == key:
-                    follow = h[start + n : start + n + MAX_DRAFT]
-                    if follow:
-                        return follow
-                    break
-        return []
 
     def _finish(self, seq: _Seq, reason: str) -> None:
         if seq.stats.finish is None:
@@ -476,22 +420,6 @@ class Scheduler:
         seq.out.put(exc if isinstance(exc, CGStudioError) else DecodeError(str(exc)))
         seq.todo = []
         self._finish(seq, "error")
-
-
-def _lcp(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _set_token(tokens: list[int], pos: int, tok: int) -> None:
-    if pos < len(tokens):
-        tokens[pos] = tok
-    else:
-        tokens.extend([-1] * (pos - len(tokens)))
-        tokens.append(tok)
 
 
 def put_token(b: Any, i: int, tok: int, pos: int, seq_id: int, logits: bool) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from cgstudio.bench.process import free_port, server_process
 from cgstudio.settings import LoadProfile
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -37,18 +31,6 @@ class Served:
             return sum(c.memory_info().rss for c in [p, *p.children(recursive=True)]) / 2**20
         except psutil.Error:
             return float("nan")
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} before answering {url}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.5)
-    raise RuntimeError(f"server did not answer {url} within {timeout:.0f} s")
 
 
 @contextlib.contextmanager
@@ -96,21 +78,8 @@ def serve(kind: str, model: Path, profile: LoadProfile, log_dir: Path) -> Iterat
             "False",
         ]
         health = f"http://127.0.0.1:{port}/v1/models"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = (log_dir / f"{kind}-server.log").open("wb")
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
-    try:
-        _wait(health, proc)
+    with server_process(cmd, health, log_dir / f"{kind}-server.log") as proc:
         yield Served(kind, f"http://127.0.0.1:{port}", proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def stream_completion(

@@ -5,12 +5,8 @@ from __future__ import annotations
 import inspect
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from cgstudio.prompts.vocab import Vocab
-
-# Plain, long, non-repetitive Python shipped with every CPython.
-SOURCE_MODULES = ("argparse", "textwrap", "pathlib", "json.decoder", "configparser", "calendar")
 
 
 def stdlib_source(name: str) -> str:
@@ -123,7 +119,3 @@ CONCURRENCY_PROMPTS = [
     "def word_frequencies(text):\n",
     "def binary_search(items, target):\n",
 ]
-
-
-def bench_file_note(path: Path | None = None) -> str:
-    return "argparse.py from this Python's standard library" if path is None else str(path)

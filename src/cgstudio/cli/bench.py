@@ -12,7 +12,10 @@ import click
 
 from cgstudio.cli.options import emit_json, json_option, load_options, model_option, settings_from
 
-SECTIONS = ("decode", "ttft", "keystroke", "concurrency", "speculation", "http")
+# Spelled out here so that ``cgstudio bench --help`` needs no model runtime; the registry in
+# cgstudio.bench.sections must have every one of these (tests/bench/test_sections.py checks).
+SECTIONS = ("decode", "ttft", "keystroke", "concurrency", "speculation", "http")  # the default run
+KNOWN = (*SECTIONS, "remote")  # remote: with --base-url
 
 
 @click.command()
@@ -59,15 +62,15 @@ def bench(
 
     from cgstudio.bench import report as rep
     from cgstudio.bench import runner
+    from cgstudio.bench.context import BenchContext, Plan, Upstream
     from cgstudio.errors import UsageError
     from cgstudio.models.resolve import resolve
 
-    known = (*SECTIONS, "remote")
     default = "remote" if base_url else ",".join(SECTIONS)
     chosen = [s.strip() for s in (sections or default).split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in known]
+    unknown = [s for s in chosen if s not in KNOWN]
     if unknown:
-        raise UsageError(f"unknown bench sections {unknown}; known: {', '.join(known)}")
+        raise UsageError(f"unknown bench sections {unknown}; known: {', '.join(KNOWN)}")
     if "remote" in chosen and not base_url:
         raise UsageError("the remote section needs --base-url URL (an OpenAI-compatible upstream)")
     settings = settings_from(opts)
@@ -79,40 +82,39 @@ def bench(
             click.echo(f"note: {resolved.notice}", err=True)
     model_path = resolved.path if resolved else Path("remote")
     profile = settings.load.model_copy(update={"n_ctx": min(settings.load.n_ctx, 4096)})
-    plan = runner.Plan.make(quick)
+    upstream = (
+        Upstream(base_url, tokenizer=resolved.path if resolved else None, api_key=api_key_upstream)
+        if base_url
+        else None
+    )
+    out_dir = Path(report).parent if report else Path(".")
     console = Console(stderr=True)
     t0 = time.perf_counter()
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=False
     ) as progress:
         task = progress.add_task("bench", total=len(chosen))
-        bc = runner.BenchContext(
-            model_path, profile, plan, progress=lambda msg: progress.update(task, description=msg)
+        bc = BenchContext(
+            model_path,
+            profile,
+            Plan.make(quick),
+            progress=lambda msg: progress.update(task, description=msg),
+            log_dir=out_dir / "bench-logs",
+            upstream=upstream,
         )
-        out_dir = Path(report).parent if report else Path(".")
-        for name in chosen:
-            progress.update(task, description=name)
-            if name == "http":
-                runner.run_http(bc, out_dir / "bench-logs")
-            elif name == "remote":
-                assert base_url is not None
-                tokenizer = resolved.path if resolved else None
-                runner.run_remote(
-                    bc, base_url, out_dir / "bench-logs", tokenizer=tokenizer, api_key=api_key_upstream
-                )
-            else:
-                getattr(runner, f"run_{name}")(bc)
-            progress.advance(task)
-    doc: dict[str, Any] = {
-        "model": str(model_path) + (f" behind {base_url}" if base_url else ""),
-        "profile": profile.model_dump(exclude_defaults=True) or "defaults",
-        "quick": quick,
-        "machine": rep.machine(),
-        "wall_s": time.perf_counter() - t0,
-        "peak_rss_mib": runner.peak_rss_mib(),
-        "ratios": {k: r.as_dict() for k, r in bc.ratios.items()},
-        "results": {k: v for k, v in bc.results.items() if k != "raw_tg_samples"},
-    }
+        runner.run_sections(
+            bc,
+            chosen,
+            on_start=lambda name: progress.update(task, description=name),
+            on_done=lambda name: progress.advance(task),
+        )
+    doc = runner.document(
+        bc,
+        model=str(model_path) + (f" behind {base_url}" if base_url else ""),
+        quick=quick,
+        machine=rep.machine(),
+        wall_s=time.perf_counter() - t0,
+    )
     if report:
         path = Path(report)
         path.parent.mkdir(parents=True, exist_ok=True)

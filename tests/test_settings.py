@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cgstudio.errors import SettingsError
-from cgstudio.settings import LoadProfile, load_settings
+from cgstudio.core.errors import SettingsError
+from cgstudio.core.settings import LoadProfile, load_settings
 
 
 def test_defaults_are_codegemma_friendly() -> None:

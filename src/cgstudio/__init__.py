@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from cgstudio.api import CodeModel
+    from cgstudio.session.model import CodeModel
 
 
 def load(model: str | None = None, **profile: Any) -> CodeModel:
-    """Load a GGUF model; see ``cgstudio.api.load``."""
-    from cgstudio.api import load as _load
+    """Load a GGUF model; see ``cgstudio.session.model.load``."""
+    from cgstudio.session.model import load as _load
 
     return _load(model, **profile)
 

@@ -12,7 +12,7 @@ from cgstudio.bench.context import BenchContext, Plan
 from cgstudio.bench.process import free_port, server_process
 from cgstudio.cli import bench as cli_bench
 from cgstudio.cli.main import main
-from cgstudio.settings import LoadProfile
+from cgstudio.core.settings import LoadProfile
 
 
 def _context(tmp_path: Path) -> BenchContext:

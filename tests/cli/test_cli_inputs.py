@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cgstudio.settings import MAX_INPUT_BYTES
+from cgstudio.core.settings import MAX_INPUT_BYTES
 
 BAD = b"def f(\xff):"  # not UTF-8
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 SCRIPT = """
 import sys
 import cgstudio
-from cgstudio.engine.base import DecodeRequest, SamplerConfig
+from cgstudio.core.engine import DecodeRequest, SamplerConfig
 
 
 def run():  # as the CLI does: the model is dropped (not closed) while its scheduler still decodes

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cgstudio.errors import SettingsError
-from cgstudio.settings import LoadProfile, load_settings
+from cgstudio.core.errors import SettingsError
+from cgstudio.core.settings import LoadProfile, load_settings
 
 SIGABRT_RCS = (134, -6)
 
@@ -73,9 +73,9 @@ def test_parallel_speculation_with_a_tiny_batch_stays_within_n_batch(
     # must shrink to the rows left, prompts split into chunks of the batch.
     code = f"""
         import threading
-        from cgstudio.engine.base import DecodeRequest, SamplerConfig
+        from cgstudio.core.engine import DecodeRequest, SamplerConfig
         from cgstudio.engine.llamacpp import LlamaCppEngine
-        from cgstudio.settings import LoadProfile
+        from cgstudio.core.settings import LoadProfile
 
         for n_batch in (1, 6):
             eng = LlamaCppEngine({str(codegemma_paths["control"])!r},
@@ -102,7 +102,7 @@ def test_parallel_speculation_with_a_tiny_batch_stays_within_n_batch(
 def test_a_batch_below_n_parallel_is_raised_with_a_log_line(codegemma_paths: dict[str, Path]) -> None:
     code = f"""
         from cgstudio.engine.llamacpp import LlamaCppEngine
-        from cgstudio.settings import LoadProfile
+        from cgstudio.core.settings import LoadProfile
         profile = LoadProfile(n_ctx=64, n_batch=2, n_parallel=3)
         eng = LlamaCppEngine({str(codegemma_paths["control"])!r}, profile)
         print("n_batch", eng._context.n_batch)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import cgstudio
-from cgstudio.api import CodeModel
-from cgstudio.engine.base import DecodeRequest, SamplerConfig
+from cgstudio.core.engine import DecodeRequest, SamplerConfig
+from cgstudio.session.model import CodeModel
 
 pytestmark = pytest.mark.slow
 GREEDY = SamplerConfig(temperature=0.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from cgstudio.core.settings import LoadProfile
 from cgstudio.engine.llamacpp.handle import ModelHandle
-from cgstudio.settings import LoadProfile
 
 
 def test_pieces_are_right_when_streams_convert_at_once(codegemma_paths: dict[str, Path]) -> None:

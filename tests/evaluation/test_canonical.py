@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from cgstudio.errors import UsageError
+from cgstudio.core.errors import UsageError
 from cgstudio.evaluation import sandbox
 from cgstudio.evaluation.datasets import get_tasks
 from cgstudio.evaluation.sandbox import IsolationMode

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cgstudio.errors import UsageError
+from cgstudio.core.errors import UsageError
 from cgstudio.evaluation import datasets
 from cgstudio.evaluation.datasets import (
     TASK_SETS,

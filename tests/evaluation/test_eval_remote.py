@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cgstudio.errors import UpstreamError, UsageError
+from cgstudio.core.errors import UpstreamError, UsageError
 from cgstudio.evaluation.datasets import get_tasks, load_humaneval
 from cgstudio.evaluation.remote import guess_variant, open_remote
 from cgstudio.evaluation.runner import RemoteBackend, run_eval, sampling_for

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cgstudio.errors import ContextOverflowError, UsageError
+from cgstudio.core.errors import ContextOverflowError, UsageError
 from cgstudio.evaluation.cache import CompletionCache
 from cgstudio.evaluation.datasets import Task, get_tasks, load_humaneval
 from cgstudio.evaluation.runner import (

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from cgstudio.core.prompt import Prompt
+from cgstudio.core.settings import GuardSettings, SamplingParams
 from cgstudio.engine.fake import BOS, FakeEngine
 from cgstudio.generation.pipeline import Result, RunContext, run
 from cgstudio.generation.stops import StopMatcher, Utf8Stream
-from cgstudio.prompts.base import Prompt
-from cgstudio.settings import GuardSettings, SamplingParams
 
 
 def _run(

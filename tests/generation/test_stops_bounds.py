@@ -8,13 +8,13 @@ import time
 
 import pytest
 
+from cgstudio.core.errors import InvalidInputError
+from cgstudio.core.prompt import Prompt
+from cgstudio.core.settings import GuardSettings, SamplingParams
 from cgstudio.engine.fake import FakeEngine
-from cgstudio.errors import InvalidInputError
 from cgstudio.generation.pipeline import RunContext, run
 from cgstudio.generation.stops import MAX_STOP_CHARS, MAX_STOP_STRINGS, StopMatcher, check_stop_strings
-from cgstudio.prompts.base import Prompt
 from cgstudio.server.service import clean_stop
-from cgstudio.settings import GuardSettings, SamplingParams
 
 
 def test_bounds_name_the_limit() -> None:

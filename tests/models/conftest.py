@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fakehub import FakeHub, FakeRepo
 
-from cgstudio.engine.base import ModelInfo
-from cgstudio.models import hub as hub_mod
+from cgstudio.core.engine import ModelInfo
+from cgstudio.store import hub as hub_mod
 from cgstudio.testing.synthetic_gguf import write_codegemma_gguf
 
 _HUB_ENV = (

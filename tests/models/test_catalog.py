@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from cgstudio.errors import ModelNotFoundError, UsageError
-from cgstudio.models.catalog import CATALOG, DEFAULT_QUANT, Source, match_file, parse_spec, quants_in
+from cgstudio.core.errors import ModelNotFoundError, UsageError
+from cgstudio.store.catalog import CATALOG, DEFAULT_QUANT, Source, match_file, parse_spec, quants_in
 
 BARTOWSKI_7B = [
     "README.md",

@@ -12,8 +12,9 @@ import gguf
 import pytest
 
 from cgstudio.cli.main import main
-from cgstudio.models import doctor
-from cgstudio.models.hardware import (
+from cgstudio.core.settings import LoadProfile
+from cgstudio.diagnostics import doctor
+from cgstudio.diagnostics.hardware import (
     BuildInfo,
     CpuInfo,
     GpuInfo,
@@ -22,8 +23,7 @@ from cgstudio.models.hardware import (
     parse_build_args,
     parse_system_info,
 )
-from cgstudio.models.memory import GIB, kv_bytes
-from cgstudio.settings import LoadProfile
+from cgstudio.diagnostics.memory import GIB, kv_bytes
 from cgstudio.testing.synthetic_gguf import write_codegemma_gguf
 
 SAPPHIRE = frozenset(
@@ -265,7 +265,7 @@ def test_doctor_and_inspect_see_the_demo_models_right(gemma3_path: Path, qwen_pa
 
 
 def test_hardware_probes_parse_what_the_tools_print(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cgstudio.models import hardware
+    from cgstudio.diagnostics import hardware
 
     monkeypatch.setattr(hardware.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
     monkeypatch.setattr(hardware, "_run", lambda cmd, timeout=5.0: "NVIDIA H100 80GB HBM3, 81559, 80000\n")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cgstudio.errors import ModelFormatError
-from cgstudio.models.gguf_check import (
+from cgstudio.core.errors import ModelFormatError
+from cgstudio.engine.llamacpp.gguf_check import (
     LLAMA_MAX_LAYERS,
     ArrayInfo,
     GGUFHeader,

@@ -12,7 +12,7 @@ import pytest
 from fakehub import FakeHub
 
 from cgstudio.cli.main import main
-from cgstudio.errors import (
+from cgstudio.core.errors import (
     ChecksumMismatchError,
     DownloadInterruptedError,
     GatedRepoAccessError,
@@ -20,10 +20,10 @@ from cgstudio.errors import (
     HubUnreachableError,
     ModelNotFoundError,
 )
-from cgstudio.models import hub as hub_mod
-from cgstudio.models.pull import pull
-from cgstudio.models.resolve import resolve
-from cgstudio.models.store import ModelStore
+from cgstudio.store import hub as hub_mod
+from cgstudio.store.pull import pull
+from cgstudio.store.resolve import resolve
+from cgstudio.store.store import ModelStore
 
 Q4 = "codegemma-2b-Q4_K_M.gguf"
 

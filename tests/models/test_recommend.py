@@ -11,11 +11,11 @@ import pytest
 
 import cgstudio
 from cgstudio.cli.main import main
+from cgstudio.core.settings import LoadProfile, default_profile_path, load_settings
+from cgstudio.diagnostics.hardware import BuildInfo, CpuInfo, GpuInfo, Machine, MemoryInfo, detect
+from cgstudio.diagnostics.memory import GIB, estimate
+from cgstudio.diagnostics.recommend import LM_STUDIO_FIELDS, recommend, write_profile
 from cgstudio.engine.llamacpp import inspect_model
-from cgstudio.models.hardware import BuildInfo, CpuInfo, GpuInfo, Machine, MemoryInfo, detect
-from cgstudio.models.memory import GIB, estimate
-from cgstudio.models.recommend import LM_STUDIO_FIELDS, recommend, write_profile
-from cgstudio.settings import LoadProfile, default_profile_path, load_settings
 
 
 def machine(ram: float, *, vram: float | None = None, cores: int = 8) -> Machine:

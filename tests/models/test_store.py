@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from cgstudio.cli.main import main
-from cgstudio.errors import ModelError, ModelNotFoundError, UsageError
-from cgstudio.models.resolve import resolve
-from cgstudio.models.store import ModelStore, data_dir, store_dir
+from cgstudio.core.errors import ModelError, ModelNotFoundError, UsageError
+from cgstudio.store.resolve import resolve
+from cgstudio.store.store import ModelStore, data_dir, store_dir
 
 
 def test_store_lives_under_cgstudio_home_or_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ import pytest
 from fakehub import FakeHub, FakeRepo
 
 from cgstudio.cli.main import main
-from cgstudio.errors import HubError, UsageError
-from cgstudio.models.pull import pull
-from cgstudio.models.store import ModelStore, StoredModel, inside_store
+from cgstudio.core.errors import HubError, UsageError
+from cgstudio.store.pull import pull
+from cgstudio.store.store import ModelStore, StoredModel, inside_store
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from cgstudio.api import CodeModel
+from cgstudio.core.errors import InvalidInputError, UnsupportedModeError
+from cgstudio.core.prompt import ChatMessage
+from cgstudio.core.settings import load_settings
 from cgstudio.engine.fake import FakeEngine
-from cgstudio.errors import InvalidInputError, UnsupportedModeError
-from cgstudio.prompts.base import ChatMessage
 from cgstudio.prompts.chat import (
     MAX_CHAT_MESSAGES,
     ChatBuildCancelled,
@@ -24,7 +24,7 @@ from cgstudio.prompts.chat import (
     render_template,
 )
 from cgstudio.prompts.vocab import Vocab
-from cgstudio.settings import load_settings
+from cgstudio.session.model import CodeModel
 
 SIMPLE = "{% for m in messages %}<{{ m.role }}>{{ m.content }}</>{% endfor %}<assistant>"
 

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 
 import cgstudio
-from cgstudio.api import CodeModel
-from cgstudio.errors import (
+from cgstudio.core.errors import (
     ContextOverflowError,
     InvalidInputError,
     UnsupportedModeError,
     VariantMismatchError,
 )
-from cgstudio.prompts.base import ChatMessage, ContextFile
+from cgstudio.core.prompt import ChatMessage, ContextFile
 from cgstudio.prompts.chat import fix_bos
+from cgstudio.session.model import CodeModel
 
 BOS, EOS, FIM_PRE, FIM_MID, FIM_SUF, FILE_SEP, SOT, EOT = 2, 1, 67, 68, 69, 70, 106, 107
 SPECIAL = {0, 1, 2, FIM_PRE, FIM_MID, FIM_SUF, FILE_SEP, SOT, EOT}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import cgstudio
-from cgstudio.api import CodeModel
+from cgstudio.session.model import CodeModel
 
 pytestmark = pytest.mark.slow
 

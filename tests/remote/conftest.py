@@ -19,10 +19,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from cgstudio.core.settings import Settings, load_settings
 from cgstudio.engine.remote import OpenAIEngine, upstream_settings
 from cgstudio.server import ServerSettings, create_app
 from cgstudio.server.config import ModelSpec
-from cgstudio.settings import Settings, load_settings
 
 N_CTX = 2048
 

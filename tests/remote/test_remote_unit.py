@@ -11,17 +11,17 @@ import httpx
 import pytest
 from fake_upstreams import FakeTextServer, FakeVLLM, chunk, sse
 
-from cgstudio.engine.base import DecodeRequest, SamplerConfig
+from cgstudio.core.engine import DecodeRequest, SamplerConfig
+from cgstudio.core.errors import InvalidInputError, OverloadedError, SettingsError, UpstreamError
+from cgstudio.core.settings import Settings, load_settings
 from cgstudio.engine.remote import OpenAIEngine, family_from_name, upstream_settings
 from cgstudio.engine.remote.dialect import parse_event, sse_data
 from cgstudio.engine.remote.llamacpp_server import LlamaCppServerDialect, TextDialect, render_prompt
-from cgstudio.engine.remote.model import RemoteCodeModel
 from cgstudio.engine.remote.tokenizer import EstimateTokenizer, GGUFTokenizer, UpstreamTokenizer
 from cgstudio.engine.remote.vllm import VLLMDialect, is_vllm, max_model_len
-from cgstudio.errors import InvalidInputError, OverloadedError, SettingsError, UpstreamError
 from cgstudio.prompts.vocab import Vocab
 from cgstudio.server.config import resolve_remote_model
-from cgstudio.settings import Settings, load_settings
+from cgstudio.session import CodeModel
 
 BASE = "http://vllm.test:8000"
 PREFIX = 's = "<|fim_suffix|>"  # user text that spells a control token\ndef add(a, b):\n    '
@@ -41,13 +41,13 @@ def settings() -> Settings:
     return load_settings({"load": {"n_ctx": 8192}})
 
 
-def remote(server: object, settings: Settings, **kw: object) -> RemoteCodeModel:
+def remote(server: object, settings: Settings, **kw: object) -> CodeModel:
     engine = OpenAIEngine(
         upstream_settings(base_url=BASE, **kw),
         n_ctx=settings.load.n_ctx,
         transport=httpx.MockTransport(server),
     )
-    return RemoteCodeModel(engine, settings, "remote")
+    return CodeModel(engine, settings, "remote")
 
 
 # -- vLLM: token-id prompts -------------------------------------------------------------------------

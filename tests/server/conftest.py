@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from server_testing import Live, LiveFactory, TestEngine, isolated_settings, serve
 
-from cgstudio.engine.base import Engine
+from cgstudio.core.engine import Engine
+from cgstudio.core.settings import Settings
 from cgstudio.server import ServerSettings, create_app
 from cgstudio.server.config import ModelSpec
-from cgstudio.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from cgstudio.engine.base import DecodeRequest, DecodeStats, Engine, TokenKind, TokenStream
-from cgstudio.settings import Settings, load_settings
+from cgstudio.core.engine import DecodeRequest, DecodeStats, Engine, TokenKind, TokenStream
+from cgstudio.core.settings import Settings, load_settings
 
 API_KEY = "test-key-123"
 WORDS = [

@@ -28,13 +28,13 @@ import openai
 import pytest
 from server_testing import Live, LiveFactory, TestEngine, isolated_settings
 
-from cgstudio.engine.base import Engine
+from cgstudio.core.engine import Engine
+from cgstudio.core.settings import Settings
 from cgstudio.server import ServerSettings, create_app
 from cgstudio.server.config import ModelSpec
 from cgstudio.server.errors import ListenError
 from cgstudio.server.listener import GracefulServer, bind, listening_url, uvicorn_config
 from cgstudio.server.middleware import BrowserPolicy
-from cgstudio.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 FIM = {"prompt": "def total(rows):\n    ", "suffix": "\n    return result\n"}

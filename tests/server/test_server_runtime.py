@@ -17,7 +17,7 @@ import httpx
 import pytest
 from server_testing import API_KEY, Live, LiveFactory
 
-from cgstudio.errors import SettingsError
+from cgstudio.core.errors import SettingsError
 from cgstudio.server.config import ServerSettings, parse_duration, server_settings, split_model_arg
 from cgstudio.server.protocol import llamacpp
 from cgstudio.server.runner import FairGate, same_document

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cgstudio.api import CodeModel
 from cgstudio.bench.stats import Ratio, ratio
+from cgstudio.core.settings import LoadProfile, Settings, load_settings
 from cgstudio.engine.llamacpp import LlamaCppEngine
-from cgstudio.settings import LoadProfile, Settings, load_settings
+from cgstudio.session.model import CodeModel
 
 TARGETS = {
     "decode_vs_raw_llama_cpp": 0.97,

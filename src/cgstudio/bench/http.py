@@ -16,7 +16,7 @@ import httpx
 import psutil
 
 from cgstudio.bench.process import free_port, server_process
-from cgstudio.settings import LoadProfile
+from cgstudio.core.settings import LoadProfile
 
 
 @dataclass

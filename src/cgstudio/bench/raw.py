@@ -8,9 +8,9 @@ from pathlib import Path
 import llama_cpp as lc
 
 from cgstudio.bench.stats import summarize
+from cgstudio.core.settings import LoadProfile
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle
 from cgstudio.engine.llamacpp.scheduler import put_token
-from cgstudio.settings import LoadProfile
 
 
 class RawLoop:

@@ -63,8 +63,8 @@ def bench(
     from cgstudio.bench import report as rep
     from cgstudio.bench import runner
     from cgstudio.bench.context import BenchContext, Plan, Upstream
-    from cgstudio.errors import UsageError
-    from cgstudio.models.resolve import resolve
+    from cgstudio.core.errors import UsageError
+    from cgstudio.store.resolve import resolve
 
     default = "remote" if base_url else ",".join(SECTIONS)
     chosen = [s.strip() for s in (sections or default).split(",") if s.strip()]

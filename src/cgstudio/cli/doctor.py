@@ -26,10 +26,10 @@ def doctor(model: str | None, as_json: bool, **opts: Any) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    from cgstudio.errors import DoctorFailedError
-    from cgstudio.models import doctor as doc_mod
-    from cgstudio.models.hardware import detect
-    from cgstudio.models.resolve import resolve
+    from cgstudio.core.errors import DoctorFailedError
+    from cgstudio.diagnostics import doctor as doc_mod
+    from cgstudio.diagnostics.hardware import detect
+    from cgstudio.store.resolve import resolve
 
     settings = settings_from(opts)
     spec = model or settings.model

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from cgstudio.cli.options import emit_json, json_option, load_options, model_option, settings_from
-from cgstudio.errors import UsageError
+from cgstudio.core.errors import UsageError
 from cgstudio.evaluation.datasets import TASK_SETS
 
 TASK_CHOICE = click.Choice(list(TASK_SETS))
@@ -279,9 +279,9 @@ def _open_backend(
         assert model is not None
         settings_from(opts)  # validates the flags even though the server has its own
         return RemoteBackend(base_url, model, variant, api_key)
-    from cgstudio.api import CodeModel
     from cgstudio.engine.llamacpp import LlamaCppEngine
-    from cgstudio.models.resolve import resolve
+    from cgstudio.session.model import CodeModel
+    from cgstudio.store.resolve import resolve
 
     settings = settings_from(opts)
     # Prefix-only KV reuse: shifting a cached chunk (the default for FIM) can change outputs.

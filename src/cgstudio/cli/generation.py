@@ -21,10 +21,10 @@ from cgstudio.cli.options import (
     settings_from,
     utf8_text,
 )
-from cgstudio.errors import InvalidInputError, UsageError
+from cgstudio.core.errors import InvalidInputError, UsageError
+from cgstudio.core.prompt import ContextFile, Prompt
+from cgstudio.core.settings import MAX_INPUT_BYTES
 from cgstudio.generation.pipeline import Chunk, Result
-from cgstudio.prompts.base import ContextFile, Prompt
-from cgstudio.settings import MAX_INPUT_BYTES
 
 CURSOR_MARK = "<CURSOR>"
 
@@ -42,9 +42,9 @@ def guard_options(f: Any) -> Any:
 
 
 def _open_model(model: str | None, opts: dict[str, Any]) -> Any:
-    from cgstudio.api import CodeModel
     from cgstudio.engine.llamacpp import LlamaCppEngine
-    from cgstudio.models.resolve import resolve
+    from cgstudio.session.model import CodeModel
+    from cgstudio.store.resolve import resolve
 
     settings = settings_from(opts)
     resolved = resolve(model, configured=settings.model)

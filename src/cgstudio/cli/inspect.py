@@ -30,7 +30,7 @@ KEY_TOKENS = (
 
 def describe(path: str, variant_override: str = "auto") -> dict[str, Any]:
     from cgstudio.engine.llamacpp import inspect_model
-    from cgstudio.models.family import detect_family, detect_variant
+    from cgstudio.families.detect import detect_family, detect_variant
     from cgstudio.prompts.registry import FORMATS
 
     info = inspect_model(path)
@@ -76,7 +76,7 @@ def describe(path: str, variant_override: str = "auto") -> dict[str, Any]:
 @json_option
 def inspect(model: str | None, variant: str, as_json: bool) -> None:
     """Show architecture, family, variant, FIM support, special tokens, context and KV size."""
-    from cgstudio.models.resolve import resolve
+    from cgstudio.store.resolve import resolve
 
     resolved = resolve(model)
     if resolved.notice:

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from cgstudio.errors import CGStudioError
+from cgstudio.core.errors import CGStudioError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "complete": ("cgstudio.cli.generation", "complete"),

@@ -1,4 +1,4 @@
-"""``cgstudio models list|add|rm``: the local model store (see cgstudio.models.store)."""
+"""``cgstudio models list|add|rm``: the local model store (see cgstudio.store.store)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def models_group() -> None:
 @json_option
 def list_cmd(as_json: bool) -> None:
     """Alias, family, variant, quantization, size and path of each stored model."""
-    from cgstudio.models.store import ModelStore, store_dir
+    from cgstudio.store.store import ModelStore, store_dir
 
     models = ModelStore().list()
     if as_json:
@@ -53,7 +53,7 @@ def list_cmd(as_json: bool) -> None:
 @json_option
 def add_cmd(path: Path, alias: str | None, copy: bool, as_json: bool) -> None:
     """Register an existing GGUF (in place unless --copy)."""
-    from cgstudio.models.store import ModelStore
+    from cgstudio.store.store import ModelStore
 
     entry = ModelStore().add(path, alias=alias, copy=copy)
     if as_json:
@@ -76,7 +76,7 @@ def add_cmd(path: Path, alias: str | None, copy: bool, as_json: bool) -> None:
 )
 def rm_cmd(alias: str, delete_file: bool | None) -> None:
     """Remove ALIAS from the store."""
-    from cgstudio.models.store import ModelStore
+    from cgstudio.store.store import ModelStore
 
     entry, deleted = ModelStore().remove(alias, delete_file=delete_file)
     click.echo(f"removed {entry.alias}" + (f"; deleted {entry.path}" if deleted else f"; kept {entry.path}"))

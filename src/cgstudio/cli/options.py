@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
-from cgstudio.errors import UsageError
-from cgstudio.settings import Settings, load_settings
+from cgstudio.core.errors import UsageError
+from cgstudio.core.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

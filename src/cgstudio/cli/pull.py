@@ -10,7 +10,7 @@ from cgstudio.cli.options import emit_json, json_option
 
 
 def _print_catalog() -> None:
-    from cgstudio.models.catalog import CATALOG, DEFAULT_QUANT
+    from cgstudio.store.catalog import CATALOG, DEFAULT_QUANT
 
     for e in CATALOG.values():
         click.echo(f"{e.name:<22} {e.variant:<18} {e.description}")
@@ -56,8 +56,8 @@ def pull(
         TransferSpeedColumn,
     )
 
-    from cgstudio.models.hub import RemoteFile
-    from cgstudio.models.pull import pull as do_pull
+    from cgstudio.store.hub import RemoteFile
+    from cgstudio.store.pull import pull as do_pull
 
     if list_catalog or not name:
         if not name and not list_catalog:

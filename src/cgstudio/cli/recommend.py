@@ -20,12 +20,12 @@ from cgstudio.cli.options import emit_json, json_option, model_option
 @json_option
 def recommend(model: str | None, task: str, write: bool, as_json: bool) -> None:
     """Propose the 13 load parameters for this machine, each with its reason, and the variant to use."""
+    from cgstudio.core.settings import default_profile_path, load_settings
+    from cgstudio.diagnostics.hardware import detect
+    from cgstudio.diagnostics.recommend import recommend as do_recommend
+    from cgstudio.diagnostics.recommend import write_profile
     from cgstudio.engine.llamacpp import inspect_model
-    from cgstudio.models.hardware import detect
-    from cgstudio.models.recommend import recommend as do_recommend
-    from cgstudio.models.recommend import write_profile
-    from cgstudio.models.resolve import resolve
-    from cgstudio.settings import default_profile_path, load_settings
+    from cgstudio.store.resolve import resolve
 
     resolved = resolve(model, configured=load_settings().model)
     if resolved.notice:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from cgstudio.cli.options import load_options, sampling_options, settings_from
-from cgstudio.errors import UsageError
+from cgstudio.core.errors import UsageError
 from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S
 
 
@@ -236,8 +236,8 @@ def _remote_spec(
 
 def _auto_parallel(paths: list[str], n_ctx: int, budget: int = 2 << 30) -> int:
     """4 slots when four full contexts of every model fit the KV budget, else 1 (a 7B at 8192: 1)."""
+    from cgstudio.core.errors import CGStudioError
     from cgstudio.engine.llamacpp import inspect_model
-    from cgstudio.errors import CGStudioError
 
     try:
         kv = sum(inspect_model(p).kv_bytes_per_token() for p in paths) * n_ctx

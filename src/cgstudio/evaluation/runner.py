@@ -33,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from cgstudio.errors import ContextOverflowError, InvalidInputError, UsageError
+from cgstudio.core.errors import ContextOverflowError, InvalidInputError, UsageError
 from cgstudio.evaluation.cache import CachedCompletion, CompletionCache, task_digest
 from cgstudio.evaluation.datasets import Task, get_tasks
 from cgstudio.evaluation.sandbox import Limits, Outcome
@@ -43,7 +43,7 @@ from cgstudio.generation.codeblocks import extract_code
 if TYPE_CHECKING:
     import httpx
 
-    from cgstudio.api import CodeModel
+    from cgstudio.session.model import CodeModel
 
 Style = Literal["plain", "fim-completion", "chat", "fim", "canonical"]
 
@@ -104,7 +104,7 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """A loaded GGUF (``cgstudio.api.CodeModel``), run through the one generation pipeline.
+    """A loaded GGUF (``cgstudio.session.model.CodeModel``), run through the one generation pipeline.
 
     ``guards``: the paper's protocol (``EVAL_GUARDS``) or ``EDITOR_GUARDS``, what an editor gets."""
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from cgstudio.engine.base import DecodeStats, ModelInfo
-from cgstudio.prompts.base import GuardWarning, Prompt
+from cgstudio.core.engine import DecodeStats, ModelInfo
+from cgstudio.core.prompt import GuardWarning, Prompt
 
 # Chat markup of other families, as users paste it from tutorials.
 FOREIGN_MARKUP: dict[str, re.Pattern[str]] = {

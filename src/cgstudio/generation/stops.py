@@ -6,7 +6,7 @@ import codecs
 from collections import deque
 from collections.abc import Iterable
 
-from cgstudio.errors import InvalidInputError
+from cgstudio.core.errors import InvalidInputError
 
 # Bounds on request stop strings (every dialect, the CLI and the Python API). OpenAI allows 4;
 # these are generous for editors and keep building the matcher cheap.

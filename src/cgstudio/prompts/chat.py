@@ -33,8 +33,8 @@ from jinja2.filters import do_replace
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from cgstudio.errors import ContextOverflowError, InvalidInputError, UnsupportedModeError
-from cgstudio.prompts.base import ChatMessage, GuardWarning, Prompt
+from cgstudio.core.errors import ContextOverflowError, InvalidInputError, UnsupportedModeError
+from cgstudio.core.prompt import ChatMessage, GuardWarning, Prompt
 from cgstudio.prompts.vocab import Vocab
 
 ChatRenderer = Callable[[Vocab, Sequence[ChatMessage]], list[int]]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cgstudio.errors import ContextOverflowError
-from cgstudio.prompts.base import ContextFile, GuardWarning, Prompt
+from cgstudio.core.errors import ContextOverflowError
+from cgstudio.core.prompt import ContextFile, GuardWarning, Prompt
 from cgstudio.prompts.vocab import Vocab
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import textwrap
 
-from cgstudio.errors import UsageError
+from cgstudio.core.errors import UsageError
 
 LANGUAGES: dict[str, tuple[str, str]] = {  # name -> (file name, line-comment marker)
     "python": ("main.py", "#"),

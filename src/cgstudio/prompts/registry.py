@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cgstudio.errors import ModelFormatError, UnsupportedModeError
+from cgstudio.core.errors import ModelFormatError, UnsupportedModeError
 from cgstudio.prompts.chat import ChatRenderer, render_gemma, render_template
 from cgstudio.prompts.fim import CODEGEMMA_FIM, QWEN_FIM, FimSpec
 from cgstudio.prompts.vocab import Vocab

@@ -10,18 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cgstudio.engine.base import Engine, TokenKind
-from cgstudio.errors import ModelFormatError
-
-
-def _is_markup(text: str) -> bool:
-    # USER_DEFINED covers whitespace runs in Gemma's vocabulary: those are ordinary text.
-    # Only markup-looking ones (<...>, [...]) can carry meaning a user must not inject.
-    return (
-        len(text) >= 3
-        and not any(c.isspace() for c in text)
-        and ((text[0] == "<" and text[-1] == ">") or (text[0] == "[" and text[-1] == "]"))
-    )
+from cgstudio.core.engine import Engine
+from cgstudio.core.errors import ModelFormatError
 
 
 @dataclass
@@ -35,11 +25,7 @@ class Vocab:
 
     def __post_init__(self) -> None:
         info = self.engine.info
-        self.protected = {
-            text: tid
-            for text, tid in info.special_tokens.items()
-            if info.special_kinds.get(tid) == TokenKind.CONTROL or _is_markup(text)
-        }
+        self.protected = info.protected_tokens()
         self.protected_ids = frozenset(self.protected.values())
         by_first: dict[str, list[str]] = {}
         for text in self.protected:

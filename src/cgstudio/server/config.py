@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cgstudio.core.errors import SettingsError
+from cgstudio.core.settings import Settings, format_validation_error, load_settings
 from cgstudio.engine.remote.config import UpstreamSettings
-from cgstudio.errors import SettingsError
-from cgstudio.settings import Settings, format_validation_error, load_settings
 
 DEFAULT_PORT = 11435
 DEFAULT_KEEP_ALIVE_S = 300.0
@@ -208,7 +208,7 @@ def split_model_arg(arg: str) -> tuple[str | None, str]:
 
 def resolve_models(args: list[str] | tuple[str, ...], configured: str | None = None) -> list[ModelSpec]:
     """Turn --model values into ModelSpecs; no value means the configured or demo default model."""
-    from cgstudio.models.resolve import resolve
+    from cgstudio.store.resolve import resolve
 
     specs: list[ModelSpec] = []
     for arg in args or [None]:  # type: ignore[list-item]

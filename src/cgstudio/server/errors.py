@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cgstudio.errors import (
+from cgstudio.core.errors import (
     AuthError,
     CGStudioError,
     ContextOverflowError,

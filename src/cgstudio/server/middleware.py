@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cgstudio.errors import AuthError
+from cgstudio.core.errors import AuthError
 from cgstudio.server.config import ServerSettings, is_ip_address, is_loopback
 from cgstudio.server.errors import (
     ForbiddenError,

@@ -27,21 +27,20 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from cgstudio.api import CodeModel
-from cgstudio.engine.base import Engine, ModelInfo
-from cgstudio.errors import ModelNotFoundError, OverloadedError, SettingsError
-from cgstudio.models.family import detect_family, detect_variant
+from cgstudio.core.engine import Engine, ModelInfo
+from cgstudio.core.errors import ModelNotFoundError, OverloadedError, SettingsError
+from cgstudio.core.settings import LoadProfile, Settings, format_validation_error
+from cgstudio.families.detect import detect_family, detect_variant
 from cgstudio.prompts.registry import FORMATS
 from cgstudio.server.config import ModelSpec, ServerSettings
 from cgstudio.server.metrics import Metrics
-from cgstudio.settings import LoadProfile, Settings, format_validation_error
+from cgstudio.session.model import CodeModel
 
 log = logging.getLogger("cgstudio.server")
 
 Task = Literal["fim", "chat", "completion"]
 Loader = Callable[[Path, Settings], Engine]
 Inspector = Callable[[Path], ModelInfo]
-ModelFactory = Callable[[Engine, Settings, str], CodeModel]
 KEEP_DEFAULT: Any = object()  # "use the server's keep_alive" (a request may say None = forever)
 RELOAD_WAIT_S = 300.0
 
@@ -108,7 +107,6 @@ class ModelEntry:
         order: int,
         loader: Loader,
         inspector: Inspector,
-        factory: ModelFactory = CodeModel,
     ) -> None:
         self.alias = spec.alias
         self.path = spec.path
@@ -125,7 +123,6 @@ class ModelEntry:
         self.loaded_at: float | None = None
         self._loader = loader
         self._inspector = inspector
-        self._factory = factory
         self._lock = threading.Lock()
         self._meta: ModelMeta | None = None
 
@@ -150,7 +147,7 @@ class ModelEntry:
             t0 = time.perf_counter()
             engine = self._loader(self.path, self.settings)
             try:
-                model = self._factory(engine, self.settings, self.alias)
+                model = CodeModel(engine, self.settings, self.alias)
             except BaseException:
                 engine.close()
                 raise
@@ -178,16 +175,14 @@ class Registry:
         self.config = config
         self.metrics = metrics
         self.keep_alive_s = config.keep_alive_s
-        factory: ModelFactory = CodeModel
         if config.upstream is not None:  # --backend openai: an OpenAI-compatible server generates
-            from cgstudio.engine.remote import model as remote
+            from cgstudio.session import remote
 
             loader = loader or remote.remote_loader(config.upstream)
             inspector = inspector or remote.remote_inspector(config.upstream)
-            factory = remote.remote_model_factory
         self.entries: dict[str, ModelEntry] = {
             spec.alias: ModelEntry(
-                spec, config.settings, i, loader or _llama_loader, inspector or _llama_inspector, factory
+                spec, config.settings, i, loader or _llama_loader, inspector or _llama_inspector
             )
             for i, spec in enumerate(config.models)
         }

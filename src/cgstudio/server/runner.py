@@ -32,15 +32,15 @@ from typing import Any
 
 from starlette.requests import Request
 
-from cgstudio.api import CodeModel
-from cgstudio.errors import CGStudioError, OverloadedError
+from cgstudio.core.errors import CGStudioError, OverloadedError
+from cgstudio.core.prompt import GuardWarning
 from cgstudio.generation.metrics import Timings, Usage
 from cgstudio.generation.pipeline import Chunk, Result
-from cgstudio.prompts.base import GuardWarning
 from cgstudio.server.errors import ShuttingDownError
 from cgstudio.server.metrics import Metrics
 from cgstudio.server.registry import ModelEntry, Registry
 from cgstudio.server.service import GenSpec, open_stream
+from cgstudio.session.model import CodeModel
 
 log = logging.getLogger("cgstudio.server")
 

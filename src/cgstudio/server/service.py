@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cgstudio.api import CodeModel, check_text
-from cgstudio.errors import InvalidInputError
+from cgstudio.core.errors import InvalidInputError
+from cgstudio.core.prompt import ContextFile, GuardWarning, Prompt
 from cgstudio.generation.pipeline import Chunk
 from cgstudio.generation.stops import check_stop_strings
-from cgstudio.prompts.base import ContextFile, GuardWarning, Prompt
 from cgstudio.server.registry import KEEP_DEFAULT, Task
+from cgstudio.session.model import CodeModel, check_text
 
 Kind = Literal["fim", "plain", "raw", "chat", "infill"]
 FILL_CONTEXT = -1  # max_tokens meaning "as much as fits" (llama.cpp n_predict -1, Ollama num_predict -1/-2)

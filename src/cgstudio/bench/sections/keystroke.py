@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from cgstudio.api import CodeModel
 from cgstudio.bench import workloads as wl
 from cgstudio.bench.context import GREEDY, BenchContext, open_model
 from cgstudio.bench.stats import percentile, summarize
-from cgstudio.engine.base import DecodeRequest, SamplerConfig
+from cgstudio.core.engine import DecodeRequest, SamplerConfig
+from cgstudio.session.model import CodeModel
 
 
 def run(bc: BenchContext) -> None:

@@ -6,10 +6,10 @@ import atexit
 import weakref
 from pathlib import Path
 
-from cgstudio.engine.base import DecodeRequest, Engine, EngineCounters, ModelInfo, TokenKind, TokenStream
+from cgstudio.core.engine import DecodeRequest, Engine, EngineCounters, ModelInfo, TokenKind, TokenStream
+from cgstudio.core.settings import LoadProfile
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle
 from cgstudio.engine.llamacpp.scheduler import Scheduler
-from cgstudio.settings import LoadProfile
 
 
 def inspect_model(path: str | Path) -> ModelInfo:

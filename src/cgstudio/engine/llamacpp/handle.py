@@ -11,10 +11,10 @@ from pathlib import Path
 
 import llama_cpp as lc
 
-from cgstudio.engine.base import ModelInfo, TokenKind
-from cgstudio.errors import ModelLoadError, SettingsError
-from cgstudio.models.gguf_check import GGUFHeader, validate_model_file
-from cgstudio.settings import LoadProfile
+from cgstudio.core.engine import ModelInfo, TokenKind
+from cgstudio.core.errors import ModelLoadError, SettingsError
+from cgstudio.core.settings import LoadProfile
+from cgstudio.engine.llamacpp.gguf_check import GGUFHeader, validate_model_file
 
 log = logging.getLogger("cgstudio.llama_cpp")
 _LOG_TAIL: deque[str] = deque(maxlen=40)
@@ -60,7 +60,7 @@ def check_gguf_file(path: Path, *, require_hparams: bool = True) -> GGUFHeader:
     """Fail early and clearly on a missing, non-regular, unreadable, non-GGUF or hostile file.
 
     llama.cpp aborts the process on hyper-parameters it does not expect, so this runs before every
-    load (see cgstudio.models.gguf_check); ``require_hparams=False`` for vocabulary-only loads.
+    load (see cgstudio.engine.llamacpp.gguf_check); ``require_hparams=False`` for vocabulary-only loads.
     """
     return validate_model_file(path, require_hparams=require_hparams)
 

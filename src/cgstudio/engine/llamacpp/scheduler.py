@@ -26,11 +26,11 @@ from typing import Any
 
 import llama_cpp as lc
 
-from cgstudio.engine.base import DecodeRequest, DecodeStats, EngineCounters, SamplerConfig, TokenStream
+from cgstudio.core.engine import DecodeRequest, DecodeStats, EngineCounters, SamplerConfig, TokenStream
+from cgstudio.core.errors import CGStudioError, ContextOverflowError, SettingsError
 from cgstudio.engine.llamacpp import speculative as spec
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle, llama_log_tail
 from cgstudio.engine.llamacpp.kvcache import Slot, choose_slot, cold_plan, plan_reuse
-from cgstudio.errors import CGStudioError, ContextOverflowError, SettingsError
 
 _END = object()
 

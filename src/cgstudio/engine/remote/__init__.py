@@ -6,7 +6,6 @@ tokenizer         GGUF / HF / upstream-endpoint / estimate tokenizers
 dialect           request shaping interface and the OpenAI stream reader
 vllm              token-id prompts and vLLM's sampling extensions
 llamacpp_server   text prompts, with the check that user text cannot become control tokens
-model             RemoteCodeModel (token_estimate warning) and the server registry's loader
 """
 
 from cgstudio.engine.remote.config import UpstreamSettings, upstream_settings

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cgstudio.errors import SettingsError
-from cgstudio.settings import format_validation_error
+from cgstudio.core.errors import SettingsError
+from cgstudio.core.settings import format_validation_error
 
 Dialect = Literal["auto", "vllm", "llama_cpp", "openai"]
 TokenizerChoice = Literal["auto", "upstream", "estimate"]

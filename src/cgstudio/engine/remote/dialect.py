@@ -13,8 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cgstudio.engine.base import SamplerConfig
-from cgstudio.errors import UpstreamError
+from cgstudio.core.engine import SamplerConfig
+from cgstudio.core.errors import UpstreamError
 
 # OpenAI finish reasons -> DecodeStats.finish
 FINISH = {"stop": "stop_token", "length": "max_tokens", "abort": "cancelled"}

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from cgstudio.engine.base import (
+from cgstudio.core.engine import (
     DecodeRequest,
     DecodeStats,
     Engine,
@@ -39,6 +39,14 @@ from cgstudio.engine.base import (
     Piece,
     TokenKind,
     TokenStream,
+)
+from cgstudio.core.errors import (
+    CGStudioError,
+    ContextOverflowError,
+    InvalidInputError,
+    OverloadedError,
+    SettingsError,
+    UpstreamError,
 )
 from cgstudio.engine.remote.config import UpstreamSettings
 from cgstudio.engine.remote.dialect import FINISH, Dialect, error_detail, models_list, parse_event, sse_data
@@ -50,14 +58,6 @@ from cgstudio.engine.remote.llamacpp_server import (
 )
 from cgstudio.engine.remote.tokenizer import EstimateTokenizer, Tokenizer, UpstreamTokenizer, open_local
 from cgstudio.engine.remote.vllm import VLLMDialect, is_vllm, max_model_len
-from cgstudio.errors import (
-    CGStudioError,
-    ContextOverflowError,
-    InvalidInputError,
-    OverloadedError,
-    SettingsError,
-    UpstreamError,
-)
 
 log = logging.getLogger("cgstudio.remote")
 
@@ -221,6 +221,10 @@ class OpenAIEngine(Engine):
         """Token counts are estimates (no tokenizer for this model)."""
         return self.tokenizer.estimate
 
+    @property
+    def exact_token_counts(self) -> bool:
+        return not self.tokenizer.estimate
+
     def tokenize(self, text: str, *, parse_special: bool = False) -> list[int]:
         return self.tokenizer.tokenize(text, parse_special=parse_special)
 
@@ -333,9 +337,7 @@ class OpenAIEngine(Engine):
 
     def _protected_ids(self) -> frozenset[int]:
         if self._protected is None:
-            from cgstudio.prompts.vocab import Vocab
-
-            self._protected = Vocab(self).protected_ids
+            self._protected = frozenset(self.info.protected_tokens().values())
         return self._protected
 
     def _events(self, body: dict[str, Any], request: DecodeRequest, stats: DecodeStats) -> Iterator[Piece]:

@@ -19,10 +19,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from cgstudio.engine.base import SamplerConfig
+from cgstudio.core.engine import SamplerConfig
+from cgstudio.core.errors import InvalidInputError, UpstreamError
 from cgstudio.engine.remote.dialect import Dialect
 from cgstudio.engine.remote.tokenizer import Tokenizer
-from cgstudio.errors import InvalidInputError, UpstreamError
 
 OPENAI_MAX_STOPS = 4  # OpenAI's /v1/completions takes at most four stop strings
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cgstudio.engine.base import ModelInfo, TokenKind
-from cgstudio.errors import ModelFormatError
+from cgstudio.core.engine import ModelInfo, TokenKind
+from cgstudio.core.errors import ModelFormatError
 
 ESTIMATE_BYTES = 3  # bytes per estimated token: code averages 3-4 with real tokenizers, so this over-counts
 
@@ -155,8 +155,8 @@ class GGUFTokenizer(Tokenizer):
     source = "gguf"
 
     def __init__(self, path: Path) -> None:
+        from cgstudio.core.settings import LoadProfile
         from cgstudio.engine.llamacpp.handle import ModelHandle
-        from cgstudio.settings import LoadProfile
 
         self._handle = ModelHandle(path, LoadProfile(), vocab_only=True)
         self.info = self._handle.model_info()

@@ -28,9 +28,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cgstudio.engine.base import SamplerConfig
+from cgstudio.core.engine import SamplerConfig
+from cgstudio.core.errors import UpstreamError
 from cgstudio.engine.remote.dialect import Dialect
-from cgstudio.errors import UpstreamError
 
 
 class VLLMDialect(Dialect):

@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from cgstudio.api import check_text
-from cgstudio.errors import InvalidInputError
+from cgstudio.core.errors import InvalidInputError
+from cgstudio.core.prompt import ContextFile
 from cgstudio.generation.pipeline import Result
-from cgstudio.prompts.base import ContextFile
+from cgstudio.session.model import check_text
 
 
 class OpenModel(BaseModel):
@@ -22,7 +22,7 @@ class OpenModel(BaseModel):
 
 
 class GuardOverrides(BaseModel):
-    """Extension: per-request guard settings (cgstudio.settings.GuardSettings); unset = server's."""
+    """Extension: per-request guard settings (cgstudio.core.settings.GuardSettings); unset = server's."""
 
     model_config = ConfigDict(extra="forbid")
 

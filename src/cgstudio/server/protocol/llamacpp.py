@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
-from cgstudio.errors import UnsupportedModeError
+from cgstudio.core.errors import UnsupportedModeError
 from cgstudio.generation.pipeline import Result
 from cgstudio.server.protocol.common import (
     ContextChunk,

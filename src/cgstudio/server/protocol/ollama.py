@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from cgstudio.errors import UnsupportedModeError
+from cgstudio.core.errors import UnsupportedModeError
 from cgstudio.generation.pipeline import Result
 from cgstudio.prompts.registry import FORMATS
 from cgstudio.server.protocol.common import FilePathText, OpenModel, WithGuards, timings_extra, warnings_extra

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from cgstudio.errors import InvalidInputError, UnsupportedModeError
+from cgstudio.core.errors import InvalidInputError, UnsupportedModeError
 from cgstudio.generation.pipeline import Result
 from cgstudio.server.protocol.common import (
     FilePathText,

@@ -12,8 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from cgstudio.api import CodeModel, check_text
-from cgstudio.errors import InvalidInputError
+from cgstudio.core.errors import InvalidInputError
 from cgstudio.generation.pipeline import Result
 from cgstudio.server.errors import COMMON_ERRORS, error_payload
 from cgstudio.server.protocol import llamacpp as proto
@@ -22,6 +21,7 @@ from cgstudio.server.protocol.openai import chat_message
 from cgstudio.server.routes.common import event_stream, registry, runner
 from cgstudio.server.runner import Job
 from cgstudio.server.service import GenSpec
+from cgstudio.session.model import CodeModel, check_text
 
 router = APIRouter(tags=["llama.cpp"], responses=COMMON_ERRORS)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from cgstudio.errors import InvalidInputError, UnsupportedModeError
+from cgstudio.core.errors import InvalidInputError, UnsupportedModeError
 from cgstudio.server.config import parse_duration
 from cgstudio.server.errors import COMMON_ERRORS, classify
 from cgstudio.server.protocol import ollama as proto

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from cgstudio.errors import (
+from cgstudio.core.errors import (
     CGStudioError,
     ChecksumMismatchError,
     DownloadInterruptedError,

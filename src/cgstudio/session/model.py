@@ -14,19 +14,29 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cgstudio.engine.base import Engine
-from cgstudio.errors import InvalidInputError, UnsupportedModeError, VariantMismatchError
+from cgstudio.core.engine import Engine
+from cgstudio.core.errors import (
+    ContextOverflowError,
+    InvalidInputError,
+    UnsupportedModeError,
+    VariantMismatchError,
+)
+from cgstudio.core.prompt import ChatMessage, ContextFile, GuardWarning, Prompt
+from cgstudio.core.settings import GuardSettings, LoadProfile, SamplingParams, Settings, load_settings
+from cgstudio.families.detect import VariantGuess, detect_family, detect_variant, suggested_variant_name
 from cgstudio.generation.codeblocks import extract_code
 from cgstudio.generation.pipeline import Chunk, Result, RunContext, cancelled_run, run
-from cgstudio.models.family import VariantGuess, detect_family, detect_variant, suggested_variant_name
-from cgstudio.prompts.base import ChatMessage, ContextFile, GuardWarning, Prompt
 from cgstudio.prompts.chat import ChatBuildCancelled, build_chat
 from cgstudio.prompts.fim import build_fim, stop_ids
 from cgstudio.prompts.generate import completion_request_text
 from cgstudio.prompts.registry import FamilyFormat, get_format
 from cgstudio.prompts.vocab import Vocab
-from cgstudio.settings import GuardSettings, LoadProfile, SamplingParams, Settings, load_settings
 
+ESTIMATE_WARNING = GuardWarning(
+    "token_estimate",
+    "no tokenizer for this model: token counts (context budget, truncation, usage) are estimates; "
+    "pass --tokenizer PATH.gguf (the model's GGUF) for exact counts",
+)
 MAX_INPUT_CHARS = 4_000_000  # far beyond any context; stops 10 MB pastes before tokenizing
 
 
@@ -92,7 +102,7 @@ class CodeModel:
                     f"{self.alias} ({self.family}) has no FIM tokens, so it cannot fill in the middle; "
                     "use codegemma-2b or codegemma-7b, or drop the suffix for a plain continuation"
                 )
-            return self._plain_prompt(prefix, max_tokens), None
+            return self._mark(self._plain_prompt(prefix, max_tokens)), None
         if not prefix and not suffix and not files:
             raise InvalidInputError("prefix and suffix are both empty: give the code around the cursor")
         problem = None
@@ -109,7 +119,13 @@ class CodeModel:
             max_tokens=max_tokens,
             prefix_share=self.settings.guards.fim_prefix_share,
         )
-        return prompt, problem
+        return self._mark(prompt), problem
+
+    def _mark(self, prompt: Prompt) -> Prompt:
+        """Add the ``token_estimate`` warning when the engine only estimates token counts."""
+        if not self.engine.exact_token_counts and all(w.code != "token_estimate" for w in prompt.warnings):
+            prompt.warnings.append(ESTIMATE_WARNING)
+        return prompt
 
     def _plain_prompt(self, text: str, max_tokens: int) -> Prompt:
         if not text:
@@ -164,7 +180,7 @@ class CodeModel:
                 f"{self.alias} is a pretrained completion model ({self.variant.reason}); "
                 f"for chat use {suggested_variant_name(self.family, self.engine.info, 'chat')}"
             )
-        return prompt, problem
+        return self._mark(prompt), problem
 
     def prompt_raw(self, text: str, max_tokens: int | None = None) -> Prompt:
         """A client-rendered prompt: special-token text becomes the special token (raw mode)."""
@@ -176,15 +192,15 @@ class CodeModel:
         if info.add_bos and info.bos_id is not None and (not ids or ids[0] != info.bos_id):
             ids = [info.bos_id, *ids]
         if len(ids) + 1 > self.engine.n_ctx:
-            from cgstudio.errors import ContextOverflowError
-
             raise ContextOverflowError(len(ids), self.engine.n_ctx, "the raw prompt is too long")
         fim_stops = self.format.fim.stop_texts if self.format.fim else self.format.chat_stops
-        return Prompt(
-            tokens=ids,
-            mode="completion",
-            stop_ids=stop_ids(self.vocab, fim_stops),
-            max_tokens=self.engine.n_ctx - len(ids),
+        return self._mark(
+            Prompt(
+                tokens=ids,
+                mode="completion",
+                stop_ids=stop_ids(self.vocab, fim_stops),
+                max_tokens=self.engine.n_ctx - len(ids),
+            )
         )
 
     # -- generation --------------------------------------------------------------------------
@@ -300,7 +316,7 @@ class CodeModel:
         else:
             prompt = self._plain_prompt(text, max_tokens or self.settings.sampling.max_tokens)
         prompt.mode = "generate"
-        return prompt, None
+        return self._mark(prompt), None
 
     def stream_generate(
         self,
@@ -351,7 +367,7 @@ def _final(chunks: Iterator[Chunk]) -> Result:
 def load(model: str | Path | None = None, **profile: Any) -> CodeModel:
     """Load a model. ``profile`` takes LoadProfile fields (n_ctx, n_gpu_layers, n_threads, ...)."""
     from cgstudio.engine.llamacpp import LlamaCppEngine
-    from cgstudio.models.resolve import resolve
+    from cgstudio.store.resolve import resolve
 
     settings = load_settings({"load": profile})
     resolved = resolve(str(model) if model else None, configured=settings.model)

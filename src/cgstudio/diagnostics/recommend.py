@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cgstudio.engine.base import ModelInfo
-from cgstudio.errors import SettingsError
-from cgstudio.models.catalog import CATALOG
-from cgstudio.models.hardware import Machine
-from cgstudio.models.memory import GIB, MIB, MemoryNeed, estimate, gib, trained_context
-from cgstudio.settings import LoadProfile
+from cgstudio.core.engine import ModelInfo
+from cgstudio.core.errors import SettingsError
+from cgstudio.core.settings import LoadProfile
+from cgstudio.diagnostics.hardware import Machine
+from cgstudio.diagnostics.memory import GIB, MIB, MemoryNeed, estimate, gib, trained_context
+from cgstudio.store.catalog import CATALOG
 
 Task = Literal["completion", "chat"]
 # LM Studio's 13 load parameters, in its order; LoadProfile may hold more (engine sharing knobs)
@@ -120,7 +120,7 @@ def _search(info: ModelInfo, ram: int, vram: int | None) -> tuple[LoadProfile, M
 
 
 def _variant_advice(info: ModelInfo, task: Task, ram: int) -> dict[str, Any]:
-    from cgstudio.models.family import detect_family, detect_variant
+    from cgstudio.families.detect import detect_family, detect_variant
     from cgstudio.prompts.registry import FORMATS
 
     family = detect_family(info)

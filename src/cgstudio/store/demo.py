@@ -3,7 +3,7 @@
 We read the packages' data files; we never import their code. Each GGUF is assembled
 once into the cache directory and verified by sha256.
 
-    python -m cgstudio.models.demo ensure     # assemble all demo models, print their paths
+    python -m cgstudio.store.demo ensure     # assemble all demo models, print their paths
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from cgstudio.errors import ModelNotFoundError
+from cgstudio.core.errors import ModelNotFoundError
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def ensure(key: str = DEFAULT_DEMO) -> Path:
 
 def main(argv: list[str]) -> int:
     if argv[:1] != ["ensure"]:
-        print("usage: python -m cgstudio.models.demo ensure [KEY ...]", file=sys.stderr)
+        print("usage: python -m cgstudio.store.demo ensure [KEY ...]", file=sys.stderr)
         return 2
     for key in argv[1:] or list(DEMO_MODELS):
         print(f"{key}: {ensure(key)}")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cgstudio.errors import ModelNotFoundError
-from cgstudio.models import demo
+from cgstudio.core.errors import ModelNotFoundError
+from cgstudio.store import demo
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def resolve(spec: str | None, *, configured: str | None = None) -> ResolvedModel
         return stored
     if path.exists():
         return ResolvedModel(path, path.stem)
-    from cgstudio.models.store import ModelStore
+    from cgstudio.store.store import ModelStore
 
     aliases = [m.alias for m in ModelStore().list()]
     store_hint = f"; in the store: {', '.join(aliases)}" if aliases else ""
@@ -56,7 +56,7 @@ def resolve(spec: str | None, *, configured: str | None = None) -> ResolvedModel
 def _from_store(spec: str) -> ResolvedModel | None:
     if "/" in spec or "\\" in spec or spec.endswith(".gguf"):
         return None  # a path, not an alias
-    from cgstudio.models.store import ModelStore
+    from cgstudio.store.store import ModelStore
 
     entry = ModelStore().find(spec)
     if entry is None:

@@ -23,6 +23,18 @@ class TokenKind(StrEnum):
     UNUSED = "unused"
 
 
+def is_markup(text: str) -> bool:
+    """Whether special-token text looks like markup (``<...>``, ``[...]``) a user must not inject.
+
+    USER_DEFINED covers whitespace runs in Gemma's vocabulary: those are ordinary text.
+    """
+    return (
+        len(text) >= 3
+        and not any(c.isspace() for c in text)
+        and ((text[0] == "<" and text[-1] == ">") or (text[0] == "[" and text[-1] == "]"))
+    )
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What we know about a loaded model, from its GGUF metadata and vocabulary."""
@@ -50,6 +62,16 @@ class ModelInfo:
     special_tokens: dict[str, int] = field(default_factory=dict)
     special_kinds: dict[int, TokenKind] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+
+    def protected_tokens(self) -> dict[str, int]:
+        """Special-token text -> id for tokens user text may never produce: every CONTROL token
+        and markup-looking USER_DEFINED ones. Converters differ in how they type FIM and turn
+        tokens, so the typing alone is not trusted."""
+        return {
+            text: tid
+            for text, tid in self.special_tokens.items()
+            if self.special_kinds.get(tid) == TokenKind.CONTROL or is_markup(text)
+        }
 
     def kv_bytes_per_token(self, bytes_per_element: float = 2.0) -> int:
         """KV-cache bytes per token of context (F16 cache by default): layers x (K + V) widths."""
@@ -156,6 +178,12 @@ class Engine(ABC):
     @abstractmethod
     def stream(self, request: DecodeRequest) -> TokenStream:
         """Decode ``request``; never exceeds the context (finish 'context')."""
+
+    @property
+    def exact_token_counts(self) -> bool:
+        """False when token counts (context budget, truncation, usage) are estimates, e.g. a remote
+        engine with no tokenizer for its model. Prompts then carry a ``token_estimate`` warning."""
+        return True
 
     def detokenize(self, tokens: list[int], *, special: bool = False) -> str:
         return b"".join(self.piece(t, special=special) for t in tokens).decode("utf-8", errors="replace")

@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cgstudio.errors import ModelError, ModelNotFoundError, UsageError
-from cgstudio.models.gguf_check import validate_model_file
+from cgstudio.core.errors import ModelError, ModelNotFoundError, UsageError
+from cgstudio.engine.llamacpp.gguf_check import validate_model_file
 
 ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9._:+-]{0,127}$")
 REGISTRY_VERSION = 1
@@ -183,7 +183,7 @@ class ModelStore:
     def put(self, entry: StoredModel, *, replace: bool = False) -> StoredModel:
         """Add ``entry``; an existing alias is an error unless ``replace``."""
         entry.alias = normalize_alias(entry.alias)
-        from cgstudio.models.demo import DEMO_MODELS
+        from cgstudio.store.demo import DEMO_MODELS
 
         if entry.alias in DEMO_MODELS:
             raise UsageError(f"alias {entry.alias!r} is a built-in demo model; choose another with --alias")
@@ -257,7 +257,7 @@ def describe_file(
 ) -> StoredModel:
     """Inspect ``path`` (vocabulary only, fast) and build its registry entry."""
     from cgstudio.engine.llamacpp import inspect_model
-    from cgstudio.models.family import detect_family, detect_variant
+    from cgstudio.families.detect import detect_family, detect_variant
     from cgstudio.prompts.registry import FORMATS
 
     info = inspect_model(path)

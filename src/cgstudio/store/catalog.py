@@ -174,7 +174,7 @@ class PullSpec:
 
 def parse_spec(spec: str, *, repo: str | None = None) -> PullSpec:
     """``codegemma-7b-it``, ``codegemma-2b:Q8_0`` or ``owner/repo-GGUF:Q4_K_M``; ``repo`` forces a source."""
-    from cgstudio.errors import ModelNotFoundError, UsageError
+    from cgstudio.core.errors import ModelNotFoundError, UsageError
 
     name, _, quant = spec.strip().partition(":")
     quant = (quant or DEFAULT_QUANT).upper()

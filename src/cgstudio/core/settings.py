@@ -21,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from cgstudio.errors import SettingsError
+from cgstudio.core.errors import SettingsError
 
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 UNQUANTIZED_CACHE: frozenset[str] = frozenset({"f32", "f16", "bf16"})

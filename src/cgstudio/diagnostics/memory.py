@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cgstudio.engine.base import ModelInfo
-from cgstudio.settings import LoadProfile
+from cgstudio.core.engine import ModelInfo
+from cgstudio.core.settings import LoadProfile
 
 MIB = 1 << 20
 GIB = 1 << 30

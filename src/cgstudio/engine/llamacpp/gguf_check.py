@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cgstudio.errors import ModelFormatError, ModelNotFoundError
+from cgstudio.core.errors import ModelFormatError, ModelNotFoundError
 
 LLAMA_MAX_LAYERS = 512  # llama.cpp src/llama-hparams.h (llama-cpp-python 0.3.36)
 LLAMA_MAX_EXPERTS = 1024

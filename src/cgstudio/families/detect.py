@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cgstudio.engine.base import ModelInfo
+from cgstudio.core.engine import ModelInfo
 
 Variant = Literal["pretrained", "instruction-tuned", "unknown"]
 CODEGEMMA_FIM = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>")

@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cgstudio.engine.base import ModelInfo, TokenKind
-from cgstudio.errors import CGStudioError
-from cgstudio.models.gguf_check import validate_model_file
-from cgstudio.models.hardware import SIMD_FEATURES, Machine
-from cgstudio.models.memory import estimate, gib, trained_context
-from cgstudio.settings import LoadProfile
+from cgstudio.core.engine import ModelInfo, TokenKind
+from cgstudio.core.errors import CGStudioError
+from cgstudio.core.settings import LoadProfile
+from cgstudio.diagnostics.hardware import SIMD_FEATURES, Machine
+from cgstudio.diagnostics.memory import estimate, gib, trained_context
+from cgstudio.engine.llamacpp.gguf_check import validate_model_file
 
 Status = Literal["ok", "warn", "fail"]
 REBUILD = "rebuild llama-cpp-python with portable flags: `make llama` (scripts/llama_cmake_args.py)"
@@ -471,7 +471,7 @@ def check_context(info: ModelInfo, profile: LoadProfile) -> Check:
 
 
 def model_checks(p: VocabProbe, profile: LoadProfile, path: str) -> tuple[list[Check], dict[str, Any]]:
-    from cgstudio.models.family import detect_family, detect_variant
+    from cgstudio.families.detect import detect_family, detect_variant
     from cgstudio.prompts.registry import FORMATS
 
     info = p.info

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cgstudio.errors import HubError, ModelNotFoundError, UsageError
-from cgstudio.models import hub
-from cgstudio.models.catalog import match_file, parse_spec, quants_in
-from cgstudio.models.store import (
+from cgstudio.core.errors import HubError, ModelNotFoundError, UsageError
+from cgstudio.store import hub
+from cgstudio.store.catalog import match_file, parse_spec, quants_in
+from cgstudio.store.store import (
     ModelStore,
     StoredModel,
     alias_taken_error,

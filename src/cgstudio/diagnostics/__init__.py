@@ -1,0 +1,1 @@
+"""Checks and advice: machine facts (``hardware``), memory estimates, ``doctor`` and ``recommend``."""

@@ -1,1 +1,0 @@
-"""Model files: GGUF inspection, family/variant detection, demo models."""

@@ -8,21 +8,22 @@
     ├── ModelError                     (CLI exit 1, HTTP 400/404/500)
     │   ├── ModelNotFoundError         no such file or alias (HTTP 404)
     │   ├── ModelFormatError           not a GGUF / unreadable / missing vocab entries
-    │   └── ModelLoadError             llama.cpp refused to load it
+    │   └── ModelLoadError             llama.cpp refused to load it (HTTP 500)
     ├── ContextOverflowError           prompt cannot fit in n_ctx even after trimming (HTTP 400)
     ├── VariantMismatchError           --strict and the variant does not fit the task (HTTP 400)
     ├── OverloadedError                the request queue is full (HTTP 503)
     ├── AuthError                      missing or wrong API key (HTTP 401)
     ├── UpstreamError                  a remote engine failed or is down (HTTP 503)
-    ├── HubError                       the Hugging Face Hub (pull)
+    ├── HubError                       the Hugging Face Hub (pull) (HTTP 502)
     │   ├── HubUnreachableError        offline or unreachable
-    │   ├── GatedRepoAccessError       401/403: accept the Gemma license, set HF_TOKEN
+    │   ├── GatedRepoAccessError       401/403: accept the Gemma license, set HF_TOKEN (HTTP 403)
     │   ├── ChecksumMismatchError      the download does not match the Hub's sha256
     │   └── DownloadInterruptedError   cut off; `pull` again resumes
     └── DoctorFailedError              `doctor` found a failing check (exit 1)
 
 Messages say what to do next. Lower-level errors are chained with ``raise X from exc``;
-the CLI and the server each map this tree exactly once.
+the CLI (``exit_code``) and the server (``http_status``, ``code``) read these attributes,
+so this tree is the one table.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
     {"error": {"message": "...", "type": "invalid_request_error", "code": "model_not_found"}}
 
-The first matching row wins (subclasses before their bases). Nothing here ever puts a stack
+Status and code come from the error class itself (``http_status``, ``code``), so the tree in
+core/errors.py is the only table. Nothing here ever puts a stack
 trace in a response: unexpected exceptions are logged and answered with a generic 500.
 """
 
@@ -21,15 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cgstudio.core.errors import (
     AuthError,
     CGStudioError,
-    ContextOverflowError,
     InvalidInputError,
-    ModelError,
-    ModelLoadError,
-    ModelNotFoundError,
     OverloadedError,
-    UpstreamError,
-    UsageError,
-    VariantMismatchError,
 )
 
 log = logging.getLogger("cgstudio.server")
@@ -89,25 +83,15 @@ class ListenError(CGStudioError):
     code = "listen_failed"
 
 
-# (error class, HTTP status, OpenAI error type). Codes come from the error class.
-ERROR_TABLE: tuple[tuple[type[CGStudioError], int, str], ...] = (
-    (AuthError, 401, "authentication_error"),
-    (ForbiddenError, 403, "permission_error"),
-    (UnsupportedMediaTypeError, 415, "invalid_request_error"),
-    (RequestTimeoutError, 408, "invalid_request_error"),
-    (ModelNotFoundError, 404, "invalid_request_error"),
-    (RouteNotFoundError, 404, "invalid_request_error"),
-    (MethodNotAllowedError, 405, "invalid_request_error"),
-    (RequestTooLargeError, 413, "invalid_request_error"),
-    (OverloadedError, 503, "server_error"),
-    (UpstreamError, 503, "server_error"),
-    (ModelLoadError, 500, "server_error"),
-    (ContextOverflowError, 400, "invalid_request_error"),
-    (VariantMismatchError, 400, "invalid_request_error"),
-    (UsageError, 400, "invalid_request_error"),
-    (ModelError, 400, "invalid_request_error"),
-    (CGStudioError, 500, "server_error"),
-)
+def openai_error_type(status: int) -> str:
+    """OpenAI's error ``type`` for an HTTP status."""
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
 INTERNAL = (500, "server_error", "internal_error", "internal server error; the server log has the details")
 
 
@@ -128,9 +112,8 @@ def classify(exc: BaseException) -> tuple[int, str, str, str]:
     if isinstance(exc, UnicodeError):  # a lone surrogate in JSON text cannot be encoded for the tokenizer
         exc = InvalidInputError("the text is not valid Unicode (a lone surrogate?); send valid UTF-8 text")
     if isinstance(exc, CGStudioError):
-        for cls, status, kind in ERROR_TABLE:
-            if isinstance(exc, cls):
-                return status, kind, exc.code, exc.message
+        # The class is the one source of truth: its http_status and code (core/errors.py).
+        return exc.http_status, openai_error_type(exc.http_status), exc.code, exc.message
     return INTERNAL
 
 

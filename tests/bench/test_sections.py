@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cgstudio.bench import runner, sections
+from cgstudio.bench import sections, suite
 from cgstudio.bench.context import BenchContext, Plan
 from cgstudio.bench.process import free_port, server_process
 from cgstudio.cli import bench as cli_bench
@@ -58,7 +58,7 @@ def test_the_runner_runs_the_chosen_sections_in_order(
         monkeypatch.setitem(sections.SECTIONS, name, fake(name))
     bc = _context(tmp_path)
     events: list[str] = []
-    runner.run_sections(
+    suite.run_sections(
         bc,
         ["ttft", "decode"],
         on_start=lambda n: events.append(f"start {n}"),
@@ -67,11 +67,11 @@ def test_the_runner_runs_the_chosen_sections_in_order(
     assert calls == ["ttft", "decode"]
     assert events == ["start ttft", "done ttft", "start decode", "done decode"]
     with pytest.raises(sections.UnknownSectionError):
-        runner.run_sections(bc, ["decode", "bogus"])
+        suite.run_sections(bc, ["decode", "bogus"])
     assert calls == ["ttft", "decode"]  # nothing ran: names are checked first
 
     bc.results["raw_tg_samples"] = [1.0]
-    doc = runner.document(bc, model="m", quick=True, machine={"cpu": "x"}, wall_s=1.5)
+    doc = suite.document(bc, model="m", quick=True, machine={"cpu": "x"}, wall_s=1.5)
     assert set(doc["results"]) == {"ttft", "decode"}
     assert doc["ratios"]["ttft_ratio"]["median"] == pytest.approx(2.0)
     assert doc["profile"] == "defaults" and doc["quick"] is True and doc["peak_rss_mib"] > 0

@@ -20,7 +20,7 @@ from server_testing import API_KEY, Live, LiveFactory
 from cgstudio.core.errors import SettingsError
 from cgstudio.server.config import ServerSettings, parse_duration, server_settings, split_model_arg
 from cgstudio.server.protocol import llamacpp
-from cgstudio.server.runner import FairGate, same_document
+from cgstudio.server.queue import FairGate, same_document
 from cgstudio.server.service import GenSpec
 
 PREFIX = "def total(rows):\n    result = 0\n    for row in rows:\n        "

@@ -61,7 +61,7 @@ def bench(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cgstudio.bench import report as rep
-    from cgstudio.bench import runner
+    from cgstudio.bench import suite
     from cgstudio.bench.context import BenchContext, Plan, Upstream
     from cgstudio.core.errors import UsageError
     from cgstudio.store.resolve import resolve
@@ -102,13 +102,13 @@ def bench(
             log_dir=out_dir / "bench-logs",
             upstream=upstream,
         )
-        runner.run_sections(
+        suite.run_sections(
             bc,
             chosen,
             on_start=lambda name: progress.update(task, description=name),
             on_done=lambda name: progress.advance(task),
         )
-    doc = runner.document(
+    doc = suite.document(
         bc,
         model=str(model_path) + (f" behind {base_url}" if base_url else ""),
         quick=quick,

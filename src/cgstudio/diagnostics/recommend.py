@@ -24,7 +24,7 @@ from cgstudio.diagnostics.hardware import Machine
 from cgstudio.diagnostics.memory import GIB, MIB, MemoryNeed, estimate, gib, trained_context
 from cgstudio.store.catalog import CATALOG
 
-Task = Literal["completion", "chat"]
+UseCase = Literal["completion", "chat"]
 # LM Studio's 13 load parameters, in its order; LoadProfile may hold more (engine sharing knobs)
 LM_STUDIO_FIELDS = (
     "n_ctx",
@@ -49,7 +49,7 @@ Q4_SIZES = {"codegemma-2b": int(1.63e9), "codegemma-7b": int(5.33e9), "codegemma
 @dataclass
 class Recommendation:
     model: str
-    task: Task
+    task: UseCase
     profile: dict[str, Any]
     reasons: dict[str, str]
     memory: dict[str, Any]
@@ -119,7 +119,7 @@ def _search(info: ModelInfo, ram: int, vram: int | None) -> tuple[LoadProfile, M
     return last[0], last[1], False
 
 
-def _variant_advice(info: ModelInfo, task: Task, ram: int) -> dict[str, Any]:
+def _variant_advice(info: ModelInfo, task: UseCase, ram: int) -> dict[str, Any]:
     from cgstudio.families.detect import detect_family, detect_variant
     from cgstudio.prompts.registry import FORMATS
 
@@ -184,7 +184,7 @@ def _gpu_reason(machine: Machine, vram: int | None, ngl: int, n_layers: int) -> 
 
 
 def recommend(
-    info: ModelInfo, machine: Machine, task: Task = "completion", model_label: str = ""
+    info: ModelInfo, machine: Machine, task: UseCase = "completion", model_label: str = ""
 ) -> Recommendation:
     """Propose a load profile for ``info`` on ``machine``; it always returns one, with notes if tight."""
     ram, vram = _budgets(machine)

@@ -15,10 +15,10 @@ from cgstudio.core.engine import DecodeRequest, Engine, SamplerConfig
 from cgstudio.core.prompt import GuardWarning, Prompt
 from cgstudio.core.settings import GuardSettings, SamplingParams
 from cgstudio.generation.diagnose import empty_output_warning
-from cgstudio.generation.metrics import Timings, Usage, generation_rate, prompt_rate
 from cgstudio.generation.postprocess import FimRules
 from cgstudio.generation.repetition import RepetitionConfig, RepetitionGuard
 from cgstudio.generation.stops import StopMatcher, Utf8Stream, check_stop_strings
+from cgstudio.generation.timings import Timings, Usage, generation_rate, prompt_rate
 
 ENGINE_FINISH = {"stop_token": "eos", "max_tokens": "length", "context": "length", "cancelled": "cancelled"}
 

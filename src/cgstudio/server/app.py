@@ -17,7 +17,6 @@ from starlette.routing import Route
 
 from cgstudio.server.config import ServerSettings
 from cgstudio.server.errors import install_handlers
-from cgstudio.server.metrics import Metrics
 from cgstudio.server.middleware import (
     AuthMiddleware,
     BodyLimitMiddleware,
@@ -25,9 +24,10 @@ from cgstudio.server.middleware import (
     BrowserPolicy,
     MetricsMiddleware,
 )
+from cgstudio.server.prometheus import Metrics
+from cgstudio.server.queue import Runner
 from cgstudio.server.registry import Inspector, Loader, Registry
 from cgstudio.server.routes import admin, llamacpp, ollama, openai
-from cgstudio.server.runner import Runner
 
 DESCRIPTION = """Local CodeGemma models over three dialects on one port:
 OpenAI (`/v1`), Ollama (`/api`) and llama.cpp's server (`/infill`, `/completion`, `/tokenize`).

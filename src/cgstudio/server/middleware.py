@@ -35,7 +35,7 @@ from cgstudio.server.errors import (
     UnsupportedMediaTypeError,
     error_response,
 )
-from cgstudio.server.metrics import Metrics
+from cgstudio.server.prometheus import Metrics
 
 PUBLIC_PATHS = frozenset(
     {"/", "/health", "/favicon.ico", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}

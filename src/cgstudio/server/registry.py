@@ -33,12 +33,12 @@ from cgstudio.core.settings import LoadProfile, Settings, format_validation_erro
 from cgstudio.families.detect import detect_family, detect_variant
 from cgstudio.prompts.registry import FORMATS
 from cgstudio.server.config import ModelSpec, ServerSettings
-from cgstudio.server.metrics import Metrics
+from cgstudio.server.prometheus import Metrics
 from cgstudio.session.model import CodeModel
 
 log = logging.getLogger("cgstudio.server")
 
-Task = Literal["fim", "chat", "completion"]
+RouteTask = Literal["fim", "chat", "completion"]
 Loader = Callable[[Path, Settings], Engine]
 Inspector = Callable[[Path], ModelInfo]
 KEEP_DEFAULT: Any = object()  # "use the server's keep_alive" (a request may say None = forever)
@@ -211,7 +211,7 @@ class Registry:
             "(or 'default' to route by capability)"
         )
 
-    def route(self, name: str | None, task: Task) -> ModelEntry:
+    def route(self, name: str | None, task: RouteTask) -> ModelEntry:
         if name and name != "default":
             return self.get(name)
         default = self.default

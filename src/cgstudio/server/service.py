@@ -21,7 +21,7 @@ from cgstudio.core.errors import InvalidInputError
 from cgstudio.core.prompt import ContextFile, GuardWarning, Prompt
 from cgstudio.generation.pipeline import Chunk
 from cgstudio.generation.stops import check_stop_strings
-from cgstudio.server.registry import KEEP_DEFAULT, Task
+from cgstudio.server.registry import KEEP_DEFAULT, RouteTask
 from cgstudio.session.model import CodeModel, check_text
 
 Kind = Literal["fim", "plain", "raw", "chat", "infill"]
@@ -49,7 +49,7 @@ class GenSpec:
     endpoint: str = ""
 
     @property
-    def task(self) -> Task:
+    def task(self) -> RouteTask:
         if self.kind in ("fim", "infill"):
             return "fim"
         return "chat" if self.kind == "chat" else "completion"
@@ -68,7 +68,7 @@ class GenSpec:
         return self.prompt + self.middle
 
 
-def sampling_for(spec: GenSpec, model: CodeModel) -> dict[str, Any]:
+def request_sampling(spec: GenSpec, model: CodeModel) -> dict[str, Any]:
     s = {k: v for k, v in spec.sampling.items() if v is not None}
     if s.get("max_tokens") is not None and s["max_tokens"] < 0:
         s["max_tokens"] = max(1, model.engine.n_ctx // 2)
@@ -79,7 +79,7 @@ def sampling_for(spec: GenSpec, model: CodeModel) -> dict[str, Any]:
 
 def build_prompt(spec: GenSpec, model: CodeModel) -> tuple[Prompt, str | None]:
     """The exact prompt (token ids) a spec produces, and the variant problem if any."""
-    max_tokens = model.sampling(sampling_for(spec, model)).max_tokens
+    max_tokens = model.sampling(request_sampling(spec, model)).max_tokens
     if spec.kind == "raw":
         return model.prompt_raw(spec.prompt, max_tokens), None
     if spec.kind == "chat":
@@ -115,7 +115,7 @@ def _infill_prompt(spec: GenSpec, model: CodeModel, max_tokens: int) -> tuple[Pr
 
 def open_stream(spec: GenSpec, model: CodeModel, cancel: threading.Event) -> Iterator[Chunk]:
     """The chunk iterator for ``spec``: CodeModel's stream methods; infill's own prompt via run_prompt."""
-    sampling = sampling_for(spec, model)
+    sampling = request_sampling(spec, model)
     kw: dict[str, Any] = {"sampling": sampling, "guards": spec.guards or None, "cancel": cancel}
     if spec.kind == "raw":
         return model.stream_raw(spec.prompt, **kw)
@@ -135,7 +135,7 @@ def describe_prompt(spec: GenSpec, model: CodeModel) -> dict[str, Any]:
     if problem:
         warnings.insert(0, GuardWarning("variant_mismatch", problem).as_dict())
     stops = sorted(prompt.stop_ids)
-    extra_stops = list(model.sampling(sampling_for(spec, model)).stop)
+    extra_stops = list(model.sampling(request_sampling(spec, model)).stop)
     return {
         "model": model.alias,
         "prompt_text": model.vocab.render(prompt.tokens),

@@ -8,9 +8,9 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from cgstudio.server.config import ServerSettings
-from cgstudio.server.metrics import Metrics
+from cgstudio.server.prometheus import Metrics
+from cgstudio.server.queue import Runner
 from cgstudio.server.registry import Registry
-from cgstudio.server.runner import Runner
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

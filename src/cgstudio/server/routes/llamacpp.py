@@ -18,8 +18,8 @@ from cgstudio.server.errors import COMMON_ERRORS, error_payload
 from cgstudio.server.protocol import llamacpp as proto
 from cgstudio.server.protocol.common import sse
 from cgstudio.server.protocol.openai import chat_message
+from cgstudio.server.queue import Job
 from cgstudio.server.routes.common import event_stream, registry, runner
-from cgstudio.server.runner import Job
 from cgstudio.server.service import GenSpec
 from cgstudio.session.model import CodeModel, check_text
 

@@ -13,9 +13,9 @@ from cgstudio.server.config import parse_duration
 from cgstudio.server.errors import COMMON_ERRORS, classify
 from cgstudio.server.protocol import ollama as proto
 from cgstudio.server.protocol.common import ndjson
+from cgstudio.server.queue import Job
 from cgstudio.server.registry import KEEP_DEFAULT
 from cgstudio.server.routes.common import ndjson_stream, registry, runner
-from cgstudio.server.runner import Job
 from cgstudio.server.service import GenSpec
 
 router = APIRouter(tags=["ollama"], responses=COMMON_ERRORS)

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from cgstudio.server.errors import COMMON_ERRORS, error_payload
 from cgstudio.server.protocol import openai as proto
 from cgstudio.server.protocol.common import SSE_DONE, new_id, now_s, sse, timings_extra, warnings_extra
+from cgstudio.server.queue import Job
 from cgstudio.server.routes.common import event_stream, registry, runner
-from cgstudio.server.runner import Job
 
 router = APIRouter(tags=["openai"], responses=COMMON_ERRORS)
 

@@ -34,10 +34,10 @@ from starlette.requests import Request
 
 from cgstudio.core.errors import CGStudioError, OverloadedError
 from cgstudio.core.prompt import GuardWarning
-from cgstudio.generation.metrics import Timings, Usage
 from cgstudio.generation.pipeline import Chunk, Result
+from cgstudio.generation.timings import Timings, Usage
 from cgstudio.server.errors import ShuttingDownError
-from cgstudio.server.metrics import Metrics
+from cgstudio.server.prometheus import Metrics
 from cgstudio.server.registry import ModelEntry, Registry
 from cgstudio.server.service import GenSpec, open_stream
 from cgstudio.session.model import CodeModel

@@ -15,6 +15,11 @@ sends --requests mixed requests over all three dialects from --concurrency worke
 and not; each worker has its own X-Client-Id so none supersedes another). Every answer must be
 a 200 with a complete body or stream. The server's RSS is sampled after a warm-up and every
 100 requests; growth past max(32 MiB, 5 %) fails the run. This is a script, not a timed test.
+
+Phase 3 (edges) starts a keyless loopback server, the one a web page can reach, and checks the
+browser rules (foreign Origin/Host, text/plain bodies), a lone surrogate followed by a good request
+on the same keep-alive connection, slow headers and bodies, 300 half-open connections, and SIGTERM
+in the middle of a stream (error event, exit 0, no traceback).
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ import pytest
 
 from cgstudio.core.errors import UpstreamError, UsageError
 from cgstudio.evaluation.datasets import get_tasks, load_humaneval
-from cgstudio.evaluation.remote import guess_variant, open_remote
-from cgstudio.evaluation.runner import RemoteBackend, run_eval, sampling_for
+from cgstudio.evaluation.protocol import sampling_for
+from cgstudio.evaluation.remote import RemoteBackend, guess_variant, open_remote
+from cgstudio.evaluation.runner import run_eval
 
 
 class FakeServer:

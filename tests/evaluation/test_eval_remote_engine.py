@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cgstudio.evaluation.runner import EVAL_GUARDS
+from cgstudio.evaluation.protocol import EVAL_GUARDS
 from cgstudio.testing.synthetic_gguf import write_codegemma_gguf
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python's server extra")

@@ -11,21 +11,21 @@ from typing import Any
 import pytest
 
 from cgstudio.core.errors import ContextOverflowError, UsageError
+from cgstudio.evaluation.backends import Backend
 from cgstudio.evaluation.cache import CompletionCache
 from cgstudio.evaluation.datasets import Task, get_tasks, load_humaneval
-from cgstudio.evaluation.runner import (
+from cgstudio.evaluation.protocol import (
     CHAT_INSTRUCTION,
     HUMANEVAL_STOPS,
-    Backend,
     Generated,
     GenRequest,
     choose_style,
     key_settings,
-    run_eval,
     sampling_for,
     select_tasks,
     to_completion,
 )
+from cgstudio.evaluation.runner import run_eval
 from cgstudio.evaluation.sandbox import run_program
 from cgstudio.evaluation.scoring import build_program
 

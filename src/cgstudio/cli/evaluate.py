@@ -3,18 +3,15 @@
     cgstudio eval TASK [OPTIONS]          run a model on TASK (shorthand for ``cgstudio eval run TASK``)
     cgstudio eval tasks TASK [--jsonl]    print the task set
 
-TASK is humaneval, infill-single or infill-multi. The protocol is in ``evaluation.runner``.
+TASK is humaneval, infill-single or infill-multi. The protocol is in ``evaluation.protocol``, the
+run in ``evaluation.job`` and ``evaluation.runner``, the progress display in ``cli.progress``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
-import os
-import platform
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +19,15 @@ from typing import Any
 import click
 
 from cgstudio.cli.options import emit_json, json_option, load_options, model_option, settings_from
+from cgstudio.cli.progress import make_progress
 from cgstudio.core.errors import UsageError
+from cgstudio.evaluation.backends import Backend, open_local_backend
 from cgstudio.evaluation.datasets import TASK_SETS
+from cgstudio.evaluation.job import EvalJob
+from cgstudio.evaluation.protocol import select_tasks
+from cgstudio.evaluation.remote import RemoteBackend, open_engine_backend
+from cgstudio.evaluation.report import default_out_dir, write_report
+from cgstudio.store.resolve import resolve
 
 TASK_CHOICE = click.Choice(list(TASK_SETS))
 
@@ -67,8 +71,6 @@ def _selection_options(f: Any) -> Any:
 @click.option("--jsonl", is_flag=True, help="One JSON object per task on stdout.")
 def tasks_command(task: str, limit: int | None, sample_n: int | None, sample_seed: int, jsonl: bool) -> None:
     """Print TASK's tasks: task_id, prompt, suffix, canonical_solution, test, entry_point."""
-    from cgstudio.evaluation.runner import select_tasks
-
     chosen = select_tasks(task, limit, sample_n, sample_seed)
     out = sys.stdout
     for t in chosen:
@@ -215,8 +217,6 @@ def run_command(
 
     Progress goes to stderr; with --json or --jsonl, stdout carries only the document.
     """
-    from cgstudio.evaluation.runner import select_tasks
-
     if as_json and jsonl:
         raise UsageError("choose --json or --jsonl, not both")
     if canonical and base_url:
@@ -235,7 +235,10 @@ def run_command(
         "of": len(TASK_SETS[task]()),
     }
     started_at = datetime.now(UTC)
-    run = _Run(task, chosen, temperature, samples, opts.get("seed__opt"), workers, timeout_s, parallel)
+    seed = opts.get("seed__opt")
+    run = EvalJob(
+        task, chosen, temperature, samples, seed, workers, timeout_s, parallel, make_progress, _note
+    )
     if canonical:
         summary, records = run.canonical(selection)
     else:
@@ -247,8 +250,6 @@ def run_command(
             summary, records = run.with_model(backend, completion_style, cache_dir, cached_only, selection)
         finally:
             backend.close()
-    from cgstudio.evaluation.report import default_out_dir, write_report
-
     out = out_dir or default_out_dir(task, summary["model"], started_at)
     summary["report"] = str(out / "report.md")
     summary["started_at"] = started_at.isoformat(timespec="seconds")
@@ -264,6 +265,10 @@ def run_command(
     click.echo(f"report: {summary['report']}", err=True)
 
 
+def _note(text: str) -> None:
+    click.echo(text, err=True)
+
+
 def _open_backend(
     model: str | None,
     base_url: str | None,
@@ -271,180 +276,27 @@ def _open_backend(
     parallel: int,
     opts: dict[str, Any],
     guard_set: str = "paper",
-) -> Any:
-    from cgstudio.evaluation.runner import EDITOR_GUARDS, EVAL_GUARDS, LocalBackend, RemoteBackend
-
+) -> Backend:
     variant = opts.get("variant") or "auto"
     if base_url:
         assert model is not None
         settings_from(opts)  # validates the flags even though the server has its own
         return RemoteBackend(base_url, model, variant, api_key)
-    from cgstudio.engine.llamacpp import LlamaCppEngine
-    from cgstudio.session.model import CodeModel
-    from cgstudio.store.resolve import resolve
-
     settings = settings_from(opts)
-    # Prefix-only KV reuse: shifting a cached chunk (the default for FIM) can change outputs.
-    settings.load.cache_reuse = 0
-    settings.load.n_parallel = parallel
     resolved = resolve(model, configured=settings.model)
     if resolved.notice:
         click.echo(f"note: {resolved.notice}", err=True)
-    guards = EDITOR_GUARDS if guard_set == "editor" else EVAL_GUARDS
-    model_ = CodeModel(LlamaCppEngine(resolved.path, settings.load), settings, resolved.alias)
-    return LocalBackend(model_, guards)
+    return open_local_backend(resolved.path, resolved.alias, settings, parallel, guard_set)
 
 
 def _engine_backend(
     model: str | None, base_url: str, api_key: str | None, family: str | None, opts: dict[str, Any]
-) -> Any:
-    from cgstudio.evaluation.remote import open_engine_backend
-
+) -> Backend:
     settings = settings_from(opts)
     path = Path(model).expanduser() if model else None
     tokenizer = path if path is not None and (path.suffix == ".gguf" or path.exists()) else None
     upstream_model = None if tokenizer is not None else model
     return open_engine_backend(base_url, api_key, upstream_model, tokenizer, family, settings)
-
-
-@dataclasses.dataclass
-class _Run:
-    task: str
-    tasks: list[Any]
-    temperature: float
-    samples: int
-    seed: int | None
-    workers: int
-    timeout_s: float
-    parallel: int
-
-    def _base_settings(self) -> dict[str, Any]:
-        from cgstudio.evaluation.cache import PROTOCOL_VERSION
-
-        return {
-            "protocol_version": PROTOCOL_VERSION,
-            "workers": self.workers,
-            "timeout_s": self.timeout_s,
-            "parallel": self.parallel,
-        }
-
-    def canonical(self, selection: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        from cgstudio.evaluation.report import summary_doc
-        from cgstudio.evaluation.runner import run_eval
-        from cgstudio.evaluation.sandbox import Limits
-
-        result = run_eval(
-            self.task,
-            self.tasks,
-            None,
-            workers=self.workers,
-            limits=Limits(self.timeout_s),
-            progress=make_progress(f"{self.task} canonical"),
-        )
-        summary = summary_doc(
-            result,
-            model="canonical",
-            model_info={"name": "canonical"},
-            paper_model=None,
-            settings=self._base_settings(),
-            selection=selection,
-            extra=_environment(self.timeout_s),
-        )
-        return summary, result.records
-
-    def with_model(
-        self,
-        backend: Any,
-        completion_style: str,
-        cache_dir: Path | None,
-        cached_only: bool,
-        selection: dict[str, Any],
-    ) -> tuple[dict[str, Any], list[Any]]:
-        from cgstudio.evaluation.cache import CompletionCache, default_cache_dir, settings_fingerprint
-        from cgstudio.evaluation.paper import paper_model
-        from cgstudio.evaluation.report import summary_doc
-        from cgstudio.evaluation.runner import EVAL_GUARDS, choose_style, key_settings, run_eval, sampling_for
-        from cgstudio.evaluation.sandbox import Limits
-
-        style_choice = "fim-completion" if completion_style == "fim" else "plain"
-        style = choose_style(self.task, backend.variant, backend.fim_capable, style_choice)
-        key_doc = key_settings(self.task, style, self.temperature, self.seed, backend.cache_settings())
-        key = settings_fingerprint(key_doc)
-        cache = CompletionCache(cache_dir or default_cache_dir(), backend.fingerprint, key, self.task)
-        info = backend.describe()
-        cache.write_meta({"model": info, "settings": key_doc})
-        click.echo(
-            f"{self.task}: {len(self.tasks)} tasks x {self.samples} sample(s), {backend.name} "
-            f"({backend.variant}, style {style}); cache {cache.path}",
-            err=True,
-        )
-        t0 = time.perf_counter()
-        try:
-            result = run_eval(
-                self.task,
-                self.tasks,
-                backend,
-                style=style,
-                temperature=self.temperature,
-                samples=self.samples,
-                seed=self.seed,
-                workers=self.workers,
-                parallel=self.parallel,
-                cache=cache,
-                cached_only=cached_only,
-                limits=Limits(self.timeout_s),
-                progress=make_progress(f"{self.task} {backend.name}"),
-            )
-        except KeyboardInterrupt:
-            click.echo(
-                f"interrupted after {time.perf_counter() - t0:.0f} s: every finished completion is "
-                f"cached in {cache.path}; run the same command again to resume",
-                err=True,
-            )
-            raise
-        file_name = Path(str(info.get("path") or info["name"])).name
-        name_for_paper = f"{info.get('general_name') or ''} {file_name}"
-        paper_key = paper_model(name_for_paper, backend.variant)
-        settings = {
-            **self._base_settings(),
-            "style": style,
-            "sampling": sampling_for(style, self.temperature, self.seed, 0),
-            "samples": self.samples,
-            "seed": self.seed,
-            "guards": getattr(backend, "guards", EVAL_GUARDS),
-            "backend": backend.cache_settings(),
-            "cache_key": key,
-            "cache_file": str(cache.path),
-        }
-        summary = summary_doc(
-            result,
-            model=backend.name,
-            model_info={**info, "paper_model": paper_key},
-            paper_model=paper_key,
-            settings=settings,
-            selection=selection,
-            extra=_environment(self.timeout_s),
-        )
-        return summary, result.records
-
-
-def _environment(timeout_s: float) -> dict[str, Any]:
-    from cgstudio.evaluation.sandbox import Limits, containment, isolation_mode
-
-    mode = isolation_mode()
-    try:
-        version = importlib.metadata.version("cgstudio")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    return {
-        "isolation": mode,
-        # What bounded the tests (file system, user, memory total, processes) and how it is weaker
-        # than root-drop with a cgroup, if it is.
-        "containment": containment(mode, Limits(timeout_s)),
-        "cgstudio_version": version,
-        "machine": machine,
-    }
 
 
 def _headline(s: dict[str, Any]) -> str:
@@ -457,100 +309,3 @@ def _headline(s: dict[str, Any]) -> str:
         f"{s['task']} · {s['model']} · pass@1 {100 * s['pass_at_1']:.2f}% "
         f"({s['passed']}/{s['n_samples']}){partial}{theirs} · {s['duration_s']:.0f} s"
     )
-
-
-# ---------------------------------------------------------------------------------------------------
-# Progress on stderr: a rich bar on a terminal, periodic lines in a log file.
-
-
-def make_progress(label: str) -> Any:
-    return _RichProgress(label) if sys.stderr.isatty() else _LineProgress(label)
-
-
-class _RichProgress:
-    def __init__(self, label: str) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.label = label
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self.gen: Any = None
-        self.test: Any = None
-
-    def start(self, total: int, cached: int) -> None:
-        if cached:
-            self.progress.console.print(f"{cached} of {total} completions from the cache")
-        self.progress.start()
-        self.gen = self.progress.add_task(f"{self.label}: generate", total=total)
-        self.test = self.progress.add_task("test (passed 0)", total=total)
-
-    def generated(self, cached: bool) -> None:
-        self.progress.advance(self.gen)
-
-    def tested(self, status: str, passed: int, done: int) -> None:
-        self.progress.update(self.test, advance=1, description=f"test (passed {passed}/{done})")
-
-    def stop(self) -> None:
-        self.progress.stop()
-
-
-class _LineProgress:
-    """For logs: a line every 30 s (and at the end) with counts, the rate of new completions and an ETA."""
-
-    EVERY_S = 30.0
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.total = self.cached = self.generated_n = self.new = self.tested_n = self.passed = 0
-        self.t0 = self.last = time.monotonic()
-        self._said: tuple[int, int] | None = None
-
-    def start(self, total: int, cached: int) -> None:
-        self.total, self.cached = total, cached
-        self._say(f"start: {cached} of {total} completions from the cache")
-
-    def generated(self, cached: bool) -> None:
-        self.generated_n += 1
-        self.new += not cached
-        if time.monotonic() - self.last >= self.EVERY_S:
-            self._status()
-
-    def tested(self, status: str, passed: int, done: int) -> None:
-        self.tested_n, self.passed = done, passed
-
-    def stop(self) -> None:
-        self._status()
-
-    def _status(self) -> None:
-        state = (self.generated_n, self.tested_n)
-        if state == self._said:
-            return
-        self._said = state
-        self.last = now = time.monotonic()
-        rate = self.new / (now - self.t0) if self.new else 0.0
-        left = self.total - self.generated_n
-        eta = f"{left / rate / 60:.0f} min" if rate > 0 else "?"
-        self._say(
-            f"generated {self.generated_n}/{self.total} ({self.new} new, {rate * 60:.1f}/min), "
-            f"tested {self.tested_n}, passed {self.passed}, ETA {eta}"
-        )
-
-    def _say(self, text: str) -> None:
-        stamp = datetime.now().strftime("%H:%M:%S")
-        click.echo(f"[{stamp}] {self.label}: {text}", err=True)

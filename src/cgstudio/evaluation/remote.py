@@ -28,12 +28,16 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from cgstudio.core.errors import UpstreamError, UsageError
+from cgstudio.engine.remote import upstream_settings
+from cgstudio.evaluation.backends import EngineBackend
+from cgstudio.evaluation.cache import remote_fingerprint
+from cgstudio.evaluation.protocol import Generated, GenRequest
+from cgstudio.session.remote import open_remote_model
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from cgstudio.core.settings import Settings
-    from cgstudio.evaluation.runner import LocalBackend
 
 _RETRIES = 3
 _IT = re.compile(r"(?:^|[-_ .:/])(it|instruct|chat)(?:$|[-_ .:/])", re.IGNORECASE)
@@ -169,42 +173,56 @@ def open_engine_backend(
     tokenizer: Path | None,
     family: str | None,
     settings: Settings,
-) -> LocalBackend:
+) -> EngineBackend:
     """An eval backend running cgstudio's pipeline on the remote engine (``OpenAIEngine``).
 
     ``model``: the upstream's model id (default: the first it lists); ``tokenizer``: the model's GGUF
     for exact token counts. The cache key is the URL and the upstream's model id.
     """
-    from cgstudio.engine.remote import upstream_settings
-    from cgstudio.evaluation.cache import remote_fingerprint
-    from cgstudio.evaluation.runner import LocalBackend
-    from cgstudio.session.remote import open_remote_model
-
     upstream = upstream_settings(
         base_url=base_url, api_key=api_key, model=model, tokenizer=tokenizer, family=family
     )
     code_model = open_remote_model(upstream, settings)
     engine: Any = code_model.engine
-    served = engine.discover().model
+    return EngineBackend(code_model, upstream.root, engine.discover().model)
 
-    class EngineBackend(LocalBackend):
-        def __init__(self) -> None:
-            # The one LocalBackend initialiser (guards included), with the upstream's identity.
-            super().__init__(code_model, name=served, fingerprint=remote_fingerprint(upstream.root, served))
 
-        def describe(self) -> dict[str, Any]:
-            return {
-                "name": self.name,
-                "base_url": upstream.root,
-                "backend": "openai-engine",
-                "family": code_model.family,
-                "variant": self.variant,
-                "variant_reason": code_model.variant.reason,
-                "tokenizer": engine.tokenizer.source,
-                "fingerprint": self.fingerprint,
-            }
+class RemoteBackend:
+    """A model on an OpenAI-compatible server (``remote.open_remote``)."""
 
-        def cache_settings(self) -> dict[str, Any]:
-            return {"base_url": upstream.root, "backend": "openai-engine", "n_ctx": engine.n_ctx}
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        variant: str,
+        api_key: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.client = open_remote(base_url, model, api_key, transport=transport)
+        self.base_url = self.client.base_url
+        self.name = model
+        self.fingerprint = remote_fingerprint(self.base_url, model)
+        self.variant = variant if variant in ("pretrained", "instruction-tuned") else guess_variant(model)
+        self.fim_capable = True  # the server decides; a server that ignores `suffix` is documented
 
-    return EngineBackend()
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "base_url": self.base_url,
+            "variant": self.variant,
+            "fingerprint": self.fingerprint,
+        }
+
+    def cache_settings(self) -> dict[str, Any]:
+        return {"base_url": self.base_url}
+
+    def generate(self, request: GenRequest) -> Generated:
+        if request.style == "chat":
+            reply = self.client.chat([{"role": "user", "content": request.prompt}], request.sampling)
+        else:
+            suffix = None if request.style == "plain" else request.suffix
+            reply = self.client.complete(request.prompt, suffix, request.sampling)
+        return Generated(reply.text, reply.finish_reason, reply.completion_tokens)
+
+    def close(self) -> None:
+        self.client.close()

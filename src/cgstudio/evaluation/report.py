@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cgstudio.evaluation.paper import BENCHMARKS, MODEL_TITLES, PAPER_MODELS, SOURCE, paper_block
-from cgstudio.evaluation.runner import EvalResult, SampleRecord
+from cgstudio.evaluation.records import EvalResult, SampleRecord
 
 STYLE_TEXT = {
     "plain": "the prompt continued as plain text (no FIM tokens), cut at the HumanEval stop sequences",

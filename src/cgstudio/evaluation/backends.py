@@ -1,0 +1,146 @@
+"""The models an eval runs: the ``Backend`` protocol, ``LocalBackend`` (a ``CodeModel``, local or on a
+remote engine) and ``EngineBackend`` (``LocalBackend`` on an OpenAI-compatible upstream). The
+server-side backend, ``RemoteBackend``, is in ``remote``; ``open_local_backend`` loads a GGUF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from cgstudio.core.settings import Settings
+from cgstudio.evaluation.cache import gguf_fingerprint, remote_fingerprint
+from cgstudio.evaluation.protocol import EDITOR_GUARDS, EVAL_GUARDS, Generated, GenRequest
+from cgstudio.session.model import CodeModel
+
+
+class Backend(Protocol):
+    """A model to evaluate: ``LocalBackend`` (a GGUF) or ``RemoteBackend`` (a server)."""
+
+    name: str
+    fingerprint: str  # the cache's model key
+    variant: str  # "pretrained", "instruction-tuned" or "unknown"
+    fim_capable: bool
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def cache_settings(self) -> dict[str, Any]:
+        """Load settings that change outputs (n_ctx, KV cache types), for the cache key."""
+        ...
+
+    def generate(self, request: GenRequest) -> Generated: ...
+
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """A loaded GGUF (``cgstudio.session.model.CodeModel``), run through the one generation pipeline.
+
+    ``guards``: the paper's protocol (``EVAL_GUARDS``) or ``EDITOR_GUARDS``, what an editor gets."""
+
+    def __init__(
+        self,
+        model: CodeModel,
+        guards: dict[str, bool] | None = None,
+        *,
+        name: str | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        """``name`` and ``fingerprint`` default to the model's alias and its GGUF's fingerprint; a
+        model on a remote engine passes the served name and ``remote_fingerprint`` instead."""
+        self.model = model
+        self.name = name or model.alias
+        self.fingerprint = fingerprint or gguf_fingerprint(model.engine.info.path)
+        self.variant: str = model.variant.variant
+        self.fim_capable = model.fim_capable
+        self.guards = dict(guards or EVAL_GUARDS)
+
+    def describe(self) -> dict[str, Any]:
+        m, info = self.model, self.model.engine.info
+        return {
+            "name": self.name,
+            "path": info.path,
+            "general_name": info.metadata.get("general.name"),
+            "family": m.family,
+            "variant": self.variant,
+            "variant_reason": m.variant.reason,
+            "quantization": info.quantization,
+            "size_bytes": info.size_bytes,
+            "fingerprint": self.fingerprint,
+        }
+
+    def cache_settings(self) -> dict[str, Any]:
+        load = self.model.settings.load
+        return {
+            "n_ctx": self.model.engine.n_ctx,
+            "cache_type_k": load.cache_type_k,
+            "cache_type_v": load.cache_type_v,
+            "cache_reuse": load.cache_reuse,
+            # Only when not the paper's: caches made before this option keep their keys.
+            **({"guards": self.guards} if self.guards != EVAL_GUARDS else {}),
+        }
+
+    def generate(self, request: GenRequest) -> Generated:
+        m = self.model
+        kw: dict[str, Any] = {"sampling": request.sampling, "guards": self.guards}
+        if request.style == "chat":
+            chunks = m.stream_chat([{"role": "user", "content": request.prompt}], **kw)
+        elif request.style == "plain" and m.fim_capable:
+            # complete() would wrap the text in the FIM format; raw mode continues it as it is.
+            chunks = m.stream_raw(request.prompt, **kw)
+        else:
+            chunks = m.stream_complete(request.prompt, request.suffix, **kw)
+        result = None
+        for chunk in chunks:
+            result = chunk.result or result
+        assert result is not None
+        return Generated(
+            result.text,
+            result.finish_reason,
+            result.usage.completion_tokens,
+            tuple(f"{w.code}: {w.message}" for w in result.warnings),
+        )
+
+    def close(self) -> None:
+        self.model.close()
+
+
+class EngineBackend(LocalBackend):
+    """``LocalBackend`` on the remote engine (``OpenAIEngine``, from ``remote.open_engine_backend``):
+    cgstudio's pipeline, the upstream's identity. ``root``: the upstream's URL; ``served``: its model id."""
+
+    def __init__(self, model: CodeModel, root: str, served: str) -> None:
+        # The one LocalBackend initialiser (guards included), with the upstream's identity.
+        super().__init__(model, name=served, fingerprint=remote_fingerprint(root, served))
+        self.root = root
+
+    def describe(self) -> dict[str, Any]:
+        engine: Any = self.model.engine
+        return {
+            "name": self.name,
+            "base_url": self.root,
+            "backend": "openai-engine",
+            "family": self.model.family,
+            "variant": self.variant,
+            "variant_reason": self.model.variant.reason,
+            "tokenizer": engine.tokenizer.source,
+            "fingerprint": self.fingerprint,
+        }
+
+    def cache_settings(self) -> dict[str, Any]:
+        return {"base_url": self.root, "backend": "openai-engine", "n_ctx": self.model.engine.n_ctx}
+
+
+def open_local_backend(
+    path: Path, alias: str, settings: Settings, parallel: int, guard_set: str = "paper"
+) -> LocalBackend:
+    """A GGUF loaded for an eval: ``parallel`` sequences, ``guard_set`` "paper" (``EVAL_GUARDS``) or
+    "editor" (``EDITOR_GUARDS``). ``settings`` is changed in place (KV reuse, ``n_parallel``)."""
+    # Imported here: it imports llama_cpp, which a server-backed eval does not need.
+    from cgstudio.engine.llamacpp import LlamaCppEngine
+
+    # Prefix-only KV reuse: shifting a cached chunk (the default for FIM) can change outputs.
+    settings.load.cache_reuse = 0
+    settings.load.n_parallel = parallel
+    guards = EDITOR_GUARDS if guard_set == "editor" else EVAL_GUARDS
+    model = CodeModel(LlamaCppEngine(path, settings.load), settings, alias)
+    return LocalBackend(model, guards)

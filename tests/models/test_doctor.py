@@ -23,6 +23,7 @@ from cgstudio.diagnostics.hardware import (
     parse_build_args,
     parse_system_info,
 )
+from cgstudio.diagnostics.machine import check_cpu, check_gpu, check_memory, check_threads
 from cgstudio.diagnostics.memory import GIB, kv_bytes
 from cgstudio.testing.synthetic_gguf import write_codegemma_gguf
 
@@ -80,7 +81,7 @@ def by_name(doc: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 # -- the CPU against the build ------------------------------------------------------------------
 def test_our_portable_build_on_an_amx_cpu_is_ok() -> None:
-    c = doctor.check_cpu(machine())
+    c = check_cpu(machine())
     assert c.status == "ok" and "AMX present and correctly off" in c.detail
 
 
@@ -93,40 +94,40 @@ def test_our_portable_build_on_an_amx_cpu_is_ok() -> None:
     ],
 )
 def test_amx_enabled_build_on_amx_cpu_is_a_crash_hazard(info: str, args: str) -> None:
-    c = doctor.check_cpu(machine(system_info=info, args=args))
+    c = check_cpu(machine(system_info=info, args=args))
     assert c.status == "fail" and "segfaults" in c.detail and "make llama" in c.fix
 
 
 def test_unused_avx512_is_lost_speed() -> None:
-    c = doctor.check_cpu(machine(system_info="CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 |"))
+    c = check_cpu(machine(system_info="CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 |"))
     assert c.status == "warn" and "AVX512" in c.detail and "slower" in c.detail and "make llama" in c.fix
 
 
 def test_build_using_instructions_the_cpu_lacks_fails() -> None:
     old_cpu = frozenset({"sse2", "avx", "avx2", "fma", "f16c"})
-    c = doctor.check_cpu(machine(flags=old_cpu))
+    c = check_cpu(machine(flags=old_cpu))
     assert c.status == "fail" and "illegal instruction" in c.detail and "AVX512" in c.detail
 
 
 def test_arm_is_fine_natively() -> None:
-    assert doctor.check_cpu(machine(flags=frozenset(), arch="arm64")).status == "ok"
+    assert check_cpu(machine(flags=frozenset(), arch="arm64")).status == "ok"
 
 
 # -- GPU, threads, memory -----------------------------------------------------------------------
 def test_gpu_present_but_build_cannot_offload() -> None:
     m = machine(gpu=GpuInfo("nvidia", "RTX 4090", 24 * GIB, 23 * GIB))
-    c = doctor.check_gpu(m, LoadProfile())
+    c = check_gpu(m, LoadProfile())
     assert c.status == "warn" and "cannot offload" in c.detail and "CGSTUDIO_GPU=cuda make llama" in c.fix
-    idle = doctor.check_gpu(
+    idle = check_gpu(
         machine(gpu=GpuInfo("nvidia", "RTX 4090", 24 * GIB, 23 * GIB), offload=True), LoadProfile()
     )
     assert idle.status == "warn" and "idle" in idle.detail
-    assert doctor.check_gpu(machine(), LoadProfile()).status == "ok"
+    assert check_gpu(machine(), LoadProfile()).status == "ok"
 
 
 def test_threads_beyond_physical_cores_warn() -> None:
-    assert doctor.check_threads(machine(cores=4), LoadProfile(n_threads=8)).status == "warn"
-    assert doctor.check_threads(machine(cores=4), LoadProfile(n_threads=4)).status == "ok"
+    assert check_threads(machine(cores=4), LoadProfile(n_threads=8)).status == "warn"
+    assert check_threads(machine(cores=4), LoadProfile(n_threads=4)).status == "ok"
 
 
 def test_codegemma_7b_kv_cache_is_448_kib_per_token(codegemma7b_info: Any) -> None:
@@ -136,9 +137,9 @@ def test_codegemma_7b_kv_cache_is_448_kib_per_token(codegemma7b_info: Any) -> No
 
 
 def test_memory_check_against_model_and_kv(codegemma7b_info: Any) -> None:
-    small = doctor.check_memory(machine(ram=8 * GIB), LoadProfile(), codegemma7b_info)[0]
+    small = check_memory(machine(ram=8 * GIB), LoadProfile(), codegemma7b_info)[0]
     assert small.status == "fail" and "KV 3.50 GiB" in small.detail and "q8_0" in small.fix
-    big = doctor.check_memory(machine(ram=64 * GIB), LoadProfile(), codegemma7b_info)[0]
+    big = check_memory(machine(ram=64 * GIB), LoadProfile(), codegemma7b_info)[0]
     assert big.status == "ok"
 
 

@@ -58,15 +58,11 @@ reports record them.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 import os
 import secrets
-import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -79,6 +75,17 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from cgstudio.evaluation import cgroups, rootfs
+from cgstudio.evaluation.sandbox_process import (
+    FALLBACK_PROCESSES,
+    SANDBOX_UID,
+    SYSTEM_PATH,
+    command,
+    drop_to,
+    init_config,
+    kill_group,
+    read_status,
+    unshare_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +94,7 @@ IsolationMode = Literal["root-drop", "userns", "none"]
 MemoryContainment = Literal["cgroup-v2", "cgroup-v1", "rlimit"]
 
 DEFAULT_TIMEOUT_S = 10.0
-SANDBOX_UID = SANDBOX_GID = 65534  # nobody/nogroup
-FALLBACK_PROCESSES = 4  # without a cgroup: RLIMIT_NPROC, and RLIMIT_AS = memory_bytes / this
 STDERR_TAIL_CHARS = 2000
-_INIT_SCRIPT = Path(__file__).with_name("_sandbox_init.py")
-_HARNESS = Path(__file__).with_name("_sandbox_harness.py")
-_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_GROUP_EXIT_WAIT_S = 5.0
 _EARLY_EXIT = (
     "\nsandbox: the program exited with status 0 before its end (exit(), quit(), sys.exit(0), "
     "os._exit(0) or SystemExit): not a pass"
@@ -162,13 +163,9 @@ _detected_mode: IsolationMode | None = None
 _probe_results: dict[IsolationMode, str | None] = {}
 
 
-def _unshare() -> str | None:
-    return shutil.which("unshare", path=_SYSTEM_PATH)
-
-
 def candidate_modes() -> list[IsolationMode]:
     """Namespace modes worth trying here, strongest first (empty off Linux or without unshare)."""
-    if not sys.platform.startswith("linux") or _unshare() is None:
+    if not sys.platform.startswith("linux") or unshare_path() is None:
         return []
     return ["root-drop", "userns"] if os.geteuid() == 0 else ["userns"]
 
@@ -223,7 +220,7 @@ def containment(mode: IsolationMode, limits: Limits | None = None) -> dict[str, 
     limits = limits or Limits()
     support = cgroups.support()
     root = os.geteuid() == 0
-    drop = _drop_to(mode) is not None
+    drop = drop_to(mode) is not None
     warnings: list[str] = []
     if mode == "none":
         warnings.append(
@@ -343,7 +340,7 @@ def _run(source: str, limits: Limits, mode: IsolationMode) -> Outcome:
                 open(host_dir / "result", "w+b") as result,
             ):
                 try:
-                    config = _config(mode, limits, program, group, result.fileno())
+                    config = init_config(mode, limits, program, group, result.fileno())
                 except rootfs.RootPlanError as exc:
                     return Outcome("error", 0.0, f"cannot build the sandbox root: {exc}", mode, memory=memory)
                 started = time.monotonic()
@@ -352,12 +349,12 @@ def _run(source: str, limits: Limits, mode: IsolationMode) -> Outcome:
                     os.write(token_out, token)  # 32 bytes: the pipe buffer holds them
                     os.close(token_out)
                     proc = subprocess.Popen(
-                        _command(mode, config),
+                        command(mode, config),
                         stdin=token_in,
                         stdout=status,
                         stderr=err,
                         cwd=workdir,
-                        env={"PATH": _SYSTEM_PATH, "LANG": "C.UTF-8"},
+                        env={"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"},
                         start_new_session=True,  # its own process group, killed as a whole
                         pass_fds=(result.fileno(),),
                     )
@@ -371,7 +368,7 @@ def _run(source: str, limits: Limits, mode: IsolationMode) -> Outcome:
                 except subprocess.TimeoutExpired:
                     timed_out = True
                 # Also after a normal exit: without namespaces, background children may linger.
-                _kill_group(proc)
+                kill_group(proc)
                 if group is not None:
                     group.kill()
                 duration = time.monotonic() - started
@@ -379,7 +376,7 @@ def _run(source: str, limits: Limits, mode: IsolationMode) -> Outcome:
                 reached_end = token in result.read(4096)
                 oom = group is not None and group.oom_killed()
                 outcome = _outcome(
-                    mode, proc.returncode, timed_out, duration, _tail(err), _status(status), reached_end
+                    mode, proc.returncode, timed_out, duration, _tail(err), read_status(status), reached_end
                 )
                 note = ""
                 if oom:
@@ -401,144 +398,11 @@ def _run(source: str, limits: Limits, mode: IsolationMode) -> Outcome:
                 group.remove()
 
 
-def _config(
-    mode: IsolationMode, limits: Limits, program: Path, group: cgroups.RunGroup | None, result_fd: int
-) -> dict[str, Any]:
-    plan = rootfs.root_plan() if mode != "none" else {"binds": [], "symlinks": [], "devices": []}
-    sandbox_workdir = rootfs.workdir_for(plan) if mode != "none" else str(program.parent)
-    drop = _drop_to(mode)
-    if mode == "none" and drop is not None:
-        for path in (program.parent, program):
-            os.chown(path, *drop)
-    if group is None:
-        # No cgroup: bound the total by processes x per-process address space.
-        processes = min(limits.processes, FALLBACK_PROCESSES)
-        memory = limits.memory_bytes // processes
-    else:
-        processes, memory = limits.processes, limits.memory_bytes
-    return {
-        "mode": mode,
-        "program": str(program),
-        "workdir": str(program.parent),
-        "sandbox_workdir": sandbox_workdir,
-        "root_dir": str(program.parent.parent / "root"),
-        "root_plan": plan,
-        "python": sys.executable,
-        "harness": _HARNESS.read_text(encoding="utf-8"),
-        "result_fd": result_fd,
-        # Scrubbed: nothing of ours (API keys, tokens, paths) reaches the program.
-        "env": {
-            "PATH": _SYSTEM_PATH,
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "HOME": sandbox_workdir,
-            "TMPDIR": sandbox_workdir,
-        },
-        "limits": {
-            "cpu_s": limits.cpu_limit_s(),
-            "memory_bytes": memory,
-            "processes": processes,
-            "file_bytes": limits.file_bytes,
-        },
-        "tmpfs_bytes": limits.tmpfs_bytes,
-        "drop_to": drop,
-        "cgroup_procs": group.procs_files if group is not None else [],
-    }
-
-
-def _command(mode: IsolationMode, config: dict[str, Any]) -> list[str]:
-    init = [sys.executable, "-I", "-S", str(_INIT_SCRIPT), json.dumps(config)]
-    if mode == "none":
-        return init
-    unshare = _unshare() or "unshare"
-    namespaces = ["--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private"]
-    namespaces += ["--mount", "--net", "--ipc", "--uts"]
-    if mode == "userns":
-        namespaces += ["--user", "--map-root-user"]
-    return [unshare, *namespaces, "--", *init]
-
-
-def _drop_to(mode: IsolationMode) -> tuple[int, int] | None:
-    """The (uid, gid) the program drops to: nobody in root-drop, and in "none" when we are root and
-    nobody can reach the interpreter; else None (it keeps the uid it starts with)."""
-    if mode == "root-drop":
-        return SANDBOX_UID, SANDBOX_GID
-    if mode == "none" and os.geteuid() == 0 and _others_can_run_interpreter():
-        return SANDBOX_UID, SANDBOX_GID
-    return None
-
-
-def _others_can_run_interpreter() -> bool:
-    """True if a user with no special rights can traverse to and run the interpreter and its
-    prefixes (every directory on the way has o+x)."""
-    for path in {os.path.realpath(p) for p in (sys.executable, sys.prefix, sys.base_prefix)}:
-        current = path
-        while True:
-            try:
-                mode = os.stat(current).st_mode
-            except OSError:
-                return False
-            if not mode & stat.S_IXOTH:
-                return False
-            parent = os.path.dirname(current)
-            if parent == current:
-                break
-            current = parent
-    return True
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the process group (``unshare``, the namespace init and anything that stayed in the
-    group), reap ``proc``, then wait until no live process of the group remains. When isolated,
-    killing the init tears down the PID namespace; the kernel finishes that before the init
-    becomes a zombie, so an empty group means an empty namespace."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.monotonic() + _GROUP_EXIT_WAIT_S
-    while _group_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while a non-zombie process has process group ``pgid`` (Linux /proc; else False)."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return False
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
 def _tail(fh: BinaryIO) -> str:
     fh.seek(0, os.SEEK_END)
     size = fh.tell()
     fh.seek(max(0, size - 4 * STDERR_TAIL_CHARS))
     return fh.read().decode("utf-8", "replace")[-STDERR_TAIL_CHARS:]
-
-
-def _status(fh: BinaryIO) -> dict[str, Any]:
-    fh.seek(0)
-    status: dict[str, Any] = {}
-    for line in fh.read(65536).decode("utf-8", "replace").splitlines():
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(item, dict):
-            # A setup error from the forked child comes before the init's own exit record.
-            for key, value in item.items():
-                status.setdefault(key, value)
-    return status
 
 
 def _outcome(

@@ -8,35 +8,22 @@ import click
 
 from cgstudio.cli.options import emit_json, json_option
 
-KEY_TOKENS = (
-    "<pad>",
-    "<eos>",
-    "<bos>",
-    "<unk>",
-    "<|fim_prefix|>",
-    "<|fim_middle|>",
-    "<|fim_suffix|>",
-    "<|file_separator|>",
-    "<start_of_turn>",
-    "<end_of_turn>",
-    "<|fim_pad|>",
-    "<|file_sep|>",
-    "<|repo_name|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|endoftext|>",
-)
+
+def key_tokens() -> tuple[str, ...]:
+    """The special tokens ``inspect`` lists when present: every registered family's, in registration order."""
+    from cgstudio.families import FAMILIES
+
+    return tuple(dict.fromkeys(t for family in FAMILIES.values() for t in family.key_tokens))
 
 
 def describe(path: str, variant_override: str = "auto") -> dict[str, Any]:
     from cgstudio.engine.llamacpp import inspect_model
-    from cgstudio.families.detect import detect_family, detect_variant
-    from cgstudio.prompts.registry import FORMATS
+    from cgstudio.families import profile
 
     info = inspect_model(path)
-    family = detect_family(info)
-    variant = detect_variant(info, variant_override)
-    special = {t: info.special_tokens[t] for t in KEY_TOKENS if t in info.special_tokens}
+    prof = profile(info, variant_override)
+    family, variant = prof.family.name, prof.variant
+    special = {t: info.special_tokens[t] for t in key_tokens() if t in info.special_tokens}
     for tid in (info.bos_id, info.eos_id, info.eot_id):
         if tid is not None:
             name = next((t for t, i in info.special_tokens.items() if i == tid), None)
@@ -51,7 +38,7 @@ def describe(path: str, variant_override: str = "auto") -> dict[str, Any]:
         "variant": variant.variant,
         "variant_confidence": variant.confidence,
         "variant_reason": variant.reason,
-        "fim": FORMATS.get(family, FORMATS["unknown"]).fim is not None,
+        "fim": prof.fim,
         "special_tokens": special,
         "bos_id": info.bos_id,
         "add_bos": info.add_bos,

@@ -37,13 +37,11 @@ from cgstudio.engine.llamacpp.gguf_check import validate_model_file
 
 
 def model_checks(p: VocabProbe, profile: LoadProfile, path: str) -> tuple[list[Check], dict[str, Any]]:
-    from cgstudio.families.detect import detect_family, detect_variant
-    from cgstudio.prompts.registry import FORMATS
+    from cgstudio.families import profile as family_profile
 
     info = p.info
-    family = detect_family(info)
-    variant = detect_variant(info)
-    fim = FORMATS.get(family, FORMATS["unknown"]).fim is not None
+    prof = family_profile(info)
+    family, variant, fim = prof.family.name, prof.variant, prof.fim
     supported = family != "unknown"
     checks = [
         Check(

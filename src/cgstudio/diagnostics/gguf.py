@@ -13,6 +13,9 @@ from cgstudio.core.settings import LoadProfile
 from cgstudio.diagnostics.check import Check
 from cgstudio.diagnostics.memory import trained_context
 from cgstudio.engine.llamacpp.handle import ModelHandle
+from cgstudio.families import FAMILIES, codegemma
+from cgstudio.families import gemma as gemma_family
+from cgstudio.families import get as get_family
 
 # Exact reproduction is the point: tabs, runs of spaces, blank lines, a leading keyword, non-ASCII.
 ROUNDTRIP_SAMPLE = (
@@ -66,9 +69,8 @@ def probe(path: Path, token_texts: tuple[str, ...]) -> VocabProbe:
 
 
 def fim_texts(family: str) -> tuple[str, ...]:
-    if family == "qwen2.5-coder":
-        return ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_sep|>")
-    return ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>")
+    """The family's FIM tokens (prefix, suffix, middle, file separator); CodeGemma's for a family without."""
+    return (get_family(family).fim or codegemma.FIM).tokens
 
 
 def _named_codegemma(info: ModelInfo) -> bool:
@@ -83,8 +85,8 @@ def check_special_ids(p: VocabProbe, family: str, path: str) -> list[Check]:
     out: list[Check] = []
     gemma = family in GEMMA_FAMILIES
     for role, key, want in (
-        ("bos", "tokenizer.ggml.bos_token_id", "<bos>"),
-        ("eos", "tokenizer.ggml.eos_token_id", "<eos>"),
+        ("bos", "tokenizer.ggml.bos_token_id", gemma_family.BOS),
+        ("eos", "tokenizer.ggml.eos_token_id", gemma_family.EOS),
     ):
         tid = info.bos_id if role == "bos" else info.eos_id
         text = p.texts.get(tid) if tid is not None else None
@@ -201,7 +203,8 @@ def check_fim(p: VocabProbe, family: str) -> Check:
 
 def check_end_of_turn(p: VocabProbe, family: str, variant: str) -> Check:
     info = p.info
-    turn = {"codegemma": "<end_of_turn>", "gemma": "<end_of_turn>", "qwen2.5-coder": "<|im_end|>"}.get(family)
+    vocab = get_family(family).vocab
+    turn = vocab.eot if vocab is not None else None
     chatty = variant == "instruction-tuned" or bool(info.chat_template)
     if turn is None:
         eot = info.eot_id if info.eot_id is not None else info.eos_id
@@ -273,4 +276,8 @@ def check_context(info: ModelInfo, profile: LoadProfile) -> Check:
 
 def probe_texts() -> tuple[str, ...]:
     """The token texts ``probe`` looks up: every family's FIM, turn and file-separator tokens."""
-    return (*fim_texts("codegemma"), "<|file_sep|>", "<end_of_turn>", "<start_of_turn>", "<|im_end|>")
+    texts: list[str | None] = [*fim_texts("codegemma")]
+    for fam in FAMILIES.values():
+        texts += [*(fam.fim.tokens if fam.fim else ()), fam.chat.turn_end, fam.chat.turn_start]
+        texts.append(fam.vocab.eot if fam.vocab else None)
+    return tuple(dict.fromkeys(t for t in texts if t))

@@ -120,12 +120,10 @@ def _search(info: ModelInfo, ram: int, vram: int | None) -> tuple[LoadProfile, M
 
 
 def _variant_advice(info: ModelInfo, task: UseCase, ram: int) -> dict[str, Any]:
-    from cgstudio.families.detect import detect_family, detect_variant
-    from cgstudio.prompts.registry import FORMATS
+    from cgstudio.families import profile
 
-    family = detect_family(info)
-    v = detect_variant(info)
-    fim = FORMATS.get(family, FORMATS["unknown"]).fim is not None
+    prof = profile(info)
+    family, v, fim = prof.family.name, prof.variant, prof.fim
     big_fits = Q4_SIZES["codegemma-7b"] + 2 * GIB <= ram
     if task == "completion":
         fits = fim and (v.variant != "instruction-tuned" or family != "codegemma")

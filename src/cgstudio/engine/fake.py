@@ -13,13 +13,14 @@ from cgstudio.core.engine import (
     TokenKind,
     TokenStream,
 )
+from cgstudio.families import gemma
 
 EOS = 1
 BOS = 2
 
 
 class FakeEngine(Engine):
-    """Token ids 0..2 are <pad>/<eos>/<bos>; ids from 10 are the scripted output pieces in order."""
+    """Token ids 0..2 are pad/eos/bos (Gemma spellings); ids from 10 are the scripted output pieces."""
 
     def __init__(self, pieces: list[bytes], *, end_with_eos: bool = True, n_ctx: int = 4096) -> None:
         self.pieces = pieces
@@ -46,7 +47,7 @@ class FakeEngine(Engine):
             add_bos=True,
             add_space_prefix=False,
             n_vocab=10 + len(pieces),
-            special_tokens={"<pad>": 0, "<eos>": EOS, "<bos>": BOS},
+            special_tokens={gemma.PAD: 0, gemma.EOS: EOS, gemma.BOS: BOS},
             special_kinds={0: TokenKind.CONTROL, EOS: TokenKind.CONTROL, BOS: TokenKind.CONTROL},
         )
 
@@ -58,7 +59,7 @@ class FakeEngine(Engine):
             return bytes([token - 1000])
         if token >= 10:
             return self.pieces[token - 10]
-        return {0: b"<pad>", EOS: b"<eos>", BOS: b"<bos>"}[token] if special else b""
+        return {0: gemma.PAD, EOS: gemma.EOS, BOS: gemma.BOS}[token].encode() if special else b""
 
     def token_kind(self, token: int) -> TokenKind:
         return self.info.special_kinds.get(token, TokenKind.NORMAL)

@@ -19,19 +19,18 @@ server only generates, exactly as ``cgstudio serve --backend openai`` does.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-
 from cgstudio.core.errors import UpstreamError, UsageError
 from cgstudio.engine.remote import upstream_settings
 from cgstudio.evaluation.backends import EngineBackend
 from cgstudio.evaluation.cache import remote_fingerprint
 from cgstudio.evaluation.protocol import Generated, GenRequest
+from cgstudio.families import variant_from_name
 from cgstudio.session.remote import open_remote_model
 
 if TYPE_CHECKING:
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from cgstudio.core.settings import Settings
 
 _RETRIES = 3
-_IT = re.compile(r"(?:^|[-_ .:/])(it|instruct|chat)(?:$|[-_ .:/])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class RemoteReply:
 def guess_variant(model: str) -> str:
     """ "instruction-tuned" when the served name says so (``-it``, ``instruct``, ``chat``), else
     "pretrained": a server does not tell, and ``--variant`` overrides."""
-    return "instruction-tuned" if _IT.search(model) else "pretrained"
+    return variant_from_name(model)
 
 
 class RemoteModel:

@@ -1,2 +1,40 @@
 """Model families: what each family's tokens, prompt orders and variants are, and how to tell a
-family from a GGUF's metadata and vocabulary."""
+family from a GGUF's metadata and vocabulary. One ``Family`` record per family (``base``), one
+module per family, a registry (``register``, ``FAMILIES``, ``detect``, ``family_from_name``) and
+``profile(info)``; every other package asks here instead of spelling a token itself."""
+
+from cgstudio.families.base import ChatFormat, Family, FimTokens, RemoteVocab, VariantHints
+from cgstudio.families.profile import (
+    ModelProfile,
+    Variant,
+    VariantGuess,
+    detect_variant,
+    profile,
+    suggested_variant_name,
+    variant_from_name,
+)
+from cgstudio.families.registry import FAMILIES, UNKNOWN, detect, family_from_name, get, register, unregister
+from cgstudio.families.unknown import FOREIGN_FIM_MARKERS
+
+__all__ = [
+    "FAMILIES",
+    "FOREIGN_FIM_MARKERS",
+    "UNKNOWN",
+    "ChatFormat",
+    "Family",
+    "FimTokens",
+    "ModelProfile",
+    "RemoteVocab",
+    "Variant",
+    "VariantGuess",
+    "VariantHints",
+    "detect",
+    "detect_variant",
+    "family_from_name",
+    "get",
+    "profile",
+    "register",
+    "suggested_variant_name",
+    "unregister",
+    "variant_from_name",
+]

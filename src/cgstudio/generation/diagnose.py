@@ -6,21 +6,23 @@ import re
 
 from cgstudio.core.engine import DecodeStats, ModelInfo
 from cgstudio.core.prompt import GuardWarning, Prompt
+from cgstudio.families import codegemma, gemma, qwen25_coder
+
+
+def _either(*texts: str) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(t) for t in texts))
+
 
 # Chat markup of other families, as users paste it from tutorials.
 FOREIGN_MARKUP: dict[str, re.Pattern[str]] = {
     "llama-2 ([INST])": re.compile(r"\[INST\]|\[/INST\]|<<SYS>>"),
-    "ChatML (<|im_start|>)": re.compile(r"<\|im_start\|>|<\|im_end\|>"),
+    qwen25_coder.FAMILY.label: _either(qwen25_coder.IM_START, qwen25_coder.IM_END),
     "Llama 3 (<|start_header_id|>)": re.compile(r"<\|start_header_id\|>|<\|eot_id\|>|<\|begin_of_text\|>"),
-    "Gemma (<start_of_turn>)": re.compile(r"<start_of_turn>|<end_of_turn>"),
+    gemma.FAMILY.label: _either(gemma.START_OF_TURN, gemma.END_OF_TURN),
     "Alpaca (### Instruction)": re.compile(r"^### (Instruction|Response):", re.MULTILINE),
     "Vicuna / Mistral (<s>)": re.compile(r"^<s>|</s>"),
 }
-OWN_MARKUP = {
-    "gemma": "Gemma (<start_of_turn>)",
-    "codegemma": "Gemma (<start_of_turn>)",
-    "qwen2.5-coder": "ChatML (<|im_start|>)",
-}
+OWN_MARKUP = {f.name: f.label for f in (gemma.FAMILY, codegemma.FAMILY, qwen25_coder.FAMILY)}
 
 
 def empty_output_warning(

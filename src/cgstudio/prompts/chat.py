@@ -1,7 +1,8 @@
 """Chat prompts as token ids.
 
-Gemma / CodeGemma (built token by token; used for gemma* GGUFs, with or without a template):
-    <bos><start_of_turn>user\\n{msg}<end_of_turn>\\n<start_of_turn>model\\n
+Families whose chat format is "gemma-turns" (Gemma / CodeGemma; built token by token, with or
+without a template in the GGUF), with the turn spellings from the family's ``ChatFormat``:
+    <bos>{turn_start}user\\n{msg}{turn_end}\\n{turn_start}model\\n
 Roles alternate user/model; a system message is folded into the first user turn.
 
 Other families use the GGUF's own Jinja chat template. Message contents are swapped for
@@ -35,6 +36,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from cgstudio.core.errors import ContextOverflowError, InvalidInputError, UnsupportedModeError
 from cgstudio.core.prompt import ChatMessage, GuardWarning, Prompt
+from cgstudio.families import gemma
+from cgstudio.families.base import ChatFormat
 from cgstudio.prompts.vocab import Vocab
 
 ChatRenderer = Callable[[Vocab, Sequence[ChatMessage]], list[int]]
@@ -71,8 +74,10 @@ def normalise(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     return turns
 
 
-def render_gemma(vocab: Vocab, messages: Sequence[ChatMessage]) -> list[int]:
-    start, end = vocab.id("<start_of_turn>"), vocab.id("<end_of_turn>")
+def render_gemma(vocab: Vocab, messages: Sequence[ChatMessage], chat: ChatFormat = gemma.TURNS) -> list[int]:
+    """Gemma turns, with the turn spellings of ``chat`` (a family's "gemma-turns" format)."""
+    assert chat.turn_start is not None and chat.turn_end is not None, "a gemma-turns format names its turns"
+    start, end = vocab.id(chat.turn_start), vocab.id(chat.turn_end)
     out = [vocab.bos_id] if vocab.bos_id is not None else []
     for m in normalise(messages):
         role = "model" if m.role == "assistant" else "user"

@@ -1,59 +1,19 @@
 """Fill-in-the-middle prompts (PSM order) with file paths and multi-file context.
 
-CodeGemma (arXiv 2406.11409, Figures 2 and 4):
-    <bos>a.py\\n{a}<|file_separator|>b.py\\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>
-Qwen2.5-Coder (repo-level format from its model card):
-    <|repo_name|>{repo}\\n<|file_sep|>a.py\\n{a}\\n<|file_sep|>b.py\\n<|fim_prefix|>...<|fim_middle|>
+The tokens, their order and the context-file layout come from the family's ``FimTokens``
+(``cgstudio.families``): CodeGemma puts a file separator after each context file, Qwen2.5-Coder a
+repo-name header and a separator before each file.
 No whitespace is added around the user's prefix or suffix and none is stripped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cgstudio.core.errors import ContextOverflowError
 from cgstudio.core.prompt import ContextFile, GuardWarning, Prompt
+from cgstudio.families.base import FimTokens
 from cgstudio.prompts.vocab import Vocab
 
-
-@dataclass(frozen=True)
-class FimSpec:
-    prefix: str
-    suffix: str
-    middle: str
-    file_sep: str
-    stop_texts: tuple[str, ...]  # besides eos/eot
-    add_bos: bool
-    repo_style: bool  # Qwen: <|repo_name|> header, separator before each file
-
-
-CODEGEMMA_FIM = FimSpec(
-    "<|fim_prefix|>",
-    "<|fim_suffix|>",
-    "<|fim_middle|>",
-    "<|file_separator|>",
-    stop_texts=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>", "<end_of_turn>"),
-    add_bos=True,
-    repo_style=False,
-)
-QWEN_FIM = FimSpec(
-    "<|fim_prefix|>",
-    "<|fim_suffix|>",
-    "<|fim_middle|>",
-    "<|file_sep|>",
-    stop_texts=(
-        "<|fim_prefix|>",
-        "<|fim_suffix|>",
-        "<|fim_middle|>",
-        "<|fim_pad|>",
-        "<|file_sep|>",
-        "<|repo_name|>",
-        "<|im_end|>",
-        "<|endoftext|>",
-    ),
-    add_bos=False,
-    repo_style=True,
-)
+FimSpec = FimTokens  # a family's FIM part (cgstudio.families.base.FimTokens)
 
 
 def stop_ids(vocab: Vocab, texts: tuple[str, ...]) -> frozenset[int]:
@@ -161,8 +121,8 @@ def _context_files(
         else:
             blocks.append([*vocab.plain(f"{f.path}\n{f.text}"), sep])
     header: list[int] = []
-    if spec.repo_style and vocab.has("<|repo_name|>"):
-        header = [vocab.id("<|repo_name|>"), *vocab.plain("repo\n")]
+    if spec.repo_style and spec.repo_name is not None and vocab.has(spec.repo_name):
+        header = [vocab.id(spec.repo_name), *vocab.plain("repo\n")]
     # The files nearest the end of the list are kept first: callers put the most relevant last.
     kept: list[list[int]] = []
     used = len(header)

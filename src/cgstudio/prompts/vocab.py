@@ -63,7 +63,7 @@ class Vocab:
         out: list[int] = []
         for piece, is_special in self._split(text):
             if is_special:
-                # "<|fim_suffix|>" -> "<" + "|fim_suffix|>": neither half can be the token.
+                # "<|x|>" -> "<" + "|x|>": neither half can be the token.
                 out.extend(self._checked(piece[:1]))
                 out.extend(self.plain(piece[1:]))
             else:

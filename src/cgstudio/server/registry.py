@@ -30,8 +30,7 @@ from pydantic import ValidationError
 from cgstudio.core.engine import Engine, ModelInfo
 from cgstudio.core.errors import ModelNotFoundError, OverloadedError, SettingsError
 from cgstudio.core.settings import LoadProfile, Settings, format_validation_error
-from cgstudio.families.detect import detect_family, detect_variant
-from cgstudio.prompts.registry import FORMATS
+from cgstudio.families import profile
 from cgstudio.server.config import ModelSpec, ServerSettings
 from cgstudio.server.prometheus import Metrics
 from cgstudio.session.model import CodeModel
@@ -75,9 +74,8 @@ class ModelMeta:
 
     @classmethod
     def from_info(cls, info: ModelInfo, settings: Settings, path: Path) -> ModelMeta:
-        family = detect_family(info)
-        variant = detect_variant(info, settings.guards.variant)
-        fmt = FORMATS.get(family)
+        prof = profile(info, settings.guards.variant)
+        family, variant = prof.family.name, prof.variant
         try:
             modified = path.stat().st_mtime
         except OSError:
@@ -86,7 +84,7 @@ class ModelMeta:
             family=family,
             variant=variant.variant,
             variant_reason=variant.reason,
-            fim=fmt is not None and fmt.fim is not None,
+            fim=prof.fim,
             architecture=info.architecture,
             size_bytes=info.size_bytes,
             n_params=info.n_params,

@@ -5,7 +5,7 @@ Every kind goes through CodeModel's prompt builders and the one pipeline:
     plain   a continuation in cgstudio's template  CodeModel.stream_complete   user text stays text
     raw     a client-rendered prompt               CodeModel.stream_raw        control-token text -> tokens
     chat    messages                               CodeModel.stream_chat       user text stays text
-    infill  llama.cpp /infill: FIM prompt, then the cursor line's text after <fim_middle>
+    infill  llama.cpp /infill: FIM prompt, then the cursor line's text after the FIM middle token
             (CodeModel.prompt_complete + Vocab.plain, then CodeModel.run_prompt like the others)
 The functions here run in worker threads (they tokenize and decode).
 """
@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from cgstudio.core.errors import InvalidInputError
 from cgstudio.core.prompt import ContextFile, GuardWarning, Prompt
+from cgstudio.families import FOREIGN_FIM_MARKERS
 from cgstudio.generation.pipeline import Chunk
 from cgstudio.generation.stops import check_stop_strings
 from cgstudio.server.registry import KEEP_DEFAULT, RouteTask
@@ -27,7 +28,7 @@ from cgstudio.session.model import CodeModel, check_text
 Kind = Literal["fim", "plain", "raw", "chat", "infill"]
 FILL_CONTEXT = -1  # max_tokens meaning "as much as fits" (llama.cpp n_predict -1, Ollama num_predict -1/-2)
 # Marker texts that end the prefix part of a client-rendered FIM prompt (used to compare documents).
-RAW_SUFFIX_MARKERS = ("<|fim_suffix|>", "<fim_suffix>", "<SUF>", "<｜fim▁hole｜>")
+RAW_SUFFIX_MARKERS = FOREIGN_FIM_MARKERS
 
 
 @dataclass
@@ -38,7 +39,7 @@ class GenSpec:
     model: str | None = None
     prompt: str = ""  # prefix (fim, plain, infill), raw text (raw)
     suffix: str = ""
-    middle: str = ""  # infill: text left of the cursor on its line, placed after <fim_middle>
+    middle: str = ""  # infill: text left of the cursor on its line, placed after the FIM middle token
     messages: list[dict[str, str]] | None = None
     files: tuple[ContextFile, ...] = ()
     path: str | None = None

@@ -23,7 +23,7 @@ from cgstudio.core.errors import (
 )
 from cgstudio.core.prompt import ChatMessage, ContextFile, GuardWarning, Prompt
 from cgstudio.core.settings import GuardSettings, LoadProfile, SamplingParams, Settings, load_settings
-from cgstudio.families.detect import VariantGuess, detect_family, detect_variant, suggested_variant_name
+from cgstudio.families import ModelProfile, VariantGuess, profile
 from cgstudio.generation.codeblocks import extract_code
 from cgstudio.generation.pipeline import Chunk, Result, RunContext, cancelled_run, run
 from cgstudio.prompts.chat import ChatBuildCancelled, build_chat
@@ -61,9 +61,10 @@ class CodeModel:
         self.settings = settings
         self.alias = alias or Path(engine.info.path).stem
         self.vocab = Vocab(engine)
-        self.family = detect_family(engine.info)
-        self.format: FamilyFormat = get_format(self.family, self.vocab)
-        self.variant: VariantGuess = detect_variant(engine.info, settings.guards.variant)
+        self.profile: ModelProfile = profile(engine.info, settings.guards.variant)
+        self.family = self.profile.family.name
+        self.format: FamilyFormat = get_format(self.profile.family, self.vocab)
+        self.variant: VariantGuess = self.profile.variant
 
     @property
     def fim_capable(self) -> bool:
@@ -178,7 +179,7 @@ class CodeModel:
         if self.variant.variant == "pretrained":
             problem = (
                 f"{self.alias} is a pretrained completion model ({self.variant.reason}); "
-                f"for chat use {suggested_variant_name(self.family, self.engine.info, 'chat')}"
+                f"for chat use {self.profile.suggested_variant_name('chat')}"
             )
         return self._mark(prompt), problem
 

@@ -257,12 +257,11 @@ def describe_file(
 ) -> StoredModel:
     """Inspect ``path`` (vocabulary only, fast) and build its registry entry."""
     from cgstudio.engine.llamacpp import inspect_model
-    from cgstudio.families.detect import detect_family, detect_variant
-    from cgstudio.prompts.registry import FORMATS
+    from cgstudio.families import profile
 
     info = inspect_model(path)
-    family = detect_family(info)
-    variant = detect_variant(info)
+    prof = profile(info)
+    family, variant = prof.family.name, prof.variant
     return StoredModel(
         alias=alias,
         path=str(path),
@@ -273,7 +272,7 @@ def describe_file(
         name=info.name,
         quantization=info.quantization,
         size_bytes=info.size_bytes,
-        fim=FORMATS.get(family, FORMATS["unknown"]).fim is not None,
+        fim=prof.fim,
         managed=managed,
         source=source,
         sha256=sha256,

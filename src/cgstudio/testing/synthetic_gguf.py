@@ -4,9 +4,11 @@ The file has llama.cpp's `gemma` architecture (LLM_ARCH_GEMMA: RMS norms, GeGLU 
 `token_embd.weight`) and a SentencePiece-style (`tokenizer.ggml.model = "llama"`) vocabulary that puts
 CodeGemma's special tokens at CodeGemma's ids:
 
-    0 <pad>   1 <eos>   2 <bos>   3 <unk>
-    67 <|fim_prefix|>   68 <|fim_middle|>   69 <|fim_suffix|>   70 <|file_separator|>
-    106 <start_of_turn>   107 <end_of_turn>
+    0 pad   1 eos   2 bos   3 unk
+    67 FIM prefix   68 FIM middle   69 FIM suffix   70 file separator
+    106 start of turn   107 end of turn
+
+(the spellings are ``cgstudio.families.codegemma``'s and ``cgstudio.families.gemma``'s).
 
 Every other id below 108 is a placeholder (`<mask>`, `<2mass>`, `[@BOS@]`, `<unusedN>`, as in Gemma).
 After them come about 680 code-ish text pieces (single printable ASCII characters, `▁` runs for
@@ -15,9 +17,9 @@ spaces, newlines, keywords) and the 256 byte tokens `<0x00>`..`<0xFF>`, so any U
 SPM merge loop can reach each of them.
 
 Converters disagree on the type of the FIM and turn tokens (CONTROL or USER_DEFINED); pick with
-`special_token_type`. Note that llama.cpp itself adds the CONTROL attribute to `<end_of_turn>` (an
-end-of-generation token) whatever the file says, and to `<|fim_prefix|>`/`<|fim_middle|>`/
-`<|fim_suffix|>` when their ids are not given in the metadata (`fim_id_keys="none"`), because it then
+`special_token_type`. Note that llama.cpp itself adds the CONTROL attribute to the end-of-turn token (an
+end-of-generation token) whatever the file says, and to the FIM prefix/middle/suffix
+tokens when their ids are not given in the metadata (`fim_id_keys="none"`), because it then
 finds them by their text.
 
     python -m cgstudio.testing.synthetic_gguf OUT.gguf [--user-defined] [--no-fim]
@@ -33,6 +35,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from cgstudio.families import codegemma, gemma
 
 __all__ = [
     "BOS_ID",
@@ -73,16 +77,16 @@ EOT_ID = 107
 
 #: CodeGemma's special tokens by id (the FIM ones are absent from a file written with include_fim=False).
 SPECIAL_TOKENS: dict[int, str] = {
-    PAD_ID: "<pad>",
-    EOS_ID: "<eos>",
-    BOS_ID: "<bos>",
-    UNK_ID: "<unk>",
-    FIM_PREFIX_ID: "<|fim_prefix|>",
-    FIM_MIDDLE_ID: "<|fim_middle|>",
-    FIM_SUFFIX_ID: "<|fim_suffix|>",
-    FILE_SEPARATOR_ID: "<|file_separator|>",
-    START_OF_TURN_ID: "<start_of_turn>",
-    EOT_ID: "<end_of_turn>",
+    PAD_ID: gemma.PAD,
+    EOS_ID: gemma.EOS,
+    BOS_ID: gemma.BOS,
+    UNK_ID: gemma.UNK,
+    FIM_PREFIX_ID: codegemma.FIM_PREFIX,
+    FIM_MIDDLE_ID: codegemma.FIM_MIDDLE,
+    FIM_SUFFIX_ID: codegemma.FIM_SUFFIX,
+    FILE_SEPARATOR_ID: codegemma.FILE_SEPARATOR,
+    START_OF_TURN_ID: gemma.START_OF_TURN,
+    EOT_ID: gemma.END_OF_TURN,
 }
 FIM_IDS: tuple[int, ...] = (FIM_PREFIX_ID, FIM_MIDDLE_ID, FIM_SUFFIX_ID, FILE_SEPARATOR_ID)
 
@@ -96,9 +100,13 @@ CODEGEMMA_CHAT_TEMPLATE = (
     "{% endif %}"
     "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}"
     "{% else %}{% set role = message['role'] %}{% endif %}"
-    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{{ '"
+    + gemma.START_OF_TURN
+    + "' + role + '\n' + message['content'] | trim + '"
+    + gemma.END_OF_TURN
+    + "\n' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
+    "{% if add_generation_prompt %}{{'" + gemma.START_OF_TURN + "model\n'}}{% endif %}"
 )
 
 # SentencePiece token types, as gguf.TokenType / llama.cpp's llama_token_type (kept here so that the
@@ -158,13 +166,23 @@ def _text_pieces() -> list[str]:
 
 
 def build_vocab(
-    *, special_token_type: SpecialTokenType = "control", include_fim: bool = True
+    *,
+    special_token_type: SpecialTokenType = "control",
+    include_fim: bool = True,
+    extra_special_tokens: Mapping[int, str] | None = None,
 ) -> list[VocabEntry]:
     """The synthetic CodeGemma vocabulary, indexed by token id.
 
     `special_token_type` is the type of the FIM and turn tokens (67..70, 106, 107); `include_fim=False`
-    puts `<unusedN>` placeholders at 67..70 instead of the FIM tokens.
+    puts `<unusedN>` placeholders at 67..70 instead of the FIM tokens. `extra_special_tokens` puts
+    more special tokens (of `special_token_type`) at placeholder ids (7..66, 71..105).
     """
+    extra = dict(extra_special_tokens or {})
+    for token_id in extra:
+        if token_id in SPECIAL_TOKENS or not 7 <= token_id < _N_PLACEHOLDER_END:
+            raise ValueError(
+                f"extra special token id {token_id} is not a placeholder id (7..105, not 67..70)"
+            )
     if special_token_type not in ("control", "user_defined"):
         raise ValueError(
             f"special_token_type must be 'control' or 'user_defined', not {special_token_type!r}"
@@ -173,7 +191,7 @@ def build_vocab(
 
     vocab: list[VocabEntry] = []
     for token_id in range(_N_PLACEHOLDER_END):
-        text = SPECIAL_TOKENS.get(token_id)
+        text = SPECIAL_TOKENS.get(token_id, extra.get(token_id))
         if token_id in FIM_IDS and not include_fim:
             text = None
         if text is None:  # Gemma's layout: <mask>, <2mass>, [@BOS@], then <unused0>.. from id 7
@@ -213,6 +231,7 @@ def write_codegemma_gguf(
     add_space_prefix: bool = False,
     include_fim: bool = True,
     fim_id_keys: FimIdKeys = "fim",
+    extra_special_tokens: Mapping[int, str] | None = None,
     f16: bool = False,
     seed: int = 0,
     hparam_overrides: Mapping[str, int | str] | None = None,
@@ -235,6 +254,8 @@ def write_codegemma_gguf(
             tokenizer.ggml.fim_{pre,suf,mid,sep}_token_id, "legacy" the deprecated
             tokenizer.ggml.{prefix,suffix,middle}_token_id, "none" nothing (llama.cpp then finds the
             prefix/middle/suffix tokens by their text and forces them to CONTROL).
+        extra_special_tokens: more special tokens by id, at placeholder ids (see ``build_vocab``), e.g.
+            another family's FIM tokens.
         f16: store the 2-D weights as float16 (file type MOSTLY_F16) instead of float32.
         seed: seed of the weights; the same arguments always give the same bytes.
         hparam_overrides: `gemma.*` metadata written instead of the values the shape gives (the
@@ -253,7 +274,11 @@ def write_codegemma_gguf(
     if fim_id_keys not in ("fim", "legacy", "none"):
         raise ValueError(f"fim_id_keys must be 'fim', 'legacy' or 'none', not {fim_id_keys!r}")
 
-    vocab = build_vocab(special_token_type=special_token_type, include_fim=include_fim)
+    vocab = build_vocab(
+        special_token_type=special_token_type,
+        include_fim=include_fim,
+        extra_special_tokens=extra_special_tokens,
+    )
     head_dim = n_embd // n_head
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

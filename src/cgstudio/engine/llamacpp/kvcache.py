@@ -7,7 +7,7 @@ ends, the previous prompt followed by its answer. For a new prompt :func:`plan_r
 * optionally a shifted chunk (``shift=True``, ``reuse_min`` > 0, a cache that can shift): the
   longest run at the end of the old prompt, before its final token, that is also at the end of
   the new prompt, before its final token. Its cells move from ``old_start`` to ``new_start``, as
-  llama.cpp's ``--cache-reuse`` does. For FIM this is ``<|fim_suffix|>{suffix}`` after an edit
+  llama.cpp's ``--cache-reuse`` does. For FIM this is the FIM suffix token then ``{suffix}`` after an edit
   at the cursor, so a keystroke evaluates only the new tokens. That chunk's KV was computed
   under the old prefix, so outputs can differ from a cold run (``cgstudio bench`` measures it);
 * the gap ``[common, new_start)`` to evaluate in front of the shifted chunk, and the tail the
@@ -107,7 +107,7 @@ def old_prompt_len(cache: Sequence[int], last: int) -> int:
     """Where the cached prompt ended: after the last occurrence of the new prompt's final token.
 
     The cache also holds the previous answer; its prompt ended with the same final token
-    (``<|fim_middle|>`` for FIM). 0 when the token is not cached.
+    (the FIM middle token for FIM). 0 when the token is not cached.
     """
     for i in range(len(cache) - 1, -1, -1):
         if cache[i] == last:

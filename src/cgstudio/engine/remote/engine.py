@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -29,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-
 from cgstudio.core.engine import (
     DecodeRequest,
     DecodeStats,
@@ -58,6 +56,7 @@ from cgstudio.engine.remote.llamacpp_server import (
 )
 from cgstudio.engine.remote.tokenizer import EstimateTokenizer, Tokenizer, UpstreamTokenizer, open_local
 from cgstudio.engine.remote.vllm import VLLMDialect, is_vllm, max_model_len
+from cgstudio.families import family_from_name
 
 log = logging.getLogger("cgstudio.remote")
 
@@ -68,19 +67,6 @@ DIALECTS: dict[str, type[Dialect]] = {
     "llama_cpp": LlamaCppServerDialect,
     "openai": TextDialect,
 }
-_QWEN_CODER = re.compile(r"qwen[-_ ]?2[._]?5[-_ ]?coder", re.IGNORECASE)
-
-
-def family_from_name(name: str) -> str:
-    """The prompt family a served model id implies: 'google/codegemma-7b-it' -> codegemma."""
-    low = name.lower()
-    if "codegemma" in low:
-        return "codegemma"
-    if _QWEN_CODER.search(low):
-        return "qwen2.5-coder"
-    if "gemma" in low:
-        return "gemma"
-    return "unknown"
 
 
 @dataclass
@@ -467,7 +453,7 @@ def model_info_for(settings: UpstreamSettings, *, timeout_s: float = 3.0) -> Mod
     Never fails for a down upstream: the family then comes from --family (or is 'unknown') and
     the registry reads the real info again once the engine has loaded.
     """
-    from cgstudio.engine.remote.tokenizer import FAMILIES, synthetic_info
+    from cgstudio.engine.remote.tokenizer import family_vocab, synthetic_info
 
     if settings.tokenizer is not None and settings.tokenizer.suffix == ".gguf":
         from cgstudio.engine.llamacpp import inspect_model
@@ -476,7 +462,7 @@ def model_info_for(settings: UpstreamSettings, *, timeout_s: float = 3.0) -> Mod
     ids, _ = probe_upstream(settings, timeout_s=timeout_s)
     name = settings.model or (ids[0] if ids else "remote")
     family = settings.family or family_from_name(name)
-    fake = {text: i for i, text in enumerate(FAMILIES.get(family, FAMILIES["unknown"]).specials)}
+    fake = {text: i for i, text in enumerate(family_vocab(family).specials)}
     return synthetic_info(name, family, fake, n_ctx=0)
 
 

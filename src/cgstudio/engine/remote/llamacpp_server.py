@@ -3,7 +3,7 @@
 These take ``prompt`` only as text and tokenize it WITH special-token parsing (llama_cpp.server
 calls ``llama.tokenize(text, special=True)`` when no ``suffix`` is sent). So a prompt we built as
 token ids must be rendered to text, and text a user typed that spells a control token
-("<|fim_suffix|>") would become that token upstream. ``render_prompt`` renders, re-tokenizes
+(the FIM suffix token, say) would become that token upstream. ``render_prompt`` renders, re-tokenizes
 the text locally with special parsing, and refuses (400) when the special tokens differ from
 ours: the upstream would read user text as control. A vLLM upstream takes token ids instead.
 

@@ -6,7 +6,7 @@ In order of preference (``open_tokenizer``):
     UpstreamTokenizer  the upstream's tokenize endpoint (vLLM /tokenize, llama_cpp.server /extras/tokenize)
     EstimateTokenizer  no tokenizer at all: ~3 bytes a token, every result says so (token_estimate)
 
-The last two know a model's special tokens only by the spellings its family uses (``FAMILIES``).
+The last two know a model's special tokens only by the spellings its family uses (``cgstudio.families``).
 """
 
 from __future__ import annotations
@@ -14,85 +14,24 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cgstudio.core.engine import ModelInfo, TokenKind
 from cgstudio.core.errors import ModelFormatError
+from cgstudio.families import UNKNOWN
+from cgstudio.families import get as get_family
+from cgstudio.families.base import RemoteVocab
 
 ESTIMATE_BYTES = 3  # bytes per estimated token: code averages 3-4 with real tokenizers, so this over-counts
 
-_QWEN_SPECIALS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|fim_prefix|>",
-    "<|fim_middle|>",
-    "<|fim_suffix|>",
-    "<|fim_pad|>",
-    "<|repo_name|>",
-    "<|file_sep|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-    "<tool_call>",
-    "</tool_call>",
-)
-_GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>")
-_CODEGEMMA_SPECIALS = (
-    *_GEMMA_SPECIALS,
-    "<|fim_prefix|>",
-    "<|fim_middle|>",
-    "<|fim_suffix|>",
-    "<|file_separator|>",
-)
-# Qwen2.5's template, reduced to what prompts.chat.render_template needs (the GGUF carries the full one).
-CHATML_TEMPLATE = (
-    "{% for m in messages %}{% if loop.first and m.role != 'system' %}"
-    "{{ '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. "
-    "You are a helpful assistant.<|im_end|>\\n' }}"
-    "{% endif %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 
-
-@dataclass(frozen=True)
-class FamilyVocab:
-    """What a family's vocabulary looks like, for tokenizers that cannot list it."""
-
-    architecture: str
-    specials: tuple[str, ...]
-    bos: str | None
-    eos: str
-    eot: str | None
-    add_bos: bool
-    n_vocab: int
-    chat_template: str | None = None
-
-
-FAMILIES: dict[str, FamilyVocab] = {
-    "codegemma": FamilyVocab("gemma", _CODEGEMMA_SPECIALS, "<bos>", "<eos>", "<end_of_turn>", True, 256000),
-    "gemma": FamilyVocab("gemma", _GEMMA_SPECIALS, "<bos>", "<eos>", "<end_of_turn>", True, 256000),
-    "qwen2.5-coder": FamilyVocab(
-        "qwen2", _QWEN_SPECIALS, None, "<|endoftext|>", "<|im_end|>", False, 151936, CHATML_TEMPLATE
-    ),
-    "unknown": FamilyVocab(
-        "unknown", tuple(dict.fromkeys(_CODEGEMMA_SPECIALS + _QWEN_SPECIALS)), None, "<eos>", None, False, 0
-    ),
-}
-
-
-def family_vocab(family: str | None) -> FamilyVocab:
-    return FAMILIES.get(family or "unknown", FAMILIES["unknown"])
+def family_vocab(family: str | None) -> RemoteVocab:
+    """What the family's vocabulary looks like (``cgstudio.families``); the catch-all's for others."""
+    fam = get_family(family)
+    fv = fam.vocab or UNKNOWN.vocab
+    assert fv is not None
+    return fv
 
 
 def synthetic_info(
@@ -100,6 +39,7 @@ def synthetic_info(
 ) -> ModelInfo:
     """ModelInfo for a model known only by its upstream name and family (no GGUF at hand)."""
     fv = family_vocab(family)
+    chat_template = get_family(family).chat.fallback_template
     return ModelInfo(
         path=name,
         architecture=fv.architecture,
@@ -113,7 +53,7 @@ def synthetic_info(
         size_bytes=0,
         n_params=0,
         quantization="remote",
-        chat_template=fv.chat_template,
+        chat_template=chat_template,
         bos_id=special.get(fv.bos) if fv.bos else None,
         eos_id=special.get(fv.eos),
         eot_id=special.get(fv.eot) if fv.eot else None,
@@ -280,7 +220,7 @@ class UpstreamTokenizer(Tokenizer):
 class EstimateTokenizer(Tokenizer):
     """No tokenizer: ``ESTIMATE_BYTES``-byte chunks as tokens (reversible), family spellings as specials.
 
-    Ids: specials are 0..K-1 in ``FAMILIES`` order; a chunk of n bytes is
+    Ids: specials are 0..K-1 in the family's ``RemoteVocab.specials`` order; a chunk of n bytes is
     ``1024 + (n - 1) * 2**32 + int.from_bytes(chunk)``. Counts over-estimate real tokenizers.
     """
 

@@ -4,7 +4,7 @@ cgstudio renders every format (FIM, chat, plain) into token ids with ``Vocab``: 
 tokenized with special-token parsing off and special tokens are inserted by id. vLLM's
 ``/v1/completions`` accepts ``prompt`` as a list of token ids and then runs no tokenizer at all
 (no BOS is added, nothing is parsed), so the ids we built are exactly what the model sees.
-Sending text instead would let vLLM's HF tokenizer turn "<|fim_suffix|>" typed by a user into
+Sending text instead would let vLLM's HF tokenizer turn a FIM or turn token typed by a user into
 the control token.
 
 The request shape, from vLLM's documentation and source:
@@ -63,7 +63,7 @@ class VLLMDialect(Dialect):
             # llama.cpp's repeat_penalty and vLLM's repetition_penalty are both multiplicative on
             # logits of seen tokens; vLLM has no repeat_last_n window (it looks at everything).
             "repetition_penalty": sampler.repeat_penalty,
-            # The format's stop tokens (<|file_separator|>, <end_of_turn>, ...) end generation by id,
+            # The format's stop tokens (file separator, end of turn, ...) end generation by id,
             # on top of the model's EOS; the stop token itself is not in the text.
             "stop_token_ids": sorted(int(t) for t in stop_ids),
             "include_stop_str_in_output": False,

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import Field
 
 from cgstudio.core.errors import UnsupportedModeError
+from cgstudio.families import get as get_family
 from cgstudio.generation.pipeline import Result
-from cgstudio.prompts.registry import FORMATS
 from cgstudio.server.protocol.common import FilePathText, OpenModel, WithGuards, timings_extra, warnings_extra
 from cgstudio.server.registry import ModelEntry
 from cgstudio.server.service import FILL_CONTEXT, clean_seed, clean_stop
@@ -177,20 +177,11 @@ def ps_doc(entry: ModelEntry) -> dict[str, Any]:
 
 def template(entry: ModelEntry) -> str:
     """A Go template like Ollama's: FIM under ``.Suffix`` (clients look for it), else the prompt."""
-    fmt = FORMATS.get(entry.meta.family)
-    fim = fmt.fim if fmt else None
-    if entry.meta.variant == "instruction-tuned" and entry.meta.family in ("codegemma", "gemma"):
-        plain = (
-            "<start_of_turn>user\n{{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }}<end_of_turn>\n"
-            "<start_of_turn>model\n"
-        )
-    elif entry.meta.variant == "instruction-tuned" and entry.meta.family == "qwen2.5-coder":
-        plain = (
-            "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
-            "<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n"
-        )
-    else:
-        plain = "{{ .Prompt }}"
+    family = get_family(entry.meta.family)
+    fim = family.fim
+    plain = "{{ .Prompt }}"
+    if entry.meta.variant == "instruction-tuned" and family.chat.ollama_template is not None:
+        plain = family.chat.ollama_template
     if fim is None:
         return plain
     return (

@@ -1,0 +1,101 @@
+"""The ``Family`` record: everything cgstudio knows about one model family, in one place.
+
+A family says which architectures it covers, its FIM tokens by role and their order, its chat
+format (Gemma turns built token by token, or the GGUF's own Jinja template), the stop spellings of
+each mode, the special tokens a GGUF of the family must have, the name pattern that recognises it
+from a model id or file name, and hints for telling its variants apart. Every other package asks
+``cgstudio.families`` rather than spelling a token itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+ChatKind = Literal["gemma-turns", "template"]
+FimOrder = Literal["PSM"]
+
+
+@dataclass(frozen=True)
+class FimTokens:
+    """A family's fill-in-the-middle tokens by role, their order, and what stops a completion."""
+
+    prefix: str
+    suffix: str
+    middle: str
+    file_sep: str
+    stop_texts: tuple[str, ...]  # besides eos/eot
+    add_bos: bool
+    repo_style: bool  # a repo-name header and a separator before each context file (Qwen)
+    repo_name: str | None = None
+    order: FimOrder = "PSM"
+
+    @property
+    def tokens(self) -> tuple[str, str, str, str]:
+        """Prefix, suffix, middle and file separator: the four a FIM-capable vocabulary needs."""
+        return (self.prefix, self.suffix, self.middle, self.file_sep)
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How a family's chat prompts are built.
+
+    ``gemma-turns``: ``<bos>`` then turns opened by ``turn_start`` + role and closed by ``turn_end``.
+    ``template``: the GGUF's own Jinja chat template (``fallback_template`` when a remote model has none).
+    """
+
+    kind: ChatKind
+    stop_texts: tuple[str, ...] = ()
+    turn_start: str | None = None
+    turn_end: str | None = None
+    fallback_template: str | None = None
+    # An Ollama-style Go template for the plain (non-FIM) prompt of an instruct model; None: the prompt as is.
+    ollama_template: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoteVocab:
+    """What the family's vocabulary looks like, for remote tokenizers that cannot list it."""
+
+    architecture: str
+    specials: tuple[str, ...]
+    bos: str | None
+    eos: str
+    eot: str | None
+    add_bos: bool
+    n_vocab: int
+
+
+@dataclass(frozen=True)
+class VariantHints:
+    """How to tell the family's variants apart beyond the name, and what to suggest instead."""
+
+    template_means_instruct: bool = False  # a chat template in the GGUF says instruction-tuned
+    suggest_chat: str = "an instruction-tuned model"
+    suggest_fim: str = "a FIM-capable code model"
+    suggest_fim_by_size: tuple[tuple[float, str], ...] = ()  # (n_params below, name), first match wins
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    architectures: tuple[str, ...]  # empty: any architecture (the catch-all family)
+    chat: ChatFormat
+    fim: FimTokens | None = None
+    required: tuple[str, ...] = ()  # special tokens a GGUF of this family must have
+    detect_tokens: tuple[str, ...] = ()  # vocabulary tokens that, with the architecture, identify it
+    name_pattern: re.Pattern[str] | None = None  # recognises the family in a model id or file name
+    variants: VariantHints = field(default_factory=VariantHints)
+    vocab: RemoteVocab | None = None
+    key_tokens: tuple[str, ...] = ()  # special tokens ``cgstudio inspect`` lists when present
+    label: str = ""  # how diagnostics names the family's chat markup, e.g. "Gemma (turns)"
+
+    def matches(self, architecture: str, special_tokens: dict[str, int]) -> bool:
+        if self.architectures and architecture not in self.architectures:
+            return False
+        return all(t in special_tokens for t in self.detect_tokens)
+
+    @property
+    def turn_end(self) -> str | None:
+        return self.chat.turn_end

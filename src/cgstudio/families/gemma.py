@@ -1,0 +1,40 @@
+"""Gemma (gemma, gemma2, gemma3 architectures without FIM tokens): Gemma turns, no FIM."""
+
+from __future__ import annotations
+
+import re
+
+from cgstudio.families.base import ChatFormat, Family, RemoteVocab, VariantHints
+
+ARCHITECTURES = ("gemma", "gemma2", "gemma3")
+BOS, EOS, PAD, UNK, MASK = "<bos>", "<eos>", "<pad>", "<unk>", "<mask>"
+START_OF_TURN, END_OF_TURN = "<start_of_turn>", "<end_of_turn>"
+SPECIALS = (PAD, EOS, BOS, UNK, MASK, START_OF_TURN, END_OF_TURN)
+
+TURNS = ChatFormat(
+    "gemma-turns",
+    stop_texts=(END_OF_TURN, EOS),
+    turn_start=START_OF_TURN,
+    turn_end=END_OF_TURN,
+    ollama_template=(
+        f"{START_OF_TURN}user\n{{{{ if .System }}}}{{{{ .System }}}}\n\n{{{{ end }}}}"
+        f"{{{{ .Prompt }}}}{END_OF_TURN}\n"
+        f"{START_OF_TURN}model\n"
+    ),
+)
+
+FAMILY = Family(
+    name="gemma",
+    architectures=ARCHITECTURES,
+    chat=TURNS,
+    required=(START_OF_TURN, END_OF_TURN),
+    name_pattern=re.compile(r"gemma", re.IGNORECASE),
+    variants=VariantHints(
+        template_means_instruct=True,
+        suggest_chat="codegemma-7b-it",
+        suggest_fim="codegemma-2b or codegemma-7b",
+    ),
+    vocab=RemoteVocab("gemma", SPECIALS, BOS, EOS, END_OF_TURN, True, 256000),
+    key_tokens=(PAD, EOS, BOS, UNK, START_OF_TURN, END_OF_TURN),
+    label=f"Gemma ({START_OF_TURN})",
+)

@@ -13,12 +13,8 @@ from typing import Any
 
 import pytest
 
-from cgstudio.generation.repetition import (
-    RepetitionConfig,
-    RepetitionGuard,
-    RepetitionVerdict,
-    line_shape,
-)
+from cgstudio.generation.repetition import RepetitionConfig, RepetitionGuard, RepetitionVerdict
+from cgstudio.generation.shapes import line_shape
 
 # --- helpers ---------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ Design (why it looks like this):
   line, never a rescan. The character detector keeps the last position of each
   ``ngram_chars``-long substring over a window of ``ngram_window`` characters (pruned once per
   window) and extends one candidate period character by character.
-* **Shapes, not only exact repeats.** A line's *shape* (:func:`line_shape`) turns every number,
+* **Shapes, not only exact repeats.** A line's *shape* (``shapes.line_shape``) turns every number,
   ``0x..`` literal, uuid and hex id into ``#`` and runs of inner blanks into one space
   (indentation is kept), so a counting ladder repeats exactly at the shape level.
 * **No false stops on legitimate repetitive code.** Real code has tables of constants, lists of
@@ -43,8 +43,9 @@ Design (why it looks like this):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from cgstudio.generation.shapes import has_word, is_low_information, line_shape
 
 __all__ = ["RepetitionConfig", "RepetitionGuard", "RepetitionVerdict", "line_shape"]
 
@@ -136,58 +137,6 @@ class RepetitionVerdict:
     kind: str
     detail: str
     keep_chars: int
-
-
-# --- line shapes ---------------------------------------------------------------------------------
-
-# Order matters: the longest id forms first, so a uuid becomes one '#', not five.
-_ID_RE = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # uuid
-    r"|0[xX][0-9a-fA-F]+"  # hex literal
-    # A bare hex id (git sha, address): 4+ hex chars mixing digits and letters, as a whole word.
-    r"|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{4,}\b"
-    r"|\d+"  # any digit run, also inside identifiers (X_1 -> X_#)
-)
-_INNER_SPACE_RE = re.compile(r"[ \t]+")
-_INDENT_RE = re.compile(r"[ \t]*")
-# A comment line: SQL/Lua "--", shell/Python "#", C "//", "/*", " * ", Lisp/asm ";", TeX "%". The
-# marker must be followed by a blank (or end the line) so that code such as "#define X 0x1F",
-# "*p++ = 0x1F;" or "--i;" is not mistaken for a comment. The payload is what follows the marker.
-_COMMENT_RE = re.compile(r"[ \t]*(?:--+|#+|//+|/\*+|\*+|;+|%+)(?=\s|$)(.*)")
-_LETTER_RE = re.compile(r"[A-Za-z]")
-_WORD_RE = re.compile(r"[A-Za-z_]")
-# One-line string literals (with an optional prefix such as b"" or f''): their content is data.
-_STRING_RE = re.compile(r"""[rRbBuUfF]{0,2}(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')""")
-
-
-def line_shape(line: str) -> str:
-    """The *shape* of one line: ids and numbers become ``#``, inner blanks one space.
-
-    Indentation is kept (it is structure); trailing blanks are dropped. Examples:
-    ``"    elif n == 12:"`` -> ``"    elif n == #:"``; ``"-- 0x7f3a 9b2c1d"`` -> ``"-- # #"``.
-    """
-    body = line.rstrip()
-    indent = _INDENT_RE.match(body)
-    cut = indent.end() if indent else 0
-    return body[:cut] + _INNER_SPACE_RE.sub(" ", _ID_RE.sub("#", body[cut:]))
-
-
-def _is_low_information(line: str) -> bool:
-    """A comment line whose payload is mostly numbers / hex ids (``-- id: 3f2a9c1e-...``).
-
-    Low information: id characters >= 4 and at least twice the letters outside ids. A comment
-    with words (``# Example 2: sum``) is informative; code lines are never low-information here
-    (tables of hex constants are legitimate code).
-    """
-    m = _COMMENT_RE.match(line)
-    if m is None:
-        return False
-    payload = m.group(1)
-    id_chars = sum(len(t) for t in _ID_RE.findall(payload))
-    if id_chars < 4:
-        return False
-    letters = len(_LETTER_RE.findall(_ID_RE.sub("", payload)))
-    return letters * 2 <= id_chars
 
 
 def _clip(text: str, limit: int = 80) -> str:
@@ -412,7 +361,7 @@ class RepetitionGuard:
             cut=self._cut,
             indent=len(line) - len(line.lstrip()),
             # Words are looked for outside numbers/ids ("0x1F") and string literals ('".notdef",').
-            has_word=_WORD_RE.search(_STRING_RE.sub("", shape)) is not None,
+            has_word=has_word(shape),
             shape_text=_clip(shape),
             exact_text=_clip(exact),
         )
@@ -428,7 +377,7 @@ class RepetitionGuard:
         if len(history) > cfg.max_block_lines:
             del history[0]
 
-        if _is_low_information(line):
+        if is_low_information(line):
             self._low_run += 1
             if self._low_run == 1:
                 self._low_cut = cur.cut

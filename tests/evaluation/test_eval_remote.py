@@ -76,7 +76,7 @@ def test_server_errors_become_upstream_errors_with_a_hint() -> None:
 
 
 def test_unreachable_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cgstudio.evaluation.remote.time.sleep", lambda s: None)
+    monkeypatch.setattr("cgstudio.engine.remote.client.time.sleep", lambda s: None)
 
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)

@@ -272,7 +272,6 @@ def test_down_upstream_is_a_clear_upstream_error(qwen_path: Path, settings: Sett
     m = remote(down, settings, tokenizer=qwen_path)  # with one, the model loads; requests fail
     with pytest.raises(UpstreamError, match="is not answering"):
         m.complete("def f():\n    ", "", sampling=GREEDY)
-    assert m.engine.health()["ok"] is False
 
 
 def test_cancel_between_events_closes_the_upstream_stream(

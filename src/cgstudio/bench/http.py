@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psutil
 
 from cgstudio.bench.process import free_port, server_process
 from cgstudio.core.settings import LoadProfile
+from cgstudio.engine.remote.client import UpstreamClient
 
 
 @dataclass
@@ -83,9 +83,10 @@ def serve(kind: str, model: Path, profile: LoadProfile, log_dir: Path) -> Iterat
 
 
 def stream_completion(
-    base_url: str, prompt: str, max_tokens: int, model: str = "default"
+    base_url: str, prompt: str, max_tokens: int, model: str = "default", api_key: str | None = None
 ) -> tuple[str, list[float], int | None]:
-    """Stream /v1/completions; return (text, arrival times of non-empty chunks, usage tokens if sent)."""
+    """Stream a greedy /v1/completions from the server root ``base_url`` through ``UpstreamClient``;
+    return (text, arrival times of non-empty chunks, usage tokens if sent)."""
     body = {
         "model": model,
         "prompt": prompt,
@@ -97,20 +98,22 @@ def stream_completion(
     times: list[float] = []
     parts: list[str] = []
     usage = None
-    with httpx.stream("POST", f"{base_url}/v1/completions", json=body, timeout=600) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            doc = json.loads(data)
-            if doc.get("usage"):
-                usage = doc["usage"].get("completion_tokens")
-            for choice in doc.get("choices") or []:
-                text = choice.get("text") or ""
-                if text:
-                    times.append(time.perf_counter())
-                    parts.append(text)
+    client = UpstreamClient(base_url, api_key=api_key, read_timeout_s=600)
+    try:
+        with client.stream("/v1/completions", body) as r:
+            assert r is not None  # None only when cancelled
+            for line in r.iter_lines():
+                data = line[5:].strip() if line.startswith("data:") else ""
+                if not data or data == "[DONE]":
+                    continue
+                doc = json.loads(data)
+                if doc.get("usage"):
+                    usage = doc["usage"].get("completion_tokens")
+                for choice in doc.get("choices") or []:
+                    text = choice.get("text") or ""
+                    if text:
+                        times.append(time.perf_counter())
+                        parts.append(text)
+    finally:
+        client.close()
     return "".join(parts), times, usage

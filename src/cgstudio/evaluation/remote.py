@@ -19,14 +19,15 @@ server only generates, exactly as ``cgstudio serve --backend openai`` does.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from cgstudio.core.errors import UpstreamError, UsageError
+
+from cgstudio.core.errors import InvalidInputError, UpstreamError, UsageError
 from cgstudio.engine.remote import upstream_settings
+from cgstudio.engine.remote.client import Hints, UpstreamClient
 from cgstudio.evaluation.backends import EngineBackend
 from cgstudio.evaluation.cache import remote_fingerprint
 from cgstudio.evaluation.protocol import Generated, GenRequest
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
 
     from cgstudio.core.settings import Settings
 
-_RETRIES = 3
+
+_HINTS = Hints(down="is the server running?", credentials="pass --api-key", rejected="")
+_FIM_HINT = "; infilling needs a server that takes `suffix` on /v1/completions, such as `cgstudio serve`"
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,9 @@ class RemoteModel:
             raise UsageError(f"--base-url {base_url!r} is not an http(s) URL; e.g. http://127.0.0.1:8080/v1")
         self.base_url = url if url.endswith("/v1") else url + "/v1"
         self.model = model
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(headers=headers, timeout=timeout_s, transport=transport)
+        self._client = UpstreamClient(
+            self.base_url, api_key=api_key, read_timeout_s=timeout_s, hints=_HINTS, transport=transport
+        )
 
     def complete(self, prompt: str, suffix: str | None, sampling: Mapping[str, Any]) -> RemoteReply:
         """POST /v1/completions; ``suffix=None`` leaves the field out (a plain continuation)."""
@@ -97,36 +101,21 @@ class RemoteModel:
         self._client.close()
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        url = self.base_url + path
-        for attempt in range(_RETRIES):
-            try:
-                response = self._client.post(url, json=body)
-            except httpx.TransportError as exc:
-                if attempt + 1 < _RETRIES:
-                    time.sleep(2**attempt)
-                    continue
-                raise UpstreamError(f"cannot reach {url}: {exc}; is the server running?") from exc
-            if response.status_code >= 500 and attempt + 1 < _RETRIES:
-                time.sleep(2**attempt)
-                continue
-            if response.status_code >= 400:
-                raise UpstreamError(_error_message(url, response, "suffix" in body))
-            try:
-                doc = response.json()
-            except ValueError as exc:
-                raise UpstreamError(f"{url} answered with something other than JSON") from exc
-            if not isinstance(doc, dict):
-                raise UpstreamError(f"{url} answered with an unexpected JSON document")
-            return doc
-        raise AssertionError("unreachable")
+        try:
+            doc = self._client.json("POST", path, body)
+        except InvalidInputError as exc:  # a rejected request: this eval cannot run on that server
+            raise UpstreamError(exc.message + (_FIM_HINT if "suffix" in body else "")) from exc
+        if not isinstance(doc, dict):
+            raise UpstreamError(f"{self.base_url}{path} answered with an unexpected JSON document")
+        return doc
 
 
 def open_remote(
     base_url: str, model: str, api_key: str | None = None, *, transport: httpx.BaseTransport | None = None
 ) -> RemoteModel:
     """A client for ``model`` on the OpenAI-compatible server at ``base_url`` (``/v1`` is added when
-    missing). ``api_key`` goes out as a Bearer token. Requests time out after 600 s; connection errors
-    and 5xx answers are retried twice, then raise ``UpstreamError``."""
+    missing). ``api_key`` goes out as a Bearer token. ``UpstreamClient`` sends the requests (its retries
+    and timeouts; 600 s for an answer); failures raise ``UpstreamError`` (``OverloadedError`` for 429)."""
     return RemoteModel(base_url, model, api_key, transport=transport)
 
 
@@ -148,20 +137,6 @@ def _tokens(doc: dict[str, Any]) -> int | None:
     usage = doc.get("usage")
     value = usage.get("completion_tokens") if isinstance(usage, dict) else None
     return value if isinstance(value, int) else None
-
-
-def _error_message(url: str, response: httpx.Response, fim: bool) -> str:
-    try:
-        detail = response.json().get("error", {}).get("message", "")
-    except (ValueError, AttributeError):
-        detail = ""
-    detail = detail or response.text[:300]
-    hint = ""
-    if fim and response.status_code < 500:
-        hint = "; infilling needs a server that takes `suffix` on /v1/completions, such as `cgstudio serve`"
-    elif response.status_code in (401, 403):
-        hint = "; pass --api-key"
-    return f"{url} answered {response.status_code}: {detail}{hint}"
 
 
 def open_engine_backend(

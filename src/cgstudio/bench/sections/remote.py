@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
-import httpx
-
 from cgstudio.bench.context import BenchContext
+from cgstudio.bench.http import stream_completion
 from cgstudio.bench.process import free_port, server_process
 from cgstudio.bench.stats import summarize
+from cgstudio.engine.remote.client import UpstreamClient
 
 REMOTE_PROMPT = (
     "# A command-line todo manager: argparse subcommands, an sqlite store, and tests.\n\n"
@@ -28,8 +27,11 @@ def run(bc: BenchContext) -> None:
         raise ValueError("the remote bench section needs an upstream (--base-url URL)")
     upstream = bc.upstream
     root = upstream.base_url.rstrip("/").removesuffix("/v1")
-    headers = {"Authorization": f"Bearer {upstream.api_key}"} if upstream.api_key else {}
-    models = httpx.get(root + "/v1/models", headers=headers, timeout=30).json()["data"]
+    client = UpstreamClient(root, api_key=upstream.api_key, read_timeout_s=30)
+    try:
+        models = client.json("GET", "/v1/models")["data"]
+    finally:
+        client.close()
     upstream_model = models[0]["id"]
     port = free_port()
     cmd = [sys.executable, "-m", "cgstudio.cli.main", "serve", "--backend", "openai", "--base-url", root]
@@ -45,15 +47,15 @@ def run(bc: BenchContext) -> None:
     ttft_theirs: list[float] = []
     with server_process(cmd, front + "/health", bc.log_dir / "cgstudio-front.log", env):
 
-        def trial(url: str, model: str, extra: dict[str, str]) -> tuple[float | None, float | None]:
-            return _timed_stream(url, model, bc.plan.tg_tokens, extra)
+        def trial(url: str, model: str, key: str | None) -> tuple[float | None, float | None]:
+            return _timed_stream(url, model, bc.plan.tg_tokens, key)
 
-        trial(front, "default", {})  # warm-up: the front loads its tokenizer, the upstream its cache
-        trial(root, upstream_model, headers)
+        trial(front, "default", None)  # warm-up: the front loads its tokenizer, the upstream its cache
+        trial(root, upstream_model, upstream.api_key)
         for i in range(n):
             bc.progress(f"remote streaming trial {i + 1}/{n}")
-            ta, ra = trial(front, "default", {})
-            tb, rb = trial(root, upstream_model, headers)
+            ta, ra = trial(front, "default", None)
+            tb, rb = trial(root, upstream_model, upstream.api_key)
             if ra and rb:
                 ours.append(ra)
                 theirs.append(rb)
@@ -73,31 +75,11 @@ def run(bc: BenchContext) -> None:
 
 
 def _timed_stream(
-    base_url: str, model: str, max_tokens: int, headers: dict[str, str]
+    base_url: str, model: str, max_tokens: int, api_key: str | None
 ) -> tuple[float | None, float | None]:
     """(time to first text, tokens/s after the first) of one greedy streamed /v1/completions."""
-    body = {
-        "model": model,
-        "prompt": REMOTE_PROMPT,
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    times: list[float] = []
-    usage = None
     t0 = time.perf_counter()
-    with httpx.stream("POST", base_url + "/v1/completions", json=body, headers=headers, timeout=600) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            data = line[5:].strip() if line.startswith("data:") else ""
-            if not data or data == "[DONE]":
-                continue
-            doc = json.loads(data)
-            if doc.get("usage"):
-                usage = doc["usage"].get("completion_tokens")
-            if any(c.get("text") for c in doc.get("choices") or []):
-                times.append(time.perf_counter())
+    _, times, usage = stream_completion(base_url, REMOTE_PROMPT, max_tokens, model, api_key)
     if len(times) < 2:
         return (times[0] - t0 if times else None), None
     # One event per token on both sides (llama_cpp.server and vLLM stream per token; so does cgstudio).

@@ -1,7 +1,9 @@
 """A remote engine: any OpenAI-compatible server (vLLM, llama_cpp.server) behind the Engine contract.
 
 config            UpstreamSettings (pydantic): URL, key, model, family, tokenizer, timeouts, retries
-engine            OpenAIEngine: discovery, streaming, retries, cancellation, error mapping
+engine            OpenAIEngine: discovery, streaming, cancellation, counters
+client            UpstreamClient: the one HTTP client (timeouts, retries, error mapping), shared
+                  with the eval --base-url client and the bench
 tokenizer         GGUF / HF / upstream-endpoint / estimate tokenizers
 dialect           request shaping interface and the OpenAI stream reader
 vllm              token-id prompts and vLLM's sampling extensions

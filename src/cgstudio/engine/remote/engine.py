@@ -8,9 +8,9 @@ Lifecycle and failures:
     * The upstream is discovered lazily (``GET /v1/models``: model id, dialect, vLLM's
       max_model_len) and again after it vanished; while it is down every request fails with
       ``UpstreamError`` (HTTP 503) saying so, and the server keeps serving.
-    * Before the first token, connection failures and 502/503/504 are retried ``retries`` times
-      (0.25 s, 0.5 s, ...). A read timeout is not retried (the upstream may still be working).
-      After the first token nothing is retried: an error ends the stream.
+    * HTTP goes through ``UpstreamClient`` (client.py: its timeouts, retries and error mapping).
+      A completion is retried only until the upstream's answer starts; after that nothing is
+      retried: an error ends the stream.
     * Cancellation (``DecodeRequest.cancel``) is checked between streamed events; stopping early
       for any reason (cancel, stop string, guard, disconnect) closes the upstream HTTP stream,
       which aborts the upstream request. ``counters.aborted_streams`` counts those.
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
 from cgstudio.core.engine import (
     DecodeRequest,
     DecodeStats,
@@ -42,12 +43,12 @@ from cgstudio.core.errors import (
     CGStudioError,
     ContextOverflowError,
     InvalidInputError,
-    OverloadedError,
     SettingsError,
     UpstreamError,
 )
+from cgstudio.engine.remote.client import UpstreamClient, reason
 from cgstudio.engine.remote.config import UpstreamSettings
-from cgstudio.engine.remote.dialect import FINISH, Dialect, error_detail, models_list, parse_event, sse_data
+from cgstudio.engine.remote.dialect import FINISH, Dialect, models_list, parse_event, sse_data
 from cgstudio.engine.remote.llamacpp_server import (
     LlamaCppServerDialect,
     TextDialect,
@@ -60,8 +61,6 @@ from cgstudio.families import family_from_name
 
 log = logging.getLogger("cgstudio.remote")
 
-RETRY_STATUS = frozenset({502, 503, 504})
-BACKOFF_S = 0.25
 DIALECTS: dict[str, type[Dialect]] = {
     "vllm": VLLMDialect,
     "llama_cpp": LlamaCppServerDialect,
@@ -90,12 +89,6 @@ class Upstream:
     models: tuple[str, ...]
 
 
-class _Retry(Exception):
-    def __init__(self, error: CGStudioError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
 class OpenAIEngine(Engine):
     """An OpenAI-compatible server as an engine. ``n_ctx`` is capped by vLLM's max_model_len."""
 
@@ -108,19 +101,13 @@ class OpenAIEngine(Engine):
         self._lock = threading.Lock()
         self._upstream: Upstream | None = None
         self._protected: frozenset[int] | None = None
-        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
-            ),
-            transport=transport,
+        self.client = UpstreamClient.for_upstream(
+            settings, transport=transport, on_retry=self._count_retry, on_error=self._count_error
         )
         try:
             self.tokenizer = self._open_tokenizer()
         except BaseException:
-            self._client.close()
+            self.client.close()
             raise
         info = self.tokenizer.info
         self.info = dataclasses.replace(info, n_ctx_train=info.n_ctx_train or n_ctx)
@@ -163,15 +150,6 @@ class OpenAIEngine(Engine):
                 except CGStudioError:
                     choice = "openai"
         return DIALECTS[choice]()
-
-    def health(self) -> dict[str, Any]:
-        """Probe the upstream now: {"ok", "detail", "model", "dialect"}; never raises."""
-        try:
-            self._forget()
-            up = self.discover()
-            return {"ok": True, "detail": "answering", "model": up.model, "dialect": up.dialect.name}
-        except CGStudioError as exc:
-            return {"ok": False, "detail": exc.message, "model": None, "dialect": None}
 
     def _forget(self) -> None:
         with self._lock:
@@ -226,76 +204,21 @@ class OpenAIEngine(Engine):
     # -- HTTP --------------------------------------------------------------------------------------
     def call(self, path: str, body: dict[str, Any]) -> Any:
         """POST ``body`` to ``path`` (from the server root) and return the JSON answer."""
-        return self._json(self._send("POST", self.settings.root + path, body))
+        return self._json("POST", path, body)
 
     def _get(self, path: str) -> Any:
-        return self._json(self._send("GET", self.settings.root + path, None))
+        return self._json("GET", path, None)
 
-    def _send(self, method: str, url: str, body: dict[str, Any] | None) -> httpx.Response:
-        """One request, retried like a completion before its first token (connect errors, 502-504)."""
-        for attempt in range(self.settings.retries + 1):
-            if attempt:
-                with self._lock:
-                    self.counters.retries += 1
-                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-            try:
-                response = self._client.request(method, url, json=body)
-            except httpx.TransportError as exc:
-                self._count_error()
-                if attempt < self.settings.retries and isinstance(exc, httpx.ConnectError):
-                    continue
-                raise self._transport_error(exc) from exc
-            if response.status_code == 200:
-                return response
-            self._count_error()
-            if attempt < self.settings.retries and response.status_code in RETRY_STATUS:
-                continue
-            raise self._status_error(url, response)
-        raise AssertionError("unreachable")
-
-    def _json(self, response: httpx.Response) -> Any:
+    def _json(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
         try:
-            return response.json()
-        except ValueError as exc:
-            raise UpstreamError(f"{response.request.url} answered with something other than JSON") from exc
+            return self.client.json(method, path, body)
+        except UpstreamError:
+            self._forget()  # down, or the model may have changed: rediscover next time
+            raise
 
-    def _transport_error(self, exc: httpx.TransportError) -> UpstreamError:
-        root = self.settings.root
-        self._forget()
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return UpstreamError(
-                f"the upstream at {root} is not answering ({_reason(exc)}); start it or check --base-url. "
-                "cgstudio keeps serving and tries again on the next request"
-            )
-        if isinstance(exc, httpx.ReadTimeout):
-            return UpstreamError(
-                f"the upstream at {root} sent nothing for {self.settings.read_timeout_s:g} s; "
-                "it may be overloaded (add replicas) or stuck"
-            )
-        return UpstreamError(f"the connection to the upstream at {root} failed: {_reason(exc)}")
-
-    def _status_error(self, url: str, response: httpx.Response) -> CGStudioError:
-        try:
-            detail = error_detail(response.json())
-        except ValueError:
-            detail = response.text[:300]
-        status = response.status_code
-        if status in (400, 413, 422):
-            return InvalidInputError(
-                f"the upstream rejected the request ({status}): {detail}; if the prompt is longer than "
-                "the upstream's context, set --ctx-size to its context length"
-            )
-        if status in (401, 403):
-            return UpstreamError(f"the upstream refused our credentials ({status}); set --api-key-upstream")
-        if status == 404:
-            self._forget()  # the model may have changed: rediscover next time
-            return UpstreamError(f"the upstream has no {url} or no such model (404): {detail}")
-        if status == 429:
-            retry = response.headers.get("retry-after", "1")
-            return OverloadedError(
-                f"the upstream is overloaded (429): {detail}", int(retry) if retry.isdigit() else 1
-            )
-        return UpstreamError(f"the upstream failed ({status}): {detail}")
+    def _count_retry(self) -> None:
+        with self._lock:
+            self.counters.retries += 1
 
     def _count_error(self) -> None:
         with self._lock:
@@ -327,53 +250,35 @@ class OpenAIEngine(Engine):
         return self._protected
 
     def _events(self, body: dict[str, Any], request: DecodeRequest, stats: DecodeStats) -> Iterator[Piece]:
-        url = self.settings.api + "/completions"
         cancel = request.cancel
-        yielded = False
-        attempt = 0
-        while True:
-            if cancel is not None and cancel.is_set():
-                stats.finish = "cancelled"
-                return
-            with self._lock:
-                self.counters.upstream_requests += 1
-                self.counters.decode_calls += 1
-                self.counters.evaluated_tokens += stats.n_prompt
-            try:
-                with self._client.stream("POST", url, json=body) as response:
-                    if response.status_code != 200:
-                        response.read()
-                        self._count_error()
-                        error = self._status_error(url, response)
-                        raise _Retry(error) if response.status_code in RETRY_STATUS else error
-                    with self._lock:
-                        self.counters.active_sequences += 1
-                    reader = self._read(response, request, stats)
-                    try:
-                        for piece in reader:
-                            yielded = True
-                            yield piece
-                    finally:
-                        reader.close()  # now, not at garbage collection: it records an early exit
-                        with self._lock:
-                            self.counters.active_sequences -= 1
-                return
-            except (_Retry, httpx.TransportError) as exc:
-                error = exc.error if isinstance(exc, _Retry) else self._transport_error(exc)
-                if isinstance(exc, httpx.TransportError):
-                    self._count_error()
-                retryable = isinstance(exc, _Retry | httpx.ConnectError | httpx.RemoteProtocolError)
-                if yielded or not retryable or attempt >= self.settings.retries:
-                    raise error from exc
-                attempt += 1
-                with self._lock:
-                    self.counters.retries += 1
-                wait = BACKOFF_S * 2 ** (attempt - 1)
-                if cancel is not None and cancel.wait(wait):
+        if cancel is not None and cancel.is_set():
+            stats.finish = "cancelled"
+            return
+        with self._lock:
+            self.counters.upstream_requests += 1
+            self.counters.decode_calls += 1
+            self.counters.evaluated_tokens += stats.n_prompt
+        try:
+            with self.client.stream("/v1/completions", body, cancel=cancel) as response:
+                if response is None:  # cancelled while waiting to retry
                     stats.finish = "cancelled"
                     return
-                if cancel is None:
-                    time.sleep(wait)
+                with self._lock:
+                    self.counters.active_sequences += 1
+                reader = self._read(response, request, stats)
+                try:
+                    yield from reader
+                finally:
+                    reader.close()  # now, not at garbage collection: it records an early exit
+                    with self._lock:
+                        self.counters.active_sequences -= 1
+        except UpstreamError:
+            self._forget()
+            raise
+        except httpx.TransportError as exc:  # after the answer started: not retried
+            self._count_error()
+            self._forget()
+            raise self.client.transport_error(exc) from exc
 
     def _read(
         self, response: httpx.Response, request: DecodeRequest, stats: DecodeStats
@@ -423,28 +328,31 @@ class OpenAIEngine(Engine):
         return self.info.eos_id
 
     def close(self) -> None:
-        self._client.close()
+        self.client.close()
         self.tokenizer.close()
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text or type(exc).__name__
 
 
 def probe_upstream(settings: UpstreamSettings, *, timeout_s: float = 3.0) -> tuple[list[str], str]:
     """A quick health check: (model ids the upstream serves, a one-line status). Never raises."""
+    client = UpstreamClient(
+        settings.root,
+        api_key=settings.api_key,
+        connect_timeout_s=timeout_s,
+        read_timeout_s=timeout_s,
+        retries=0,
+    )
     try:
-        with httpx.Client(timeout=timeout_s, headers=_auth(settings)) as client:
-            response = client.get(settings.api + "/models")
-        if response.status_code != 200:
-            return [], f"not ready: GET /v1/models answered {response.status_code}"
-        ids = [c["id"] for c in models_list(response.json())]
+        try:
+            response = client.request("GET", "/v1/models")
+        except CGStudioError as exc:
+            return [], f"not answering: {exc.message}; requests get 503 until it does"
+        try:
+            ids = [c["id"] for c in models_list(response.json())]
+        except (ValueError, CGStudioError) as exc:
+            return [], f"not an OpenAI-compatible server? ({reason(exc)})"
         return ids, f"answering, serving {', '.join(ids) or 'no model yet'}"
-    except httpx.HTTPError as exc:
-        return [], f"not answering ({_reason(exc)}); requests get 503 until it does"
-    except (ValueError, CGStudioError) as exc:
-        return [], f"not an OpenAI-compatible server? ({_reason(exc)})"
+    finally:
+        client.close()
 
 
 def model_info_for(settings: UpstreamSettings, *, timeout_s: float = 3.0) -> ModelInfo:
@@ -464,7 +372,3 @@ def model_info_for(settings: UpstreamSettings, *, timeout_s: float = 3.0) -> Mod
     family = settings.family or family_from_name(name)
     fake = {text: i for i, text in enumerate(family_vocab(family).specials)}
     return synthetic_info(name, family, fake, n_ctx=0)
-
-
-def _auth(settings: UpstreamSettings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}

@@ -34,11 +34,10 @@ from cgstudio.diagnostics.gguf import (
 from cgstudio.diagnostics.hardware import Machine
 from cgstudio.diagnostics.machine import machine_checks
 from cgstudio.engine.llamacpp.gguf_check import validate_model_file
+from cgstudio.families import profile as family_profile
 
 
 def model_checks(p: VocabProbe, profile: LoadProfile, path: str) -> tuple[list[Check], dict[str, Any]]:
-    from cgstudio.families import profile as family_profile
-
     info = p.info
     prof = family_profile(info)
     family, variant, fim = prof.family.name, prof.variant, prof.fim

@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cgstudio.core.errors import SettingsError
 from cgstudio.core.settings import format_validation_error
+from cgstudio.families import FAMILIES
 
 Dialect = Literal["auto", "vllm", "llama_cpp", "openai"]
 TokenizerChoice = Literal["auto", "upstream", "estimate"]
-FAMILIES = ("codegemma", "gemma", "qwen2.5-coder", "unknown")
 
 
 class UpstreamSettings(BaseModel):
@@ -55,7 +55,7 @@ class UpstreamSettings(BaseModel):
     @field_validator("family")
     @classmethod
     def _known_family(cls, v: str | None) -> str | None:
-        if v is not None and v not in FAMILIES:
+        if v is not None and v not in FAMILIES:  # every registered family (cgstudio.families)
             raise ValueError(f"unknown family {v!r}; use one of {', '.join(FAMILIES)}")
         return v
 

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from cgstudio.testing.loopback import free_port
 
 API_KEY = "studio-test-key"
 QWEN = "qwen2.5-coder-0.5b"
@@ -54,12 +55,6 @@ class Studio:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve_command() -> list[str]:
     script = Path(sys.executable).with_name("cgstudio")
     if script.exists():
@@ -73,7 +68,7 @@ def studio(qwen_path: Path, gemma3_path: Path, tmp_path_factory: pytest.TempPath
     home = tmp_path_factory.mktemp("studio-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CGSTUDIO_")}
     env.update(XDG_CONFIG_HOME=str(home / "config"), CGSTUDIO_PROFILE=str(home / "config" / "profile.toml"))
-    port = _free_port()
+    port = free_port()
     log = home / "serve.log"
     cmd = [
         *_serve_command(),

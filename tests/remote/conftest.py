@@ -4,33 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
+from cgstudio.bench.process import server_process
 from cgstudio.core.settings import Settings, load_settings
 from cgstudio.engine.remote import OpenAIEngine, upstream_settings
 from cgstudio.server import ServerSettings, create_app
 from cgstudio.server.config import ModelSpec
+from cgstudio.testing.loopback import free_port, serve_app
 
 N_CTX = 2048
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def isolated_settings(**load: Any) -> Settings:
@@ -64,29 +55,9 @@ def llama_cpp_server(model: Path, log: Path, port: int | None = None) -> Iterato
         "--n_ctx", str(N_CTX), "--n_threads", "1", "--n_threads_batch", "1",
         "--interrupt_requests", "False", "--verbose", "False",
     ]  # fmt: skip
-    out = log.open("wb")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited ({proc.returncode}): {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not start within 180 s")
-            time.sleep(0.3)
+    with server_process(cmd, url + "/v1/models", log) as proc:
         yield Upstream(url, proc, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        out.close()
 
 
 @pytest.fixture(scope="module")
@@ -109,27 +80,6 @@ class Front:
 
 
 @contextlib.contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a background thread on a free loopback port."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=3)
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-remote-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
-
-
-@contextlib.contextmanager
 def front(base_url: str, *, alias: str = "remote", parallel: int = 2, **upstream: Any) -> Iterator[Front]:
     """cgstudio (all three dialects, the pipeline and its guards) in front of ``base_url``."""
     config = ServerSettings(
@@ -139,5 +89,5 @@ def front(base_url: str, *, alias: str = "remote", parallel: int = 2, **upstream
         upstream=upstream_settings(base_url=base_url, **upstream),
     )
     app = create_app(config)
-    with serve(app) as url:
+    with serve_app(app) as url:
         yield Front(url, app)

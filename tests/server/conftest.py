@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_testing import Live, LiveFactory, TestEngine, isolated_settings, serve
+from server_testing import Live, LiveFactory, TestEngine, isolated_settings
 
 from cgstudio.core.engine import Engine
 from cgstudio.core.settings import Settings
 from cgstudio.server import ServerSettings, create_app
 from cgstudio.server.config import ModelSpec
+from cgstudio.testing.loopback import serve_app
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +41,7 @@ def live_server() -> LiveFactory:
             **config,
         )
         app = create_app(cfg, loader=loader)
-        with serve(app) as url:
+        with serve_app(app, lifespan="on") as url:
             yield Live(url, app)
 
     return start

@@ -1,18 +1,18 @@
-"""Server test helpers: an in-process uvicorn on a free loopback port, and a wrapping test engine."""
+"""Server test helpers: settings, the live-server handle and a wrapping test engine.
+
+The server itself runs with ``cgstudio.testing.loopback.serve_app`` (conftest.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from cgstudio.core.engine import DecodeRequest, DecodeStats, Engine, TokenKind, TokenStream
@@ -131,29 +131,6 @@ class Live:
         model = self.app.state.registry.entries[alias].model
         assert model is not None, f"{alias} is not loaded"
         return model.engine
-
-
-@contextlib.contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a background thread on a free loopback port."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_graceful_shutdown=3
-        )
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
 
 
 LiveFactory = Callable[..., contextlib.AbstractContextManager[Live]]

@@ -3,4 +3,7 @@
 `cgstudio.testing.synthetic_gguf.write_codegemma_gguf` writes a few-hundred-kilobyte GGUF with
 CodeGemma's architecture (`gemma`) and CodeGemma's special-token ids, so tests can exercise the
 real loading, tokenization and generation paths without downloading a model.
+
+`cgstudio.testing.loopback.serve_app` runs an ASGI app with uvicorn on a free loopback port in a
+thread (``with serve_app(app) as url``); `free_port` gives a port for servers run as subprocesses.
 """

@@ -45,12 +45,14 @@ RELOAD_WAIT_S = 300.0
 
 
 def _llama_loader(path: Path, settings: Settings) -> Engine:
+    # Imported here: it loads llama_cpp, which importing this module must not (start-up time).
     from cgstudio.engine.llamacpp import LlamaCppEngine
 
     return LlamaCppEngine(path, settings.load)
 
 
 def _llama_inspector(path: Path) -> ModelInfo:
+    # Imported here: it loads llama_cpp, which importing this module must not (start-up time).
     from cgstudio.engine.llamacpp import inspect_model
 
     return inspect_model(path)

@@ -367,6 +367,7 @@ def _final(chunks: Iterator[Chunk]) -> Result:
 
 def load(model: str | Path | None = None, **profile: Any) -> CodeModel:
     """Load a model. ``profile`` takes LoadProfile fields (n_ctx, n_gpu_layers, n_threads, ...)."""
+    # Imported here: it loads llama_cpp, which importing this module must not (start-up time).
     from cgstudio.engine.llamacpp import LlamaCppEngine
     from cgstudio.store.resolve import resolve
 

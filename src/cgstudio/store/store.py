@@ -256,6 +256,7 @@ def describe_file(
     path: Path, *, alias: str, managed: bool, source: str, sha256: str | None = None
 ) -> StoredModel:
     """Inspect ``path`` (vocabulary only, fast) and build its registry entry."""
+    # Imported here: it loads llama_cpp, which importing this module must not (start-up time).
     from cgstudio.engine.llamacpp import inspect_model
     from cgstudio.families import profile
 

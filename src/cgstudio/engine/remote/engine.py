@@ -364,6 +364,7 @@ def model_info_for(settings: UpstreamSettings, *, timeout_s: float = 3.0) -> Mod
     from cgstudio.engine.remote.tokenizer import family_vocab, synthetic_info
 
     if settings.tokenizer is not None and settings.tokenizer.suffix == ".gguf":
+        # Imported here: it loads llama_cpp, which importing this module must not (start-up time).
         from cgstudio.engine.llamacpp import inspect_model
 
         return inspect_model(settings.tokenizer)

@@ -95,6 +95,7 @@ class GGUFTokenizer(Tokenizer):
     source = "gguf"
 
     def __init__(self, path: Path) -> None:
+        # Imported here: it loads llama_cpp, which importing this module must not (start-up time).
         from cgstudio.core.settings import LoadProfile
         from cgstudio.engine.llamacpp.handle import ModelHandle
 

@@ -27,6 +27,7 @@ from cgstudio.evaluation.job import EvalJob
 from cgstudio.evaluation.protocol import select_tasks
 from cgstudio.evaluation.remote import RemoteBackend, open_engine_backend
 from cgstudio.evaluation.report import default_out_dir, write_report
+from cgstudio.families import family_names
 from cgstudio.store.resolve import resolve
 
 TASK_CHOICE = click.Choice(list(TASK_SETS))
@@ -110,7 +111,7 @@ def tasks_command(task: str, limit: int | None, sample_n: int | None, sample_see
 )
 @click.option(
     "--family",
-    type=click.Choice(["codegemma", "gemma", "qwen2.5-coder"]),
+    type=click.Choice(family_names()),
     default=None,
     help="--backend openai without a GGUF: the prompt family [from the server's model id].",
 )

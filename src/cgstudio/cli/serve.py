@@ -8,6 +8,7 @@ import click
 
 from cgstudio.cli.options import load_options, sampling_options, settings_from
 from cgstudio.core.errors import UsageError
+from cgstudio.families import family_names
 from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S
 
 
@@ -107,7 +108,7 @@ from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAUL
 )
 @click.option(
     "--family",
-    type=click.Choice(["codegemma", "gemma", "qwen2.5-coder"]),
+    type=click.Choice(family_names()),
     default=None,
     help="--backend openai without a GGUF: the prompt family [from the upstream's model id].",
 )

@@ -13,7 +13,16 @@ from cgstudio.families.profile import (
     suggested_variant_name,
     variant_from_name,
 )
-from cgstudio.families.registry import FAMILIES, UNKNOWN, detect, family_from_name, get, register, unregister
+from cgstudio.families.registry import (
+    FAMILIES,
+    UNKNOWN,
+    detect,
+    family_from_name,
+    family_names,
+    get,
+    register,
+    unregister,
+)
 from cgstudio.families.unknown import FOREIGN_FIM_MARKERS
 
 __all__ = [
@@ -31,6 +40,7 @@ __all__ = [
     "detect",
     "detect_variant",
     "family_from_name",
+    "family_names",
     "get",
     "profile",
     "register",

@@ -17,6 +17,11 @@ UNKNOWN = unknown.FAMILY
 FAMILIES: dict[str, Family] = {}
 
 
+def family_names() -> list[str]:
+    """The registered families a user can name (``unknown`` is what detection falls back to)."""
+    return [name for name in FAMILIES if name != UNKNOWN.name]
+
+
 def register(family: Family) -> Family:
     """Add (or replace) a family. ``unknown`` stays the catch-all whatever is registered."""
     FAMILIES[family.name] = family

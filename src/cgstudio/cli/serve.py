@@ -8,6 +8,7 @@ import click
 
 from cgstudio.cli.options import load_options, sampling_options, settings_from
 from cgstudio.core.errors import UsageError
+from cgstudio.core.settings import MAX_INPUT_BYTES
 from cgstudio.families import family_names
 from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S
 
@@ -90,7 +91,13 @@ from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAUL
     type=int,
     help="Requests waiting for a slot; beyond this, 503 with Retry-After.",
 )
-@click.option("--max-body-mb", default=8.0, show_default=True, type=float, help="Largest request body (MiB).")
+@click.option(
+    "--max-body-mb",
+    default=MAX_INPUT_BYTES / (1 << 20),
+    show_default=True,
+    type=float,
+    help="Largest request body (MiB); also the CLI's cap on input files.",
+)
 @click.option(
     "--backend",
     type=click.Choice(["llama.cpp", "openai"]),

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cgstudio.core.errors import SettingsError
-from cgstudio.core.settings import Settings, format_validation_error, load_settings
+from cgstudio.core.settings import MAX_INPUT_BYTES, Settings, format_validation_error, load_settings
 from cgstudio.engine.remote.config import UpstreamSettings
 
 DEFAULT_PORT = 11435
@@ -102,7 +102,7 @@ class ServerSettings(BaseModel):
         default=32, ge=0, le=100_000, description="Requests waiting for a slot; more get 503."
     )
     max_body_bytes: int = Field(
-        default=8 << 20, ge=1024, le=1 << 30, description="Larger request bodies get 413."
+        default=MAX_INPUT_BYTES, ge=1024, le=1 << 30, description="Larger request bodies get 413."
     )
     retry_after_s: int = Field(default=2, ge=1, le=3600, description="Retry-After on 503 overloaded.")
     static_dir: Path = Field(

@@ -205,12 +205,7 @@ class Runner:
         client = client_key(request, self._request_key(request))
         if spec.supersedable:
             self._supersede(client, spec)
-        if self.gate.free == 0 and self.gate.n_waiting >= self.max_queue:
-            self.metrics.rejected.inc()
-            raise OverloadedError(
-                f"{self.gate.n_waiting} requests are already waiting; retry in {self.retry_after_s} s",
-                self.retry_after_s,
-            )
+        self._refuse_if_full()
         job = Job(spec, entry, client, self.gate.enqueue(client.key))
         job._gate = self.gate
         self.inflight.add(job)
@@ -230,12 +225,7 @@ class Runner:
         fair queue as ``start``, and the same 503 + Retry-After when it is full."""
         if self._closing:
             raise ShuttingDownError(SHUTDOWN_MESSAGE, self.retry_after_s)
-        if self.gate.free == 0 and self.gate.n_waiting >= self.max_queue:
-            self.metrics.rejected.inc()
-            raise OverloadedError(
-                f"{self.gate.n_waiting} requests are already waiting; retry in {self.retry_after_s} s",
-                self.retry_after_s,
-            )
+        self._refuse_if_full()
         ticket = self.gate.enqueue(client_key(request, self._request_key(request)).key)
         self.metrics.queue_depth.set(self.gate.n_waiting)
         try:
@@ -259,6 +249,15 @@ class Runner:
         finally:
             self.gate.release()
             self.metrics.queue_depth.set(self.gate.n_waiting)
+
+    def _refuse_if_full(self) -> None:
+        """503 + Retry-After when no slot is free and the queue already holds --max-queue requests."""
+        if self.gate.free == 0 and self.gate.n_waiting >= self.max_queue:
+            self.metrics.rejected.inc()
+            raise OverloadedError(
+                f"{self.gate.n_waiting} requests are already waiting; retry in {self.retry_after_s} s",
+                self.retry_after_s,
+            )
 
     def _request_key(self, request: Request) -> str | None:
         return getattr(request.state, "api_key", None)

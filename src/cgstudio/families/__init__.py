@@ -4,6 +4,7 @@ module per family, a registry (``register``, ``FAMILIES``, ``detect``, ``family_
 ``profile(info)``; every other package asks here instead of spelling a token itself."""
 
 from cgstudio.families.base import ChatFormat, Family, FimTokens, RemoteVocab, VariantHints
+from cgstudio.families.foreign_fim import FimTemplate, ForeignFim, parse_foreign_fim, template_name
 from cgstudio.families.profile import (
     ModelProfile,
     Variant,
@@ -31,7 +32,9 @@ __all__ = [
     "UNKNOWN",
     "ChatFormat",
     "Family",
+    "FimTemplate",
     "FimTokens",
+    "ForeignFim",
     "ModelProfile",
     "RemoteVocab",
     "Variant",
@@ -42,9 +45,11 @@ __all__ = [
     "family_from_name",
     "family_names",
     "get",
+    "parse_foreign_fim",
     "profile",
     "register",
     "suggested_variant_name",
+    "template_name",
     "unregister",
     "variant_from_name",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cgstudio.families import codegemma, gemma, qwen25_coder
+from cgstudio.families import codegemma, foreign_fim, gemma, qwen25_coder
 from cgstudio.families.base import ChatFormat, Family, RemoteVocab
 
 FAMILY = Family(
@@ -21,4 +21,4 @@ FAMILY = Family(
 )
 
 # Other tools' FIM markers, as users paste them into a raw prompt: where a suffix would start.
-FOREIGN_FIM_MARKERS = (qwen25_coder.FIM_SUFFIX, "<fim_suffix>", "<SUF>", "<｜fim▁hole｜>")
+FOREIGN_FIM_MARKERS = foreign_fim.SUFFIX_MARKERS

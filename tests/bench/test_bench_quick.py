@@ -16,6 +16,7 @@ RATIOS = {
     "http_stream_vs_raw_llama_cpp",
     "http_stream_vs_llama_cpp_server",
     "keystroke_ttft_speedup",
+    "keystroke_agreement_vs_cold",
     "concurrency_4_vs_1_throughput",
     "speculation_speedup",
 }
@@ -46,15 +47,21 @@ def test_quick_bench_reports_every_ratio_and_writes_the_report(qwen_path: Path, 
     doc = json.loads(r.stdout)  # stdout carries only the document; progress went to stderr
     assert set(doc["ratios"]) == RATIOS
     for key, ratio in doc["ratios"].items():
-        assert ratio["n"] >= 1 and 0 < ratio["min"] <= ratio["median"] <= ratio["max"], key
+        assert ratio["n"] >= 1 and 0 <= ratio["min"] <= ratio["median"] <= ratio["max"], key
         assert ratio["verdict"] in ("met", "missed", "within spread"), key
     res = doc["results"]
-    # Reuse evaluates only the new tokens of a keystroke; a cold request evaluates the whole file.
-    assert res["keystroke"]["reuse_prompt_tokens_evaluated"]["max"] <= 4
-    assert res["keystroke"]["prompt_tokens"] > 500
+    # One typing trace. Default reuse keeps the exact prefix up to the cursor and evaluates the
+    # suffix again: fewer tokens than cold, more than the typed ones.
+    (trace,) = res["keystroke"]
+    assert trace["prompt_tokens"] > 500 and trace["keystrokes"] == 4
+    assert 4 < trace["reuse_prompt_tokens_evaluated"]["max"] < trace["prompt_tokens"] - 100
+    # Agreement is a share of keystrokes per trace; exact reuse differs from cold only where
+    # llama.cpp rounds a near-tie differently, so most keystrokes must agree.
+    agreement = doc["ratios"]["keystroke_agreement_vs_cold"]
+    assert agreement["n"] == 1 and agreement["median"] >= 0.5
     assert res["speculation"]["same_output"] is True
     assert res["decode"]["same_token_count_as_raw"] is True
-    assert doc["ratios"]["keystroke_ttft_speedup"]["median"] > 5  # far above noise even on a busy CPU
+    assert doc["ratios"]["keystroke_ttft_speedup"]["median"] > 1.3  # the prefix up to the cursor is reused
     text = report.read_text()
     assert "## Ratios" in text and "concurrency_4_vs_1_throughput" in text
     assert (tmp_path / "bench_ttft.png").stat().st_size > 1000

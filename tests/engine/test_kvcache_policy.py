@@ -86,7 +86,7 @@ def test_typing_at_the_cursor_shifts_the_suffix_and_evaluates_only_the_new_token
     cache = fim(PREFIX, SUFFIX) + ANSWER
     typed = [500, 501]
     prompt = fim(PREFIX + typed, SUFFIX)
-    plan = plan_reuse(cache, prompt, reuse_min=32, can_shift=True)
+    plan = plan_reuse(cache, prompt, reuse_min=32, can_shift=True, shift=True)
     common = 1 + len(PREFIX)
     chunk = ShiftedChunk(old_start=common, new_start=common + 2, length=1 + len(SUFFIX))
     assert plan == ReusePlan(len(prompt), common, chunk)
@@ -101,7 +101,7 @@ def test_typing_at_the_cursor_shifts_the_suffix_and_evaluates_only_the_new_token
 def test_deleting_at_the_cursor_shifts_the_suffix_back_with_no_gap() -> None:
     cache = fim(PREFIX, SUFFIX) + ANSWER
     prompt = fim(PREFIX[:-1], SUFFIX)
-    plan = plan_reuse(cache, prompt, reuse_min=32, can_shift=True)
+    plan = plan_reuse(cache, prompt, reuse_min=32, can_shift=True, shift=True)
     assert plan.common == len(PREFIX)
     assert plan.shift == ShiftedChunk(old_start=1 + len(PREFIX), new_start=len(PREFIX), length=51)
     assert plan.shift.delta == -1 and not plan.gap
@@ -113,18 +113,18 @@ def test_the_shifted_chunk_never_overlaps_the_common_prefix() -> None:
     # three of them are the common prefix: only the 8 is a chunk to shift.
     cache = [PRE, 7, 7, 7, 8, MID, *ANSWER]
     prompt = [PRE, 7, 7, 7, 9, 7, 7, 7, 8, MID]
-    plan = plan_reuse(cache, prompt, reuse_min=1, can_shift=True)
+    plan = plan_reuse(cache, prompt, reuse_min=1, can_shift=True, shift=True)
     assert plan == ReusePlan(10, 4, ShiftedChunk(old_start=4, new_start=8, length=1))
     assert list(plan.gap) == [4, 5, 6, 7]
     assert applied(cache, prompt, plan) == prompt
-    assert plan_reuse(cache, prompt, reuse_min=2, can_shift=True).shift is None
+    assert plan_reuse(cache, prompt, reuse_min=2, can_shift=True, shift=True).shift is None
 
 
 @pytest.mark.parametrize(("reuse_min", "shifted"), [(0, False), (1, True), (51, True), (52, False)])
 def test_reuse_min_is_the_shortest_chunk_worth_shifting(reuse_min: int, shifted: bool) -> None:
     cache = fim(PREFIX, SUFFIX) + ANSWER  # the reusable chunk is <|fim_suffix|> + 50 tokens = 51
     prompt = fim([*PREFIX, 500], SUFFIX)
-    plan = plan_reuse(cache, prompt, reuse_min=reuse_min, can_shift=True)
+    plan = plan_reuse(cache, prompt, reuse_min=reuse_min, can_shift=True, shift=True)
     assert (plan.shift is not None) is shifted
     assert plan.common == 1 + len(PREFIX)
     if not shifted:  # reuse_min 0 turns shifting off: prefix reuse only
@@ -135,32 +135,34 @@ def test_reuse_min_is_the_shortest_chunk_worth_shifting(reuse_min: int, shifted:
 def test_no_shift_when_the_cache_cannot_shift() -> None:
     cache = fim(PREFIX, SUFFIX) + ANSWER
     prompt = fim([*PREFIX, 500], SUFFIX)
-    plan = plan_reuse(cache, prompt, reuse_min=8, can_shift=False)
+    plan = plan_reuse(cache, prompt, reuse_min=8, can_shift=False, shift=True)
     assert plan == ReusePlan(len(prompt), 1 + len(PREFIX))
     assert plan.reused == 1 + len(PREFIX) and len(plan.tail) == len(prompt) - plan.common
 
 
-def test_the_shift_option_turns_shifted_reuse_off() -> None:
+def test_shifted_reuse_is_opt_in_and_the_default_reuses_the_exact_prefix_only() -> None:
     cache = fim(PREFIX, SUFFIX) + ANSWER
     prompt = fim([*PREFIX, 500], SUFFIX)
     on = plan_reuse(cache, prompt, reuse_min=8, can_shift=True, shift=True)
     off = plan_reuse(cache, prompt, reuse_min=8, can_shift=True, shift=False)
     assert on.shift is not None and off.shift is None and off.common == on.common
-    # The default is the module's SHIFT_REUSE switch (shifting on, for now).
-    assert kvcache.SHIFT_REUSE is True
-    assert plan_reuse(cache, prompt, reuse_min=8, can_shift=True) == on
+    # The suffix's cells were computed under the old prefix: by default it is evaluated again.
+    default = plan_reuse(cache, prompt, reuse_min=8, can_shift=True)
+    assert default == off == ReusePlan(len(prompt), 1 + len(PREFIX))
+    assert list(default.tail) == list(range(1 + len(PREFIX), len(prompt)))
+    assert not hasattr(kvcache, "SHIFT_REUSE")  # one switch: the load setting kv_shift_reuse
 
 
 def test_no_shift_without_the_final_token_in_the_cache() -> None:
     cache = [PRE, *PREFIX, SUF, *SUFFIX]  # e.g. cancelled before <|fim_middle|> was cached
     prompt = fim([*PREFIX, 500], SUFFIX)
-    assert plan_reuse(cache, prompt, reuse_min=1, can_shift=True).shift is None
+    assert plan_reuse(cache, prompt, reuse_min=1, can_shift=True, shift=True).shift is None
 
 
 def test_a_new_suffix_is_not_reused() -> None:
     cache = fim(PREFIX, SUFFIX) + ANSWER
     prompt = fim([*PREFIX, 500], [900, *SUFFIX[1:-1], 901])  # the suffix changed at its end
-    plan = plan_reuse(cache, prompt, reuse_min=4, can_shift=True)
+    plan = plan_reuse(cache, prompt, reuse_min=4, can_shift=True, shift=True)
     assert plan.shift is None and plan.common == 1 + len(PREFIX)
 
 
@@ -179,7 +181,9 @@ def test_random_edits_always_rebuild_the_new_prompt() -> None:
             cut = rng.randint(1, len(old) - 1)
             new = old[:cut] + toks(rng.randint(0, 3)) + old[cut + rng.randint(0, 3) :]
             new = [*new[:-1], MID] if new[-1] != MID else new
-        plan = plan_reuse(cache, new, reuse_min=rng.randint(0, 4), can_shift=rng.random() < 0.8)
+        plan = plan_reuse(
+            cache, new, reuse_min=rng.randint(0, 4), can_shift=rng.random() < 0.8, shift=rng.random() < 0.8
+        )
         assert applied(cache, new, plan) == new
         assert plan.tail and plan.tail.stop == len(new)
         if plan.shift is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cgstudio.bench.stats import Ratio, ratio
+from cgstudio.bench.stats import Ratio, ratio, summarize
 from cgstudio.core.settings import LoadProfile, Settings, load_settings
 from cgstudio.engine.llamacpp import LlamaCppEngine
 from cgstudio.session.model import CodeModel
@@ -22,6 +22,7 @@ TARGETS = {
     "http_stream_vs_raw_llama_cpp": 0.95,
     "http_stream_vs_llama_cpp_server": 1.0,
     "keystroke_ttft_speedup": 50.0,
+    "keystroke_agreement_vs_cold": 1.0,
     "concurrency_4_vs_1_throughput": 2.5,
     "speculation_speedup": 1.5,
     "remote_stream_vs_upstream": 0.95,
@@ -38,7 +39,7 @@ class Plan:
     ttft_lengths: list[int]
     keystroke_tokens: int
     keystrokes: int
-    cold_keystrokes: int
+    keystroke_traces: list[float]  # where each typing trace's cursor is, as a share of the file's lines
     concurrency: list[int]
     conc_tokens: int
     spec_tokens: int
@@ -47,8 +48,8 @@ class Plan:
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls(True, 2, 48, 256, [128, 512], 600, 5, 2, [1, 4], 24, 96, 2)
-        return cls(False, 5, 128, 512, [128, 512, 1024, 2048], 2000, 20, 8, [1, 2, 4, 8], 64, 256, 4)
+            return cls(True, 2, 48, 256, [128, 512], 600, 5, [0.6], [1, 4], 24, 96, 2)
+        return cls(False, 5, 128, 512, [128, 512, 1024, 2048], 2000, 20, [0.6, 0.3], [1, 2, 4, 8], 64, 256, 4)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ class BenchContext:
     def record_ratio(self, key: str, numer: list[float], denom: list[float]) -> None:
         """The median ratio of paired trials, with its spread, against the key's target."""
         self.ratios[key] = Ratio(key, ratio(numer, denom), TARGETS.get(key))
+
+    def record_values(self, key: str, values: list[float]) -> None:
+        """A figure reported like a ratio but not one of paired trials (e.g. a share per trace)."""
+        self.ratios[key] = Ratio(key, summarize(values), TARGETS.get(key))
 
 
 def open_model(path: Path, profile: LoadProfile, **update: Any) -> CodeModel:

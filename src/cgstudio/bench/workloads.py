@@ -44,11 +44,14 @@ class KeystrokeCase:
         return self.before + self.typed[: i + 1], self.after
 
 
-def keystroke_case(vocab: Vocab, n_tokens: int = 2000, keystrokes: int = 20) -> KeystrokeCase:
-    """A real ~n_tokens-token Python file with the cursor inside a function, ~60% down the file."""
+def keystroke_case(
+    vocab: Vocab, n_tokens: int = 2000, keystrokes: int = 20, at: float = 0.6
+) -> KeystrokeCase:
+    """A real ~n_tokens-token Python file with the cursor inside a function, about ``at`` of the
+    way down the file (a share of its lines)."""
     text = code_of_tokens(vocab, n_tokens, "argparse")
     lines = text.splitlines(keepends=True)
-    start = int(len(lines) * 0.6)
+    start = int(len(lines) * at)
     idx = next(
         (
             i

@@ -71,6 +71,17 @@ LOAD_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
         "flash_attn",
         {"is_flag": True, "flag_value": True, "default": None, "help": "Use flash attention."},
     ),
+    (
+        ("--kv-shift-reuse",),
+        "kv_shift_reuse",
+        {
+            "is_flag": True,
+            "flag_value": True,
+            "default": None,
+            "help": "Reuse a FIM suffix's cached KV shifted after an edit: faster keystrokes, but answers "
+            "can differ from a cold run [off: exact prefix reuse only].",
+        },
+    ),
     (("--cache-type-k", "-ctk"), "cache_type_k", {"type": str, "help": "K cache type [f16]."}),
     (
         ("--cache-type-v", "-ctv"),

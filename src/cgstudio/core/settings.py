@@ -98,8 +98,15 @@ class LoadProfile(_Strict):
         32,
         ge=0,
         le=65536,
-        description="Min. chunk (tokens) of a cached prompt reused by KV shifting (--cache-reuse); "
-        "0 = prefix only.",
+        description="Min. chunk (tokens) of a cached prompt reused by KV shifting (--cache-reuse) when "
+        "kv_shift_reuse is on; 0 = prefix only.",
+    )
+    kv_shift_reuse: bool = Field(
+        False,
+        description="Approximate KV reuse for FIM keystrokes (--kv-shift-reuse): reuse the cached suffix "
+        "shifted to its new positions instead of evaluating it again. Faster, but the suffix keeps what "
+        "was computed under the old prefix, so answers can differ from a cold run. Off: only the exact "
+        "common prefix is reused.",
     )
     speculative: Literal["auto", "off", "on"] = Field(
         "auto", description="Prompt-lookup speculative decoding: auto = only while drafts are accepted."

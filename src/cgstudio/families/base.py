@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ChatKind = Literal["gemma-turns", "template"]
-FimOrder = Literal["PSM"]
+#: PSM: prefix, suffix, middle (what cgstudio sends). SPM: suffix before prefix; its token layout
+#: varies between reports, so a family records it only as trained, never as the prompt order.
+FimOrder = Literal["PSM", "SPM"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class FimTokens:
     add_bos: bool
     repo_style: bool  # a repo-name header and a separator before each context file (Qwen)
     repo_name: str | None = None
-    order: FimOrder = "PSM"
+    order: FimOrder = "PSM"  # the order cgstudio's prompts use
+    trained_orders: tuple[FimOrder, ...] = ("PSM",)  # the orders the family's report says it was trained on
 
     @property
     def tokens(self) -> tuple[str, str, str, str]:

@@ -2,6 +2,9 @@
 
 FIM, PSM order, with context files (Figures 2 and 4):
     <bos>a.py\\n{a}<|file_separator|>b.py\\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>
+Trained on PSM and SPM ("Preprocessing for Fill-in-the-Middle": "trained to work with both PSM
+(Prefix-Suffix-Middle) and SPM (Suffix-Prefix-Middle) modes"), but the report gives only the PSM
+layout (Figure 2), not SPM's, so prompts stay PSM.
 Chat: Gemma turns (``gemma.TURNS``).
 """
 
@@ -23,6 +26,7 @@ FIM = FimTokens(
     stop_texts=(FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, FILE_SEPARATOR, gemma.END_OF_TURN),
     add_bos=True,
     repo_style=False,
+    trained_orders=("PSM", "SPM"),
 )
 SPECIALS = (*gemma.SPECIALS, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FILE_SEPARATOR)
 

@@ -1,6 +1,7 @@
 """Qwen2.5-Coder: a qwen2 architecture whose vocabulary has the FIM tokens.
 
-FIM, PSM order, repo-level (model card):
+FIM, PSM order, repo-level (model card); the report (arXiv 2409.12186, "Training Policy") gives
+PSM layouts only, file-level and repo-level, and no SPM:
     <|repo_name|>{repo}\\n<|file_sep|>a.py\\n{a}\\n<|file_sep|>b.py\\n<|fim_prefix|>...<|fim_middle|>
 Chat: the GGUF's own ChatML template.
 """

@@ -234,6 +234,7 @@ def write_codegemma_gguf(
     extra_special_tokens: Mapping[int, str] | None = None,
     f16: bool = False,
     seed: int = 0,
+    weight_scale: float = 0.02,
     hparam_overrides: Mapping[str, int | str] | None = None,
 ) -> Path:
     """Write a tiny random-weight CodeGemma GGUF to `path` (replaced atomically) and return the path.
@@ -258,6 +259,9 @@ def write_codegemma_gguf(
             another family's FIM tokens.
         f16: store the 2-D weights as float16 (file type MOSTLY_F16) instead of float32.
         seed: seed of the weights; the same arguments always give the same bytes.
+        weight_scale: standard deviation of the 2-D weights. At the default 0.02 each position's own
+            embedding dominates and greedy output hardly depends on the context; 0.5 makes it
+            depend on the context (for tests of what a stale KV cache changes).
         hparam_overrides: `gemma.*` metadata written instead of the values the shape gives (the
             tensors keep the real shape), or added: e.g. {"block_count": 2**31} or
             {"attention.head_count": 0} for the hostile files llama.cpp would abort on. Integers
@@ -341,6 +345,7 @@ def write_codegemma_gguf(
             q_dim=n_head * head_dim,
             kv_dim=n_head_kv * head_dim,
             f16=f16,
+            scale=weight_scale,
         ):
             writer.add_tensor(tensor_name, array)
 
@@ -366,12 +371,13 @@ def _weights(
     q_dim: int,
     kv_dim: int,
     f16: bool,
+    scale: float,
 ) -> list[tuple[str, np.ndarray]]:
     """The tensors of LLM_ARCH_GEMMA in numpy (row-major) shape, i.e. reversed ggml `ne` order."""
     matrix_dtype = np.float16 if f16 else np.float32
 
     def matrix(rows: int, cols: int) -> np.ndarray:
-        return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02).astype(matrix_dtype)
+        return (rng.standard_normal((rows, cols), dtype=np.float32) * scale).astype(matrix_dtype)
 
     def norm() -> np.ndarray:  # norms stay float32, as llama.cpp's converters write them
         return (1.0 + rng.standard_normal(n_embd, dtype=np.float32) * 0.02).astype(np.float32)

@@ -56,6 +56,7 @@ class LlamaCppEngine(Engine):
             self.counters,
             n_parallel=self.profile.n_parallel,
             reuse_min=self.profile.cache_reuse,
+            shift_reuse=self.profile.kv_shift_reuse,
             speculative=self.profile.speculative,
         )
         self._kind_cache: dict[int, TokenKind] = {}

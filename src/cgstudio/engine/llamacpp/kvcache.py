@@ -3,13 +3,17 @@
 Each slot (one llama.cpp sequence) remembers the tokens its KV cache holds after a request
 ends, the previous prompt followed by its answer. For a new prompt :func:`plan_reuse` decides:
 
-* the common prefix: cached positions ``[0, common)`` are kept as they are;
-* optionally a shifted chunk (``shift=True``, ``reuse_min`` > 0, a cache that can shift): the
-  longest run at the end of the old prompt, before its final token, that is also at the end of
-  the new prompt, before its final token. Its cells move from ``old_start`` to ``new_start``, as
-  llama.cpp's ``--cache-reuse`` does. For FIM this is the FIM suffix token then ``{suffix}`` after an edit
-  at the cursor, so a keystroke evaluates only the new tokens. That chunk's KV was computed
-  under the old prefix, so outputs can differ from a cold run (``cgstudio bench`` measures it);
+* the common prefix: cached positions ``[0, common)`` are kept as they are. This is exact: under
+  causal attention those cells depend only on the tokens the new prompt starts with, so the
+  answer is a cold run's (up to llama.cpp rounding other batch shapes differently). It is all
+  that is reused unless shifting is asked for;
+* only with ``shift=True`` (the load setting ``kv_shift_reuse``, off by default), ``reuse_min`` >
+  0 and a cache that can shift, a shifted chunk: the longest run at the end of the old prompt,
+  before its final token, that is also at the end of the new prompt, before its final token. Its
+  cells move from ``old_start`` to ``new_start``, as llama.cpp's ``--cache-reuse`` does. For FIM
+  this is the FIM suffix token then ``{suffix}`` after an edit at the cursor. It is an
+  approximation: in PSM order the suffix attends to the prefix, so its cells still hold what was
+  computed under the old prefix, and answers can differ from a cold run's;
 * the gap ``[common, new_start)`` to evaluate in front of the shifted chunk, and the tail the
   scheduler evaluates in its batches (always at least the final prompt token: it needs logits).
 
@@ -22,10 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-# The default for plan_reuse's ``shift``: whether a chunk after the common prefix may be reused
-# at new positions. One switch for the scheduler, so the policy changes in one place.
-SHIFT_REUSE = True
 
 
 @dataclass
@@ -121,13 +121,14 @@ def plan_reuse(
     *,
     reuse_min: int,
     can_shift: bool,
-    shift: bool = SHIFT_REUSE,
+    shift: bool = False,
 ) -> ReusePlan:
     """What of ``cache`` (a slot's tokens) a non-empty ``prompt`` keeps.
 
     The prefix is kept up to, not including, the final prompt token (its logits are needed). A
-    shifted chunk is planned only when ``shift`` and ``can_shift`` hold, ``reuse_min`` > 0 and it
-    is at least ``reuse_min`` tokens long; it never overlaps the common prefix.
+    shifted chunk (approximate, see the module docstring) is planned only when ``shift`` and
+    ``can_shift`` hold, ``reuse_min`` > 0 and it is at least ``reuse_min`` tokens long; it never
+    overlaps the common prefix.
     """
     n = len(prompt)
     common = min(common_prefix(cache, prompt), n - 1)

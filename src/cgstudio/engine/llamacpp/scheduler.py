@@ -6,9 +6,9 @@ llama.cpp sequence id), calls ``llama_decode`` once, and samples each sequence w
 native sampler chain. New requests join between steps; finished or cancelled ones leave.
 
 KV reuse: each slot keeps the tokens its cache holds after a request ends; ``kvcache`` decides
-which free slot a request takes and what of its cache the prompt keeps (a common prefix, and a
-later chunk shifted to new positions), and this module applies that plan with
-``llama_memory_*`` calls.
+which free slot a request takes and what of its cache the prompt keeps (the exact common prefix;
+with ``shift_reuse``, the load setting ``kv_shift_reuse``, also a later chunk shifted to new
+positions, which is approximate), and this module applies that plan with ``llama_memory_*`` calls.
 
 Speculation: ``speculative`` proposes prompt-lookup drafts, verified here in the same batch
 as the pending token; rejected drafts leave the cache after the step.
@@ -104,6 +104,7 @@ class Scheduler:
         *,
         n_parallel: int = 1,
         reuse_min: int = 32,
+        shift_reuse: bool = False,
         speculative: str = "auto",
     ) -> None:
         self.model = model
@@ -111,6 +112,7 @@ class Scheduler:
         self.counters = counters
         self.n_ctx_seq = context.n_ctx_seq
         self.reuse_min = reuse_min
+        self.shift_reuse = shift_reuse
         self.speculative = speculative
         self._slots = [Slot(seq_id=i) for i in range(n_parallel)]
         self._scratch = n_parallel  # the context has one extra sequence id for _fill_gap
@@ -234,7 +236,9 @@ class Scheduler:
     ) -> list[tuple[int, int]]:
         """Keep what the slot's cache can serve; return the (token, pos) pairs still to evaluate."""
         mem, sid, cache = self.context.memory, slot.seq_id, slot.tokens
-        plan = plan_reuse(cache, prompt, reuse_min=reuse_min, can_shift=self._can_shift)
+        plan = plan_reuse(
+            cache, prompt, reuse_min=reuse_min, can_shift=self._can_shift, shift=self.shift_reuse
+        )
         if (chunk := plan.shift) is not None:
             ok = lc.llama_memory_seq_rm(mem, sid, chunk.old_end, -1)
             ok = ok and lc.llama_memory_seq_rm(mem, sid, plan.common, chunk.old_start)

@@ -24,6 +24,14 @@ from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAUL
     "[CGSTUDIO_MODEL, the profile, or the demo model].",
 )
 @click.option(
+    "--embedding-model",
+    "embedding_model",
+    default=None,
+    envvar="CGSTUDIO_EMBEDDING_MODEL",
+    help="An embedding GGUF (BERT/nomic-style), optionally ALIAS=PATH, for /v1/embeddings and /api/embed "
+    "[CGSTUDIO_EMBEDDING_MODEL; none: those endpoints answer 400].",
+)
+@click.option(
     "--host",
     default="127.0.0.1",
     show_default=True,
@@ -135,6 +143,7 @@ from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAUL
 @sampling_options
 def serve(
     models: tuple[str, ...],
+    embedding_model: str | None,
     host: str,
     port: int,
     api_key: str | None,
@@ -162,7 +171,12 @@ def serve(
     instruction-tuned one, else the first --model.
     """
     from cgstudio.server import create_app
-    from cgstudio.server.config import parse_duration, resolve_models, server_settings
+    from cgstudio.server.config import (
+        parse_duration,
+        resolve_embedding_model,
+        resolve_models,
+        server_settings,
+    )
     from cgstudio.server.listener import run
 
     settings = settings_from(opts)
@@ -193,6 +207,7 @@ def serve(
         max_queue=max_queue,
         max_body_bytes=int(max_body_mb * (1 << 20)),
         upstream=upstream,
+        embedding_model=resolve_embedding_model(embedding_model) if embedding_model else None,
     )
     for spec in specs:
         if spec.notice:
@@ -204,6 +219,13 @@ def serve(
         where = f"upstream {upstream.base_url}" if upstream else str(entry.path)
         click.echo(
             f"model {entry.alias}: {m.family}, {m.variant}{', FIM' if m.fim else ''} ({where})", err=True
+        )
+    embedding = app.state.embeddings.inspect()  # a file that is no embedding model fails here too
+    if embedding is not None:
+        click.echo(
+            f"embedding model {app.state.embeddings.alias}: {embedding.architecture}, "
+            f"{embedding.n_embd} dimensions, {embedding.pooling} pooling ({embedding.path})",
+            err=True,
         )
 
     def announce(url: str) -> None:  # once the port is ours; a taken one is a ListenError instead

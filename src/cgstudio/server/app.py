@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
 from cgstudio.server.config import ServerSettings
+from cgstudio.server.embeddings import EmbeddingHost
 from cgstudio.server.errors import install_handlers
 from cgstudio.server.middleware import (
     AuthMiddleware,
@@ -27,7 +28,7 @@ from cgstudio.server.middleware import (
 from cgstudio.server.prometheus import Metrics
 from cgstudio.server.queue import Runner
 from cgstudio.server.registry import Inspector, Loader, Registry
-from cgstudio.server.routes import admin, llamacpp, ollama, openai
+from cgstudio.server.routes import admin, embeddings, llamacpp, ollama, openai
 
 DESCRIPTION = """Local CodeGemma models over three dialects on one port:
 OpenAI (`/v1`), Ollama (`/api`) and llama.cpp's server (`/infill`, `/completion`, `/tokenize`).
@@ -50,10 +51,12 @@ def create_app(
         retry_after_s=config.retry_after_s,
         api_key=config.api_key,
     )
+    embedder = EmbeddingHost(config.embedding_model, config.settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(registry.inspect_all)
+        await asyncio.to_thread(embedder.inspect)
         sweeper = asyncio.create_task(registry.sweep_forever())
         try:
             yield
@@ -61,6 +64,7 @@ def create_app(
             sweeper.cancel()
             await runner.close()
             await registry.close()
+            await embedder.close()
 
     app = FastAPI(
         title="CodeGemma Studio",
@@ -72,8 +76,9 @@ def create_app(
     app.state.metrics = metrics
     app.state.registry = registry
     app.state.runner = runner
+    app.state.embeddings = embedder
     install_handlers(app)
-    for module in (openai, ollama, llamacpp, admin):
+    for module in (openai, ollama, llamacpp, embeddings, admin):
         app.include_router(module.router)
     # Module scripts need a JavaScript type; some systems' tables map .js to text/plain.
     mimetypes.add_type("text/javascript", ".js")

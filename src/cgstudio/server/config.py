@@ -112,6 +112,11 @@ class ServerSettings(BaseModel):
         default=None,
         description="--backend openai: the OpenAI-compatible server (vLLM, llama_cpp.server) that generates.",
     )
+    embedding_model: ModelSpec | None = Field(
+        default=None,
+        description="--embedding-model: the embedding GGUF (BERT, nomic-bert) behind /v1/embeddings and "
+        "/api/embed; None = those endpoints answer 400.",
+    )
 
     @field_validator("api_key", "admin_key")
     @classmethod
@@ -145,6 +150,11 @@ class ServerSettings(BaseModel):
         if dupes:
             raise ValueError(
                 f"two models share the alias {', '.join(dupes)}; name them with --model ALIAS=PATH"
+            )
+        if self.embedding_model is not None and self.embedding_model.alias in aliases:
+            raise ValueError(
+                f"the embedding model and a --model share the alias {self.embedding_model.alias}; "
+                "name it with --embedding-model ALIAS=PATH"
             )
         return self
 
@@ -255,6 +265,16 @@ def resolve_remote_model(
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc)) from exc
     return spec, upstream.model_copy(update={"tokenizer": tokenizer, "model": model_id})
+
+
+def resolve_embedding_model(arg: str) -> ModelSpec:
+    """--embedding-model [ALIAS=]PATH.gguf -> ModelSpec; the alias defaults to the file name's stem."""
+    alias, value = split_model_arg(arg)
+    path = Path(value).expanduser()
+    try:
+        return ModelSpec(alias=alias or _alias_from(path.name.removesuffix(".gguf")), path=path)
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from exc
 
 
 def _alias_from(name: str) -> str:

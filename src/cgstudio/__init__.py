@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 def load(model: str | None = None, **profile: Any) -> CodeModel:
     """Load a GGUF model; see ``cgstudio.session.model.load``."""
+    # Imported here: `import cgstudio` stays light (the CLI imports it); loading pulls in the runtime.
     from cgstudio.session.model import load as _load
 
     return _load(model, **profile)

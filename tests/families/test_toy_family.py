@@ -13,6 +13,7 @@ from cgstudio import families
 from cgstudio.cli.inspect import describe
 from cgstudio.core.prompt import ChatMessage
 from cgstudio.families import ChatFormat, Family, FimTokens
+from cgstudio.generation.request import GenerationRequest
 from cgstudio.server.config import ModelSpec, ServerSettings
 from cgstudio.server.prometheus import Metrics
 from cgstudio.server.registry import Registry
@@ -88,7 +89,7 @@ def test_fim_prompt_is_token_exact(toy: Family, toy_gguf: Path) -> None:
     try:
         assert model.family == "toy" and model.fim_capable
         prefix, suffix = "def f(a):\n    ", f"\n    return a {PRE}\n"
-        prompt, _ = model.prompt_complete(prefix, suffix)
+        prompt, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
         v = model.vocab
         assert prompt.tokens == [BOS_ID, ID[PRE], *v.plain(prefix), ID[SUF], *v.plain(suffix), ID[MID]]
         assert {ID[PRE], ID[SUF], ID[MID], ID[SEP]} <= prompt.stop_ids
@@ -99,7 +100,7 @@ def test_fim_prompt_is_token_exact(toy: Family, toy_gguf: Path) -> None:
 def test_chat_uses_the_family_turns(toy: Family, toy_gguf: Path) -> None:
     model = cgstudio.load(str(toy_gguf), n_ctx=1024)
     try:
-        prompt, _ = model.prompt_chat([ChatMessage("user", "hi")])
+        prompt, _ = model.prompt(GenerationRequest("chat", messages=[ChatMessage("user", "hi")]))
         v = model.vocab
         turn, end = ID[TURN], ID[END]
         assert prompt.tokens == [

@@ -15,6 +15,7 @@ from cgstudio.core.errors import InvalidInputError, UnsupportedModeError
 from cgstudio.core.prompt import ChatMessage
 from cgstudio.core.settings import load_settings
 from cgstudio.engine.fake import FakeEngine
+from cgstudio.generation.request import GenerationRequest
 from cgstudio.prompts.chat import (
     MAX_CHAT_MESSAGES,
     ChatBuildCancelled,
@@ -143,7 +144,9 @@ def test_code_model_stream_chat_cancelled_while_building_ends_cancelled() -> Non
     cancel = threading.Event()
     cancel.set()
     model = CodeModel(CountingEngine(), load_settings({}))
-    chunks = list(model.stream_chat([{"role": "user", "content": "hi"}], cancel=cancel))
+    chunks = list(
+        model.stream(GenerationRequest("chat", messages=[{"role": "user", "content": "hi"}]), cancel=cancel)
+    )
     assert len(chunks) == 1
     result = chunks[0].result
     assert result is not None

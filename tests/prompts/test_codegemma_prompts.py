@@ -14,6 +14,7 @@ from cgstudio.core.errors import (
     VariantMismatchError,
 )
 from cgstudio.core.prompt import ChatMessage, ContextFile
+from cgstudio.generation.request import GenerationRequest
 from cgstudio.prompts.chat import fix_bos
 from cgstudio.session.model import CodeModel
 
@@ -52,7 +53,7 @@ def test_user_text_never_becomes_special(model: CodeModel) -> None:
 
 def test_fim_psm_layout_is_token_exact(model: CodeModel) -> None:
     prefix, suffix = "def f(a):\n    " + INJECT, "\n    return a\n<|fim_prefix|>"
-    prompt, _ = model.prompt_complete(prefix, suffix)
+    prompt, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
     v = model.vocab
     assert prompt.tokens == [BOS, FIM_PRE, *v.plain(prefix), FIM_SUF, *v.plain(suffix), FIM_MID]
     assert prompt.tokens.count(FIM_SUF) == 1
@@ -63,7 +64,7 @@ def test_fim_psm_layout_is_token_exact(model: CodeModel) -> None:
 
 def test_fim_adds_and_strips_no_whitespace(model: CodeModel) -> None:
     prefix, suffix = "  a = 1 \n\t", " \n\n  "
-    prompt, _ = model.prompt_complete(prefix, suffix)
+    prompt, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
     i, j = prompt.tokens.index(FIM_PRE), prompt.tokens.index(FIM_SUF)
     assert model.vocab.render(prompt.tokens[i + 1 : j]) == prefix
     assert model.vocab.render(prompt.tokens[j + 1 : -1]) == suffix
@@ -72,7 +73,9 @@ def test_fim_adds_and_strips_no_whitespace(model: CodeModel) -> None:
 def test_fim_with_path_and_context_files(model: CodeModel) -> None:
     v = model.vocab
     files = (ContextFile("utils.py", "def helper():\n    return 1\n"), ContextFile("b.py", "B = 2\n"))
-    prompt, _ = model.prompt_complete("import utils\n", "", files, path="src/main.py")
+    prompt, _ = model.prompt(
+        GenerationRequest("fim", "import utils\n", "", files=tuple(files), path="src/main.py")
+    )
     assert prompt.tokens == [
         BOS,
         *v.plain("utils.py\ndef helper():\n    return 1\n"),
@@ -98,7 +101,7 @@ def test_chat_format_is_token_exact(model: CodeModel) -> None:
         ChatMessage("assistant", "hello"),
         ChatMessage("user", "code?"),
     ]
-    prompt, _ = model.prompt_chat(msgs)
+    prompt, _ = model.prompt(GenerationRequest("chat", messages=msgs))
     assert prompt.tokens == [
         BOS,
         SOT,
@@ -123,9 +126,11 @@ def test_chat_format_is_token_exact(model: CodeModel) -> None:
 
 def test_chat_roles_must_alternate(model: CodeModel) -> None:
     with pytest.raises(InvalidInputError, match="alternate"):
-        model.prompt_chat([ChatMessage("user", "a"), ChatMessage("user", "b")])
+        model.prompt(GenerationRequest("chat", messages=[ChatMessage("user", "a"), ChatMessage("user", "b")]))
     with pytest.raises(InvalidInputError, match="last message"):
-        model.prompt_chat([ChatMessage("user", "a"), ChatMessage("assistant", "b")])
+        model.prompt(
+            GenerationRequest("chat", messages=[ChatMessage("user", "a"), ChatMessage("assistant", "b")])
+        )
 
 
 def test_exactly_one_bos(model: CodeModel) -> None:
@@ -134,7 +139,7 @@ def test_exactly_one_bos(model: CodeModel) -> None:
 
 
 def test_raw_prompt_parses_control_text(model: CodeModel) -> None:
-    prompt = model.prompt_raw("<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>")
+    prompt, _ = model.prompt(GenerationRequest("raw", "<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>"))
     assert prompt.tokens[:2] == [BOS, FIM_PRE]
     assert prompt.tokens[-1] == FIM_MID
     assert FIM_SUF in prompt.tokens
@@ -145,7 +150,7 @@ def test_fim_prompt_too_long_is_trimmed_near_cursor(codegemma_paths: dict[str, P
     try:
         prefix = "".join(f"line_{i} = {i}\n" for i in range(800))
         suffix = "".join(f"after_{i} = {i}\n" for i in range(300))
-        prompt, _ = m.prompt_complete(prefix, suffix)
+        prompt, _ = m.prompt(GenerationRequest("fim", prefix, suffix))
         assert len(prompt.tokens) + (prompt.max_tokens or 0) <= 512
         assert [w.code for w in prompt.warnings][-1] == "prompt_truncated"
         i, j = prompt.tokens.index(FIM_PRE), prompt.tokens.index(FIM_SUF)
@@ -161,11 +166,11 @@ def test_chat_that_cannot_fit_is_a_clear_error(codegemma_paths: dict[str, Path])
     m = cgstudio.load(str(codegemma_paths["control"]), n_ctx=256)
     try:
         with pytest.raises(ContextOverflowError, match=r"prompt needs \d+ tokens, context is 256"):
-            m.prompt_chat([ChatMessage("user", "word " * 2000)])
+            m.prompt(GenerationRequest("chat", messages=[ChatMessage("user", "word " * 2000)]))
         long_history = [ChatMessage("user", "first instruction")]
         for i in range(30):
             long_history += [ChatMessage("assistant", f"answer {i} " * 5), ChatMessage("user", f"q {i}")]
-        prompt, _ = m.prompt_chat(long_history)
+        prompt, _ = m.prompt(GenerationRequest("chat", messages=long_history))
         text = m.vocab.render(prompt.tokens)
         assert "first instruction" in text and "q 29" in text and "answer 0 " not in text
         assert prompt.warnings[0].code == "prompt_truncated"
@@ -178,8 +183,8 @@ def test_no_fim_model(codegemma_paths: dict[str, Path]) -> None:
     try:
         assert m.family == "gemma" and not m.fim_capable
         with pytest.raises(UnsupportedModeError, match="no FIM tokens"):
-            m.prompt_complete("a", "b")
-        prompt, _ = m.prompt_complete("def f():\n", "")
+            m.prompt(GenerationRequest("fim", "a", "b"))
+        prompt, _ = m.prompt(GenerationRequest("fim", "def f():\n", ""))
         assert prompt.mode == "completion" and prompt.tokens == [BOS, *m.vocab.plain("def f():\n")]
     finally:
         m.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import cgstudio
+from cgstudio.generation.request import GenerationRequest
 from cgstudio.session.model import CodeModel
 
 pytestmark = pytest.mark.slow
@@ -78,7 +79,11 @@ def test_gemma3_plain_completion(gemma3: CodeModel) -> None:
 
 
 def test_streaming_chunks_join_to_the_result(qwen: CodeModel) -> None:
-    chunks = list(qwen.stream_complete("def add(a, b):\n", "", sampling={"temperature": 0, "max_tokens": 24}))
+    chunks = list(
+        qwen.stream(
+            GenerationRequest("fim", "def add(a, b):\n", "", sampling={"temperature": 0, "max_tokens": 24})
+        )
+    )
     result = chunks[-1].result
     assert result is not None
     assert "".join(c.text for c in chunks).startswith(result.text)

@@ -19,6 +19,7 @@ from cgstudio.engine.remote.dialect import parse_event, sse_data
 from cgstudio.engine.remote.llamacpp_server import LlamaCppServerDialect, TextDialect, render_prompt
 from cgstudio.engine.remote.tokenizer import EstimateTokenizer, GGUFTokenizer, UpstreamTokenizer
 from cgstudio.engine.remote.vllm import VLLMDialect, is_vllm, max_model_len
+from cgstudio.generation.request import GenerationRequest
 from cgstudio.prompts.vocab import Vocab
 from cgstudio.server.config import resolve_remote_model
 from cgstudio.session import CodeModel
@@ -60,7 +61,7 @@ def test_vllm_fim_sends_our_token_ids_and_user_text_stays_text(
     m = remote(server, settings, tokenizer=qwen_path)
     r = m.complete(PREFIX, SUFFIX, sampling={**GREEDY, "top_k": 0})
     body = server.bodies[-1]
-    expected, _ = m.prompt_complete(PREFIX, SUFFIX, max_tokens=16)
+    expected, _ = m.prompt(GenerationRequest("fim", PREFIX, SUFFIX, sampling={"max_tokens": 16}))
     assert body["prompt"] == expected.tokens and all(isinstance(t, int) for t in body["prompt"])
     special = tok.info.special_tokens
     # The structure's special tokens appear once each; the user's "<|fim_suffix|>" is plain text.
@@ -113,8 +114,8 @@ def test_upstream_tokenizer_over_vllm_tokenize_matches_the_gguf(
     for text in ("<|fim_prefix|>", "<|file_sep|>", "<|im_end|>", "<|endoftext|>"):
         assert m.engine.info.special_tokens[text] == tok.info.special_tokens[text]
     exact = remote(FakeVLLM(tok), settings, tokenizer=qwen_path)
-    ours, _ = m.prompt_complete(PREFIX, SUFFIX, max_tokens=16)
-    theirs, _ = exact.prompt_complete(PREFIX, SUFFIX, max_tokens=16)
+    ours, _ = m.prompt(GenerationRequest("fim", PREFIX, SUFFIX, sampling={"max_tokens": 16}))
+    theirs, _ = exact.prompt(GenerationRequest("fim", PREFIX, SUFFIX, sampling={"max_tokens": 16}))
     # Same text, same structure; the user's "<|fim_suffix|>" is split into plain pieces by Vocab.plain
     # (the endpoint always parses specials), so ordinary tokens may differ around it.
     assert tok.detokenize(ours.tokens, special=True) == tok.detokenize(theirs.tokens, special=True)
@@ -144,14 +145,16 @@ def test_text_upstream_refuses_special_token_text(
     assert server.bodies == []  # nothing was sent
     r = m.complete("def add(a, b):\n    ", SUFFIX, sampling=GREEDY)
     body = server.bodies[-1]
-    prompt, _ = m.prompt_complete("def add(a, b):\n    ", SUFFIX, max_tokens=16)
+    prompt, _ = m.prompt(
+        GenerationRequest("fim", "def add(a, b):\n    ", SUFFIX, sampling={"max_tokens": 16})
+    )
     assert body["prompt"] == tok.detokenize(prompt.tokens, special=True).decode()
     assert body["prompt"].endswith("<|fim_middle|>") and "suffix" not in body
     assert len(body["stop"]) <= 4 and "top_k" not in body  # plain OpenAI parameters only
     assert r.text == "x = 1" and r.finish_reason == "length"
     # A client-rendered (raw) prompt means its special tokens: it passes.
     raw = "<|fim_prefix|>def f():\n    <|fim_suffix|>\n<|fim_middle|>"
-    list(m.stream_raw(raw, sampling=GREEDY))
+    list(m.stream(GenerationRequest("raw", raw, sampling=GREEDY)))
     assert server.bodies[-1]["prompt"] == raw
 
 

@@ -13,6 +13,7 @@ import pytest
 from server_testing import Live, LiveFactory
 
 from cgstudio.generation.pipeline import RunContext, run
+from cgstudio.generation.request import GenerationRequest
 from cgstudio.generation.stops import MAX_STOP_CHARS, MAX_STOP_STRINGS
 from cgstudio.prompts.chat import MAX_CHAT_MESSAGES
 
@@ -118,7 +119,7 @@ def user_defined(live_server: LiveFactory, codegemma_paths: dict[str, Path]) -> 
 def test_the_scripted_marker_would_leak_without_protected_ids(user_defined: Live) -> None:
     """Proves the next test can fail: the unprotected pipeline shows the marker's text."""
     model = user_defined.app.state.registry.entries["cg-ud"].model
-    prompt, _ = model.prompt_complete("def f():\n    ", "\n", max_tokens=16)
+    prompt, _ = model.prompt(GenerationRequest("fim", "def f():\n    ", "\n", sampling={"max_tokens": 16}))
     chunks = list(
         run(
             model.engine,

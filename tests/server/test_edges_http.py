@@ -35,6 +35,7 @@ from cgstudio.server.config import ModelSpec
 from cgstudio.server.errors import ListenError
 from cgstudio.server.listener import GracefulServer, bind, listening_url, uvicorn_config
 from cgstudio.server.middleware import BrowserPolicy
+from cgstudio.testing.loopback import serve_server
 
 HERE = Path(__file__).resolve().parent
 FIM = {"prompt": "def total(rows):\n    ", "suffix": "\n    return result\n"}
@@ -237,14 +238,8 @@ def bounded_server(models: dict[str, Path], **config: Any) -> Iterator[str]:
     app = create_app(cfg, loader=loader)
     sockets = bind(cfg.host, cfg.port)
     server = GracefulServer(uvicorn_config(app, cfg, log_level="warning"), app.state.runner.begin_shutdown)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=60)
-    try:
-        yield listening_url(sockets, cfg.host)
-    finally:
-        server.should_exit = True
-        thread.join(20)
+    with serve_server(server, sockets) as url:
+        yield url
 
 
 def _closed_by_server(sock: socket.socket, within_s: float) -> bool:

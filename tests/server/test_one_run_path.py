@@ -1,7 +1,9 @@
-"""Every face reaches the engine through one function: ``CodeModel.run_prompt``.
+"""Every face reaches the engine through one function: ``CodeModel.stream(GenerationRequest)``,
+which runs the built prompt through ``CodeModel.run_prompt``.
 
-FIM, chat and raw completion from the CLI and from every generating endpoint of the three
-dialects must call it exactly once per request, and nothing may decode without it.
+FIM, chat and raw completion from the CLI, the eval harness and every generating endpoint of the
+three dialects must call each exactly once per request, with the request mode the dialect means,
+and nothing may decode without them.
 """
 
 from __future__ import annotations
@@ -15,20 +17,30 @@ import httpx
 import pytest
 from server_testing import LiveFactory
 
+import cgstudio
 from cgstudio.cli.main import main as cli_main
 from cgstudio.core.engine import DecodeRequest, TokenStream
 from cgstudio.engine.llamacpp import LlamaCppEngine
+from cgstudio.evaluation.backends import LocalBackend
+from cgstudio.evaluation.protocol import GenRequest
+from cgstudio.generation.request import GenerationRequest
 from cgstudio.session import model as session_model
 
 FIM = {"prompt": "def add(a, b):\n    ", "suffix": "\n\nprint(add(1, 2))\n"}
 NUM_PREDICT = {"num_predict": 3}
 MESSAGES = [{"role": "user", "content": "Reverse a list in Python."}]
 REQUESTS: list[tuple[str, str, dict[str, Any], str]] = [
-    # (name, endpoint, body, model)
+    # (name, endpoint, body, model); the name ends with the request mode it must become
     ("openai fim", "/v1/completions", {**FIM, "max_tokens": 3}, "cg-pt"),
     ("openai raw", "/v1/completions", {"prompt": "def f(", "max_tokens": 3}, "cg-pt"),
     ("openai chat", "/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 3}, "cg-it"),
     ("ollama fim", "/api/generate", {**FIM, "stream": False, "options": {"num_predict": 3}}, "cg-pt"),
+    (
+        "ollama plain",
+        "/api/generate",
+        {"prompt": "def f(", "stream": False, "options": {"num_predict": 3}},
+        "cg-pt",
+    ),
     (
         "ollama raw",
         "/api/generate",
@@ -47,12 +59,13 @@ REQUESTS: list[tuple[str, str, dict[str, Any], str]] = [
         {"input_prefix": FIM["prompt"], "input_suffix": FIM["suffix"], "n_predict": 3},
         "cg-pt",
     ),
-    ("llama.cpp completion", "/completion", {"prompt": "def f(", "n_predict": 3}, "cg-pt"),
+    ("llama.cpp raw", "/completion", {"prompt": "def f(", "n_predict": 3}, "cg-pt"),
 ]
 
 
 class Spy:
     def __init__(self) -> None:
+        self.requests: list[str] = []  # GenerationRequest.mode per CodeModel.stream call
         self.runs: list[str] = []
         self.decodes = 0
         self.lock = threading.Lock()
@@ -62,6 +75,14 @@ class Spy:
 def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
     spy = Spy()
     real_run = session_model.CodeModel.run_prompt
+    real_model_stream = session_model.CodeModel.stream
+
+    def model_stream(self: Any, req: GenerationRequest, **kw: Any) -> Iterator[Any]:
+        assert type(req) is GenerationRequest, "dialects pass the one request type, not their own"
+        with spy.lock:
+            spy.requests.append(req.mode)
+        return real_model_stream(self, req, **kw)
+
     real_stream = LlamaCppEngine.stream
 
     def run_prompt(self: Any, prompt: Any, *args: Any, **kw: Any) -> Iterator[Any]:
@@ -74,6 +95,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
             spy.decodes += 1
         return real_stream(self, request)
 
+    monkeypatch.setattr(session_model.CodeModel, "stream", model_stream)
     monkeypatch.setattr(session_model.CodeModel, "run_prompt", run_prompt)
     monkeypatch.setattr(LlamaCppEngine, "stream", stream)
     return spy
@@ -88,6 +110,7 @@ def test_every_generating_endpoint_goes_through_run_prompt(
             before_runs, before_decodes = len(spy.runs), spy.decodes
             r = client.post(endpoint, json={**body, "model": model})
             assert r.status_code == 200, (name, r.text)
+            assert spy.requests[before_runs:] == [name.split()[-1]], name
             assert len(spy.runs) == before_runs + 1, f"{name}: {spy.runs[before_runs:]}"
             assert spy.decodes == before_decodes + 1, f"{name} decoded outside run_prompt"
     assert {"fim", "chat", "completion"} <= set(spy.runs)
@@ -110,5 +133,20 @@ def test_the_cli_goes_through_run_prompt(
         "512",
     ]
     assert cli_main(chat) == 0
+    assert spy.requests == ["fim", "chat"]
     assert spy.runs == ["fim", "chat"]
     assert spy.decodes == 2
+
+
+def test_the_eval_harness_goes_through_stream(synthetic: dict[str, Path], spy: Spy) -> None:
+    """Each eval style becomes a GenerationRequest: plain -> raw on a FIM model, fim, and chat."""
+    model = cgstudio.load(str(synthetic["cg-pt"]), n_ctx=512)
+    try:
+        backend = LocalBackend(model)
+        for style in ("plain", "fim", "chat"):
+            backend.generate(GenRequest(style, "def f(", "\n", {"max_tokens": 2, "temperature": 0.0}))
+    finally:
+        model.close()
+    assert spy.requests == ["raw", "fim", "chat"]
+    assert spy.runs == ["completion", "fim", "chat"]
+    assert spy.decodes == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,6 @@ from cgstudio.bench.stats import Ratio
 
 
 def machine() -> dict[str, Any]:
-    import os
-
     cpu = "unknown"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -25,7 +24,7 @@ def machine() -> dict[str, Any]:
         mem = psutil.virtual_memory().total / 2**30
     except ImportError:
         pass
-    import llama_cpp
+    import llama_cpp  # imported here: the bench CLI's --help must not load it (start-up time)
 
     return {
         "cpu": cpu,

@@ -25,6 +25,7 @@ from cgstudio.core.errors import InvalidInputError, UsageError
 from cgstudio.core.prompt import ContextFile, Prompt
 from cgstudio.core.settings import MAX_INPUT_BYTES
 from cgstudio.generation.pipeline import Chunk, Result
+from cgstudio.generation.request import GenerationRequest
 
 CURSOR_MARK = "<CURSOR>"
 
@@ -88,6 +89,14 @@ def _consume(chunks: Iterator[Chunk], as_json: bool, transform: Any = None) -> R
     if as_json:
         emit_json(result.as_dict())
     return result
+
+
+def _run(m: Any, req: GenerationRequest, dry_run: bool, as_json: bool, transform: Any = None) -> None:
+    """Show ``req``'s exact prompt (--dry-run), or generate it to the terminal."""
+    if dry_run:
+        _dry_run(m, m.prompt(req)[0], as_json)
+    else:
+        _consume(m.stream(req), as_json, transform)
 
 
 def _dry_run(m: Any, prompt: Prompt, as_json: bool) -> None:
@@ -226,14 +235,11 @@ def complete(
     m = _open_model(model, opts)
     guards = {"fim_single_line": single_line or None, "fim_block_end": block or None}
     guards = {k: v for k, v in guards.items() if v is not None}
-    if dry_run:
-        prompt = m.prompt_raw(prefix) if raw else m.prompt_complete(prefix, suffix, files, path=path)[0]
-        _dry_run(m, prompt, as_json)
-        return
     if raw:
-        _consume(m.stream_raw(prefix, guards=guards), as_json)
-        return
-    _consume(m.stream_complete(prefix, suffix, files, path=path, guards=guards), as_json)
+        req = GenerationRequest("raw", prefix, guards=guards)
+    else:
+        req = GenerationRequest("fim", prefix, suffix, files=tuple(files), path=path, guards=guards)
+    _run(m, req, dry_run, as_json)
 
 
 @click.command()
@@ -253,14 +259,11 @@ def generate(
 ) -> None:
     """Generate code for REQUEST: code, not advice."""
     m = _open_model(model, opts)
-    if dry_run:
-        prompt, _ = m.prompt_generate(request, language, explain=explain)
-        _dry_run(m, prompt, as_json)
-        return
     from cgstudio.generation.codeblocks import extract_code
 
     transform = extract_code if m.variant.variant == "instruction-tuned" and not explain else None
-    _consume(m.stream_generate(request, language, explain=explain), as_json, transform)
+    req = GenerationRequest("generate", request, language=language, explain=explain)
+    _run(m, req, dry_run, as_json, transform)
 
 
 @click.command()
@@ -285,11 +288,7 @@ def chat(
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     if message is not None:
         msgs = [*history, {"role": "user", "content": message}]
-        if dry_run:
-            prompt, _ = m.prompt_chat(msgs)
-            _dry_run(m, prompt, as_json)
-            return
-        _consume(m.stream_chat(msgs), as_json)
+        _run(m, GenerationRequest("chat", messages=msgs), dry_run, as_json)
         return
     if as_json or dry_run:
         raise UsageError("--json and --dry-run need a MESSAGE argument")
@@ -307,5 +306,5 @@ def chat(
         if not line.strip():
             break
         history.append({"role": "user", "content": line})
-        result = _consume(m.stream_chat(history), False)
+        result = _consume(m.stream(GenerationRequest("chat", messages=history)), False)
         history.append({"role": "assistant", "content": result.text})

@@ -13,8 +13,7 @@ from cgstudio.core.settings import LoadProfile
 from cgstudio.diagnostics.check import Check
 from cgstudio.diagnostics.memory import trained_context
 from cgstudio.engine.llamacpp.handle import ModelHandle
-from cgstudio.families import FAMILIES, codegemma
-from cgstudio.families import gemma as gemma_family
+from cgstudio.families import FAMILIES, Family, family_from_name
 from cgstudio.families import get as get_family
 
 # Exact reproduction is the point: tabs, runs of spaces, blank lines, a leading keyword, non-ASCII.
@@ -24,7 +23,6 @@ ROUNDTRIP_SAMPLE = (
     "class  Box:\n        pass\n"
 )
 ROUNDTRIP_INDENTED = "    x = {'a': 1}\n  \ty = [x]  \n"
-GEMMA_FAMILIES = ("codegemma", "gemma")
 
 
 @dataclass
@@ -68,59 +66,65 @@ def probe(path: Path, token_texts: tuple[str, ...]) -> VocabProbe:
         handle.close()
 
 
-def fim_texts(family: str) -> tuple[str, ...]:
-    """The family's FIM tokens (prefix, suffix, middle, file separator); CodeGemma's for a family without."""
-    return (get_family(family).fim or codegemma.FIM).tokens
-
-
-def _named_codegemma(info: ModelInfo) -> bool:
-    return any(
-        "codegemma" in s.lower()
-        for s in (info.name, Path(info.path).name, info.metadata.get("general.basename", ""))
-    )
+def fim_family(info: ModelInfo, family: str) -> Family | None:
+    """The family whose FIM tokens this GGUF should have: its own when it has FIM, else a FIM family
+    its names claim (a 'codegemma' file whose conversion dropped the FIM tokens detects as gemma)."""
+    own = get_family(family)
+    if own.fim is not None:
+        return own
+    for name in (info.name, Path(info.path).name, info.metadata.get("general.basename", "")):
+        named = get_family(family_from_name(str(name or "")))
+        if named.fim is not None:
+            return named
+    return None
 
 
 def check_special_ids(p: VocabProbe, family: str, path: str) -> list[Check]:
     info, meta = p.info, p.info.metadata
     out: list[Check] = []
-    gemma = family in GEMMA_FAMILIES
-    for role, key, want in (
-        ("bos", "tokenizer.ggml.bos_token_id", gemma_family.BOS),
-        ("eos", "tokenizer.ggml.eos_token_id", gemma_family.EOS),
-    ):
+    rules = get_family(family).rules
+    for role, key in (("bos", "tokenizer.ggml.bos_token_id"), ("eos", "tokenizer.ggml.eos_token_id")):
         tid = info.bos_id if role == "bos" else info.eos_id
         text = p.texts.get(tid) if tid is not None else None
+        want = (rules.bos if role == "bos" else rules.eos) if rules else None
         fix = (
             (
-                "gguf-new-metadata --special-token-by-id bos 2 --special-token-by-id eos 1 "
-                f"{path} FIXED.gguf (Gemma ids), or download a current conversion (`cgstudio pull`)"
+                f"gguf-new-metadata --special-token-by-id bos {rules.bos_id} --special-token-by-id eos "
+                f"{rules.eos_id} {path} FIXED.gguf ({rules.label} ids), or download a current conversion "
+                "(`cgstudio pull`)"
             )
-            if gemma
+            if rules
             else ("download a current conversion of the model")
         )
         if key not in meta:
             out.append(
                 Check(
                     f"gguf.{role}",
-                    "fail" if gemma else "warn",
+                    "fail" if rules else "warn",
                     f"{key} is missing (a converter regression dropped it): llama.cpp falls back to id "
                     f"{tid} ({text!r}), so {'prompts start' if role == 'bos' else 'generation stops'} "
                     "wrong and the model may produce nothing",
                     fix,
                 )
             )
-        elif gemma and text != want:
+        elif rules and text != want:
             out.append(
-                Check(f"gguf.{role}", "fail", f"{role.upper()} id {tid} is {text!r}, Gemma's is {want}", fix)
+                Check(
+                    f"gguf.{role}",
+                    "fail",
+                    f"{role.upper()} id {tid} is {text!r}, {rules.label}'s is {want}",
+                    fix,
+                )
             )
         else:
             out.append(Check(f"gguf.{role}", "ok", f"{role.upper()} id {tid} ({text!r})"))
-    if gemma and not info.add_bos:
+    if rules and rules.add_bos and not info.add_bos:
         out.append(
             Check(
                 "gguf.add_bos",
                 "fail",
-                "tokenizer.ggml.add_bos_token is false: Gemma models degrade badly without <bos>",
+                f"tokenizer.ggml.add_bos_token is false: {rules.label} models degrade badly "
+                f"without {rules.bos}",
                 f"gguf-set-metadata --force {path} tokenizer.ggml.add_bos_token 1",
             )
         )
@@ -129,7 +133,7 @@ def check_special_ids(p: VocabProbe, family: str, path: str) -> list[Check]:
             Check(
                 "gguf.add_bos",
                 "ok",
-                f"add_bos {str(info.add_bos).lower()}" + ("" if gemma else " (this family's convention)"),
+                f"add_bos {str(info.add_bos).lower()}" + ("" if rules else " (this family's convention)"),
             )
         )
     return out
@@ -137,11 +141,12 @@ def check_special_ids(p: VocabProbe, family: str, path: str) -> list[Check]:
 
 def check_space_prefix(p: VocabProbe, family: str, path: str) -> Check:
     asp = p.info.add_space_prefix
-    if family not in GEMMA_FAMILIES:
+    rules = get_family(family).rules
+    if rules is None or rules.add_space_prefix:
         shown = "not set" if asp is None else str(asp).lower()
         return Check("gguf.add_space_prefix", "ok", f"{shown} (not a SentencePiece Gemma vocabulary)")
     if asp is False:
-        return Check("gguf.add_space_prefix", "ok", "false, as Gemma needs")
+        return Check("gguf.add_space_prefix", "ok", f"false, as {rules.label} needs")
     if asp is None:
         return Check(
             "gguf.add_space_prefix",
@@ -162,8 +167,15 @@ def check_space_prefix(p: VocabProbe, family: str, path: str) -> Check:
 
 
 def check_fim(p: VocabProbe, family: str) -> Check:
-    texts = fim_texts(family)
-    found = {t: p.kinds.get(t) for t in texts}
+    fam = fim_family(p.info, family)
+    if fam is None or fam.fim is None:
+        return Check(
+            "gguf.fim_tokens",
+            "warn",
+            f"no FIM tokens ({family} model): fill-in-the-middle is unavailable, completion continues text",
+            "for FIM completion use codegemma-2b or codegemma-7b (`cgstudio pull codegemma-2b`)",
+        )
+    found = {t: p.kinds.get(t) for t in fam.fim.tokens}
     missing = [t for t, v in found.items() if v is None]
     normal = [
         t
@@ -171,24 +183,16 @@ def check_fim(p: VocabProbe, family: str) -> Check:
         if v is not None and v[1] not in (TokenKind.CONTROL, TokenKind.USER_DEFINED)
     ]
     listing = ", ".join(f"{t}={v[0]} ({v[1].value})" for t, v in found.items() if v is not None)
-    if family == "codegemma" or (family == "gemma" and _named_codegemma(p.info)):
-        if missing:
-            return Check(
-                "gguf.fim_tokens",
-                "fail",
-                f"this CodeGemma GGUF lacks the FIM tokens {', '.join(missing)}: "
-                "the conversion dropped them, so fill-in-the-middle cannot work",
-                "download a current conversion: `cgstudio pull codegemma-2b` (or codegemma-7b); "
-                "or re-convert with llama.cpp's convert_hf_to_gguf.py",
-            )
-    elif family == "qwen2.5-coder":
-        pass
-    else:
+    if missing:
+        hints = fam.variants
+        smallest = hints.suggest_fim_by_size[0][1] if hints.suggest_fim_by_size else hints.suggest_fim
         return Check(
             "gguf.fim_tokens",
-            "warn",
-            f"no FIM tokens ({family} model): fill-in-the-middle is unavailable, completion continues text",
-            "for FIM completion use codegemma-2b or codegemma-7b (`cgstudio pull codegemma-2b`)",
+            "fail",
+            f"this {fam.name} GGUF lacks the FIM tokens {', '.join(missing)}: "
+            "the conversion dropped them, so fill-in-the-middle cannot work",
+            f"download a current conversion: `cgstudio pull {smallest}` (or {hints.suggest_fim}); "
+            "or re-convert with llama.cpp's convert_hf_to_gguf.py",
         )
     if normal:
         return Check(
@@ -276,7 +280,7 @@ def check_context(info: ModelInfo, profile: LoadProfile) -> Check:
 
 def probe_texts() -> tuple[str, ...]:
     """The token texts ``probe`` looks up: every family's FIM, turn and file-separator tokens."""
-    texts: list[str | None] = [*fim_texts("codegemma")]
+    texts: list[str | None] = []
     for fam in FAMILIES.values():
         texts += [*(fam.fim.tokens if fam.fim else ()), fam.chat.turn_end, fam.chat.turn_start]
         texts.append(fam.vocab.eot if fam.vocab else None)

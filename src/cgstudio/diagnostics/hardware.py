@@ -149,6 +149,7 @@ def detect_build() -> BuildInfo:
     system_info = ""
     offload = False
     try:
+        # Imported here: `cgstudio doctor --help` and the server's start must not load it (start-up).
         import llama_cpp
 
         raw = llama_cpp.llama_print_system_info()

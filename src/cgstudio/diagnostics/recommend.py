@@ -22,6 +22,7 @@ from cgstudio.core.errors import SettingsError
 from cgstudio.core.settings import LoadProfile
 from cgstudio.diagnostics.hardware import Machine
 from cgstudio.diagnostics.memory import GIB, MIB, MemoryNeed, estimate, gib, trained_context
+from cgstudio.families import profile
 from cgstudio.store.catalog import CATALOG
 
 UseCase = Literal["completion", "chat"]
@@ -120,8 +121,6 @@ def _search(info: ModelInfo, ram: int, vram: int | None) -> tuple[LoadProfile, M
 
 
 def _variant_advice(info: ModelInfo, task: UseCase, ram: int) -> dict[str, Any]:
-    from cgstudio.families import profile
-
     prof = profile(info)
     family, v, fim = prof.family.name, prof.variant, prof.fim
     big_fits = Q4_SIZES["codegemma-7b"] + 2 * GIB <= ram

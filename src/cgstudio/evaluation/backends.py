@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from cgstudio.core.settings import Settings
 from cgstudio.evaluation.cache import gguf_fingerprint, remote_fingerprint
 from cgstudio.evaluation.protocol import EDITOR_GUARDS, EVAL_GUARDS, Generated, GenRequest
+from cgstudio.generation.request import GenerationRequest
 from cgstudio.session.model import CodeModel
 
 
@@ -80,17 +81,8 @@ class LocalBackend:
         }
 
     def generate(self, request: GenRequest) -> Generated:
-        m = self.model
-        kw: dict[str, Any] = {"sampling": request.sampling, "guards": self.guards}
-        if request.style == "chat":
-            chunks = m.stream_chat([{"role": "user", "content": request.prompt}], **kw)
-        elif request.style == "plain" and m.fim_capable:
-            # complete() would wrap the text in the FIM format; raw mode continues it as it is.
-            chunks = m.stream_raw(request.prompt, **kw)
-        else:
-            chunks = m.stream_complete(request.prompt, request.suffix, **kw)
         result = None
-        for chunk in chunks:
+        for chunk in self.model.stream(self.translate(request)):
             result = chunk.result or result
         assert result is not None
         return Generated(
@@ -99,6 +91,17 @@ class LocalBackend:
             result.usage.completion_tokens,
             tuple(f"{w.code}: {w.message}" for w in result.warnings),
         )
+
+    def translate(self, request: GenRequest) -> GenerationRequest:
+        """The eval protocol's style as the one request type: ``chat`` sends the prompt as a user
+        turn; ``plain`` continues the text as it is (raw mode: a FIM-capable model would otherwise
+        get it wrapped in its FIM format); ``fim`` and ``fim-completion`` use the FIM format."""
+        common: dict[str, Any] = {"sampling": dict(request.sampling), "guards": dict(self.guards)}
+        if request.style == "chat":
+            return GenerationRequest("chat", messages=[{"role": "user", "content": request.prompt}], **common)
+        if request.style == "plain" and self.model.fim_capable:
+            return GenerationRequest("raw", request.prompt, **common)
+        return GenerationRequest("fim", request.prompt, request.suffix, **common)
 
     def close(self) -> None:
         self.model.close()
@@ -138,8 +141,9 @@ def open_local_backend(
     # Imported here: it imports llama_cpp, which a server-backed eval does not need.
     from cgstudio.engine.llamacpp import LlamaCppEngine
 
-    # Prefix-only KV reuse: shifting a cached chunk (the default for FIM) can change outputs.
+    # Prefix-only KV reuse: a shifted cached chunk (the opt-in kv_shift_reuse) can change outputs.
     settings.load.cache_reuse = 0
+    settings.load.kv_shift_reuse = False
     settings.load.n_parallel = parallel
     guards = EDITOR_GUARDS if guard_set == "editor" else EVAL_GUARDS
     model = CodeModel(LlamaCppEngine(path, settings.load), settings, alias)

@@ -3,7 +3,7 @@ family from a GGUF's metadata and vocabulary. One ``Family`` record per family (
 module per family, a registry (``register``, ``FAMILIES``, ``detect``, ``family_from_name``) and
 ``profile(info)``; every other package asks here instead of spelling a token itself."""
 
-from cgstudio.families.base import ChatFormat, Family, FimTokens, RemoteVocab, VariantHints
+from cgstudio.families.base import ChatFormat, Family, FimTokens, RemoteVocab, VariantHints, VocabRules
 from cgstudio.families.foreign_fim import FimTemplate, ForeignFim, parse_foreign_fim, template_name
 from cgstudio.families.profile import (
     ModelProfile,
@@ -40,6 +40,7 @@ __all__ = [
     "Variant",
     "VariantGuess",
     "VariantHints",
+    "VocabRules",
     "detect",
     "detect_variant",
     "family_from_name",

@@ -71,6 +71,20 @@ class RemoteVocab:
 
 
 @dataclass(frozen=True)
+class VocabRules:
+    """What every correct GGUF of the family says about its vocabulary; ``doctor`` fails one that
+    differs (converters have dropped each of these). ``label`` names the vocabulary in messages."""
+
+    label: str
+    bos: str
+    eos: str
+    bos_id: int
+    eos_id: int
+    add_bos: bool = True
+    add_space_prefix: bool = False  # SentencePiece vocabularies that must not prepend a space
+
+
+@dataclass(frozen=True)
 class VariantHints:
     """How to tell the family's variants apart beyond the name, and what to suggest instead."""
 
@@ -78,6 +92,13 @@ class VariantHints:
     suggest_chat: str = "an instruction-tuned model"
     suggest_fim: str = "a FIM-capable code model"
     suggest_fim_by_size: tuple[tuple[float, str], ...] = ()  # (n_params below, name), first match wins
+    instruct_not_for_fim: bool = False  # the instruction-tuned variant was not trained for FIM (CodeGemma)
+
+    @property
+    def fim_models(self) -> str:
+        """The models to name for FIM: 'codegemma-2b or codegemma-7b'."""
+        names = [n for _, n in self.suggest_fim_by_size if n != self.suggest_fim]
+        return " or ".join([*names, self.suggest_fim])
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,7 @@ class Family:
     vocab: RemoteVocab | None = None
     key_tokens: tuple[str, ...] = ()  # special tokens ``cgstudio inspect`` lists when present
     label: str = ""  # how diagnostics names the family's chat markup, e.g. "Gemma (turns)"
+    rules: VocabRules | None = None  # strict vocabulary rules (None: the family has none to check)
 
     def matches(self, architecture: str, special_tokens: dict[str, int]) -> bool:
         if self.architectures and architecture not in self.architectures:

@@ -43,6 +43,7 @@ FAMILY = Family(
         suggest_chat="codegemma-7b-it",
         suggest_fim="codegemma-7b",
         suggest_fim_by_size=((4e9, "codegemma-2b"),),
+        instruct_not_for_fim=True,
     ),
     vocab=RemoteVocab("gemma", SPECIALS, gemma.BOS, gemma.EOS, gemma.END_OF_TURN, True, 256000),
     key_tokens=(
@@ -58,4 +59,5 @@ FAMILY = Family(
         gemma.END_OF_TURN,
     ),
     label=gemma.FAMILY.label,
+    rules=gemma.RULES,
 )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
-from cgstudio.families.base import ChatFormat, Family, RemoteVocab, VariantHints
+from cgstudio.families.base import ChatFormat, Family, RemoteVocab, VariantHints, VocabRules
 
 ARCHITECTURES = ("gemma", "gemma2", "gemma3")
 BOS, EOS, PAD, UNK, MASK = "<bos>", "<eos>", "<pad>", "<unk>", "<mask>"
 START_OF_TURN, END_OF_TURN = "<start_of_turn>", "<end_of_turn>"
 SPECIALS = (PAD, EOS, BOS, UNK, MASK, START_OF_TURN, END_OF_TURN)
+
+# Gemma's SentencePiece vocabulary: <bos> id 2, <eos> id 1, BOS always, no space prefix.
+RULES = VocabRules("Gemma", BOS, EOS, bos_id=2, eos_id=1, add_bos=True, add_space_prefix=False)
 
 TURNS = ChatFormat(
     "gemma-turns",
@@ -37,4 +40,5 @@ FAMILY = Family(
     vocab=RemoteVocab("gemma", SPECIALS, BOS, EOS, END_OF_TURN, True, 256000),
     key_tokens=(PAD, EOS, BOS, UNK, START_OF_TURN, END_OF_TURN),
     label=f"Gemma ({START_OF_TURN})",
+    rules=RULES,
 )

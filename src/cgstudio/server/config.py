@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cgstudio.core.errors import SettingsError
 from cgstudio.core.settings import MAX_INPUT_BYTES, Settings, format_validation_error, load_settings
 from cgstudio.engine.remote.config import UpstreamSettings
+from cgstudio.store.resolve import resolve
 
 DEFAULT_PORT = 11435
 DEFAULT_KEEP_ALIVE_S = 300.0
@@ -218,8 +219,6 @@ def split_model_arg(arg: str) -> tuple[str | None, str]:
 
 def resolve_models(args: list[str] | tuple[str, ...], configured: str | None = None) -> list[ModelSpec]:
     """Turn --model values into ModelSpecs; no value means the configured or demo default model."""
-    from cgstudio.store.resolve import resolve
-
     specs: list[ModelSpec] = []
     for arg in args or [None]:  # type: ignore[list-item]
         alias, spec = split_model_arg(arg) if arg else (None, None)

@@ -179,6 +179,7 @@ def bind(host: str, port: int) -> list[socket.socket]:
 def _bind_one(sock: socket.socket, addr: tuple[Any, ...], host: str, port: int) -> None:
     try:
         sock.bind(addr)
+        sock.listen(2048)  # listening before the URL is announced: an early client queues, not refused
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             message = f"port {port} is in use on {host}; stop the other server or pass --port N"

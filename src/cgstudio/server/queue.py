@@ -201,7 +201,7 @@ class Runner:
         """Queue ``spec`` and wait for its first chunk; errors before any output are raised here."""
         if self._closing:
             raise ShuttingDownError(SHUTDOWN_MESSAGE, self.retry_after_s)
-        entry = self.registry.route(spec.model, spec.task)
+        entry = self.registry.route(spec.model, spec.capability)
         client = client_key(request, self._request_key(request))
         if spec.supersedable:
             self._supersede(client, spec)
@@ -396,7 +396,7 @@ class Runner:
             warnings=[GuardWarning(reason, CANCEL_MESSAGES[reason])],
             usage=Usage(0, 0),
             timings=Timings(None, None, None, job.elapsed_s()),
-            mode=job.spec.kind,
+            mode=job.spec.mode,
         )
         emit = put or job.queue.put_nowait
         emit(Chunk("", result=job.result))

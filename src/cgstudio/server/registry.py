@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -31,13 +31,14 @@ from cgstudio.core.engine import Engine, ModelInfo
 from cgstudio.core.errors import ModelNotFoundError, OverloadedError, SettingsError
 from cgstudio.core.settings import LoadProfile, Settings, format_validation_error
 from cgstudio.families import profile
+from cgstudio.generation.request import Capability
 from cgstudio.server.config import ModelSpec, ServerSettings
 from cgstudio.server.prometheus import Metrics
+from cgstudio.session import remote
 from cgstudio.session.model import CodeModel
 
 log = logging.getLogger("cgstudio.server")
 
-RouteTask = Literal["fim", "chat", "completion"]
 Loader = Callable[[Path, Settings], Engine]
 Inspector = Callable[[Path], ModelInfo]
 KEEP_DEFAULT: Any = object()  # "use the server's keep_alive" (a request may say None = forever)
@@ -176,8 +177,6 @@ class Registry:
         self.metrics = metrics
         self.keep_alive_s = config.keep_alive_s
         if config.upstream is not None:  # --backend openai: an OpenAI-compatible server generates
-            from cgstudio.session import remote
-
             loader = loader or remote.remote_loader(config.upstream)
             inspector = inspector or remote.remote_inspector(config.upstream)
         self.entries: dict[str, ModelEntry] = {
@@ -211,7 +210,7 @@ class Registry:
             "(or 'default' to route by capability)"
         )
 
-    def route(self, name: str | None, task: RouteTask) -> ModelEntry:
+    def route(self, name: str | None, task: Capability) -> ModelEntry:
         if name and name != "default":
             return self.get(name)
         default = self.default

@@ -3,8 +3,12 @@
 m = cgstudio.load("codegemma-2b-Q4_K_M.gguf", n_ctx=4096)
 r = m.complete("def add(a, b):\\n    ", suffix="\\n\\nprint(add(1, 2))\\n")
 print(r.text, r.timings.time_to_first_token_s)
-for chunk in m.stream_chat([{"role": "user", "content": "Reverse a list in Python"}]):
+for chunk in m.stream(GenerationRequest("chat", messages=[{"role": "user", "content": "Reverse a list"}])):
     print(chunk.text, end="")
+
+Every face builds one ``GenerationRequest`` (cgstudio.generation.request) and calls ``prompt(req)``
+for the exact prompt or ``stream(req)`` to generate; ``complete``/``chat``/``generate`` are
+one-call conveniences over ``stream``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from cgstudio.core.settings import GuardSettings, LoadProfile, SamplingParams, S
 from cgstudio.families import ModelProfile, VariantGuess, profile
 from cgstudio.generation.codeblocks import extract_code
 from cgstudio.generation.pipeline import Chunk, Result, RunContext, cancelled_run, run
+from cgstudio.generation.request import GenerationRequest, MessageLike
 from cgstudio.prompts.chat import ChatBuildCancelled, build_chat
 from cgstudio.prompts.fim import build_fim, stop_ids
 from cgstudio.prompts.generate import completion_request_text
@@ -72,16 +77,21 @@ class CodeModel:
 
     # -- prompt building (also what --dry-run shows) -----------------------------------------
     def sampling(self, overrides: Mapping[str, Any] | None) -> SamplingParams:
-        if not overrides:
+        """The profile's sampling with a request's overrides; None means "not given", and a
+        negative ``max_tokens`` (llama.cpp's n_predict -1, Ollama's -1/-2) as much as fits."""
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        if given.get("max_tokens") is not None and given["max_tokens"] < 0:
+            given["max_tokens"] = max(1, self.engine.n_ctx // 2)
+        if not given:
             return self.settings.sampling
-        return load_settings({"sampling": {**self.settings.sampling.model_dump(), **overrides}}).sampling
+        return load_settings({"sampling": {**self.settings.sampling.model_dump(), **given}}).sampling
 
     def guards(self, overrides: Mapping[str, Any] | None) -> GuardSettings:
         if not overrides:
             return self.settings.guards
         return GuardSettings.model_validate({**self.settings.guards.model_dump(), **overrides})
 
-    def prompt_complete(
+    def _fim_prompt(
         self,
         prefix: str,
         suffix: str = "",
@@ -107,8 +117,9 @@ class CodeModel:
         if not prefix and not suffix and not files:
             raise InvalidInputError("prefix and suffix are both empty: give the code around the cursor")
         problem = None
-        if self.variant.variant == "instruction-tuned" and self.family == "codegemma":
-            problem = f"{self.alias} is instruction-tuned; FIM works best on codegemma-2b or codegemma-7b"
+        hints = self.profile.family.variants
+        if self.variant.variant == "instruction-tuned" and hints.instruct_not_for_fim:
+            problem = f"{self.alias} is instruction-tuned; FIM works best on {hints.fim_models}"
         prompt = build_fim(
             self.vocab,
             fim,
@@ -155,9 +166,9 @@ class CodeModel:
             max_tokens=reserve,
         )
 
-    def prompt_chat(
+    def _chat_prompt(
         self,
-        messages: Sequence[ChatMessage | Mapping[str, str]],
+        messages: Sequence[MessageLike],
         max_tokens: int | None = None,
         *,
         cancel: threading.Event | None = None,
@@ -183,7 +194,7 @@ class CodeModel:
             )
         return self._mark(prompt), problem
 
-    def prompt_raw(self, text: str, max_tokens: int | None = None) -> Prompt:
+    def _raw_prompt(self, text: str) -> Prompt:
         """A client-rendered prompt: special-token text becomes the special token (raw mode)."""
         check_text("prompt", text)
         if not text:
@@ -204,7 +215,93 @@ class CodeModel:
             )
         )
 
-    # -- generation --------------------------------------------------------------------------
+    def _generate_prompt(
+        self,
+        request: str,
+        language: str,
+        explain: bool,
+        max_tokens: int | None = None,
+        *,
+        cancel: threading.Event | None = None,
+    ) -> tuple[Prompt, str | None]:
+        check_text("request", request)
+        if not request.strip():
+            raise InvalidInputError("the request is empty: say what code you want")
+        if self.variant.variant == "instruction-tuned":
+            instruction = (
+                f"Write {language} code for this request. Answer with working code in one fenced code block"
+                + ("; then explain it briefly." if explain else ", with no advice or alternatives.")
+                + f"\n\nRequest: {request}"
+            )
+            prompt, problem = self._chat_prompt([ChatMessage("user", instruction)], max_tokens, cancel=cancel)
+            prompt.mode = "generate"
+            return prompt, problem
+        text, path = completion_request_text(request, language)
+        if self.format.fim is not None:
+            prompt = build_fim(
+                self.vocab,
+                self.format.fim,
+                text,
+                "",
+                path=path,
+                n_ctx=self.engine.n_ctx,
+                max_tokens=max_tokens or self.settings.sampling.max_tokens,
+            )
+        else:
+            prompt = self._plain_prompt(text, max_tokens or self.settings.sampling.max_tokens)
+        prompt.mode = "generate"
+        return self._mark(prompt), None
+
+    def _infill_prompt(self, req: GenerationRequest, max_tokens: int) -> tuple[Prompt, str | None]:
+        """llama.cpp's /infill: the FIM prompt, then ``req.middle`` (the cursor line) after the middle
+        token, so the model continues the cursor line."""
+        prefix, middle = req.prompt, check_text("prompt", req.middle)
+        if not prefix and not req.suffix and not req.files and middle:
+            prefix, middle = middle, ""  # only the cursor line: it is the whole prefix
+        if not prefix and not req.suffix and not req.files:
+            raise InvalidInputError("input_prefix, input_suffix, prompt and input_extra are all empty")
+        prompt, problem = self._fim_prompt(
+            prefix, req.suffix, req.files, path=req.path, max_tokens=max_tokens
+        )
+        if middle:
+            prompt.tokens.extend(self.vocab.plain(middle))
+            prompt.prefix_tail = (prefix + middle)[-2000:]
+            if prompt.max_tokens is not None:
+                room = self.engine.n_ctx - len(prompt.tokens) - 1
+                prompt.max_tokens = max(1, min(prompt.max_tokens, room))
+        return prompt, problem
+
+    # -- the one entry: a GenerationRequest -------------------------------------------------
+    def prompt(
+        self, req: GenerationRequest, *, cancel: threading.Event | None = None
+    ) -> tuple[Prompt, str | None]:
+        """The exact prompt (token ids) ``req`` produces, and the variant problem if any.
+
+        This is what ``--dry-run`` and ``/v1/prompt`` show and what ``stream`` runs. Trimming a
+        long chat stops (ChatBuildCancelled) once ``cancel`` is set."""
+        max_tokens = self.sampling(req.sampling).max_tokens
+        if req.mode == "raw":
+            return self._raw_prompt(req.prompt), None
+        if req.mode == "chat":
+            return self._chat_prompt(req.messages or [], max_tokens, cancel=cancel)
+        if req.mode == "generate":
+            return self._generate_prompt(req.prompt, req.language, req.explain, max_tokens, cancel=cancel)
+        if req.mode == "infill":
+            return self._infill_prompt(req, max_tokens)
+        suffix = req.suffix if req.mode == "fim" else ""
+        return self._fim_prompt(req.prompt, suffix, req.files, path=req.path, max_tokens=max_tokens)
+
+    def stream(self, req: GenerationRequest, *, cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        """Generate for ``req``: its prompt, then the one run path (``run_prompt``).
+
+        Input errors are raised here, before the first chunk; a chat whose trimming is cancelled
+        yields one ``cancelled`` result."""
+        try:
+            prompt, problem = self.prompt(req, cancel=cancel)
+        except ChatBuildCancelled:
+            return cancelled_run(req.mode)
+        return self.run_prompt(prompt, problem, sampling=req.sampling, guards=req.guards, cancel=cancel)
+
     def run_prompt(
         self,
         prompt: Prompt,
@@ -214,7 +311,8 @@ class CodeModel:
         guards: Mapping[str, Any] | None = None,
         cancel: threading.Event | None = None,
     ) -> Iterator[Chunk]:
-        """Generate from a built prompt: the one run path (every stream_* and the server's /infill).
+        """Generate from a built prompt: the one run path (``stream``, and benches that time a
+        prebuilt prompt).
 
         ``problem`` is a variant mismatch (an error under strict guards, else a warning). The
         protected special-token ids always travel with the run, so markup never leaks as text.
@@ -234,7 +332,8 @@ class CodeModel:
             cancel=cancel,
         )
 
-    def stream_complete(
+    # -- Python conveniences: one request each, the final result -----------------------------
+    def complete(
         self,
         prefix: str,
         suffix: str = "",
@@ -243,83 +342,20 @@ class CodeModel:
         path: str | None = None,
         sampling: Mapping[str, Any] | None = None,
         guards: Mapping[str, Any] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[Chunk]:
-        params = self.sampling(sampling)
-        prompt, problem = self.prompt_complete(prefix, suffix, files, path=path, max_tokens=params.max_tokens)
-        return self.run_prompt(prompt, problem, sampling=sampling, guards=guards, cancel=cancel)
+    ) -> Result:
+        req = GenerationRequest("fim", prefix, suffix, files=tuple(files), path=path)
+        return self._final(req, sampling, guards)
 
-    def complete(self, prefix: str, suffix: str = "", files: Iterable[ContextFile] = (), **kw: Any) -> Result:
-        return _final(self.stream_complete(prefix, suffix, files, **kw))
-
-    def stream_chat(
+    def chat(
         self,
-        messages: Sequence[ChatMessage | Mapping[str, str]],
+        messages: Sequence[MessageLike],
         *,
         sampling: Mapping[str, Any] | None = None,
         guards: Mapping[str, Any] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[Chunk]:
-        params = self.sampling(sampling)
-        try:
-            prompt, problem = self.prompt_chat(messages, params.max_tokens, cancel=cancel)
-        except ChatBuildCancelled:
-            return cancelled_run("chat")
-        return self.run_prompt(prompt, problem, sampling=sampling, guards=guards, cancel=cancel)
+    ) -> Result:
+        return self._final(GenerationRequest("chat", messages=messages), sampling, guards)
 
-    def chat(self, messages: Sequence[ChatMessage | Mapping[str, str]], **kw: Any) -> Result:
-        return _final(self.stream_chat(messages, **kw))
-
-    def stream_raw(
-        self,
-        text: str,
-        *,
-        sampling: Mapping[str, Any] | None = None,
-        guards: Mapping[str, Any] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[Chunk]:
-        params = self.sampling(sampling)
-        prompt = self.prompt_raw(text, params.max_tokens)
-        return self.run_prompt(prompt, sampling=sampling, guards=guards, cancel=cancel)
-
-    def prompt_generate(
-        self,
-        request: str,
-        language: str,
-        *,
-        explain: bool = False,
-        max_tokens: int | None = None,
-        cancel: threading.Event | None = None,
-    ) -> tuple[Prompt, str | None]:
-        check_text("request", request)
-        if not request.strip():
-            raise InvalidInputError("the request is empty: say what code you want")
-        if self.variant.variant == "instruction-tuned":
-            instruction = (
-                f"Write {language} code for this request. Answer with working code in one fenced code block"
-                + ("; then explain it briefly." if explain else ", with no advice or alternatives.")
-                + f"\n\nRequest: {request}"
-            )
-            prompt, problem = self.prompt_chat([ChatMessage("user", instruction)], max_tokens, cancel=cancel)
-            prompt.mode = "generate"
-            return prompt, problem
-        text, path = completion_request_text(request, language)
-        if self.format.fim is not None:
-            prompt = build_fim(
-                self.vocab,
-                self.format.fim,
-                text,
-                "",
-                path=path,
-                n_ctx=self.engine.n_ctx,
-                max_tokens=max_tokens or self.settings.sampling.max_tokens,
-            )
-        else:
-            prompt = self._plain_prompt(text, max_tokens or self.settings.sampling.max_tokens)
-        prompt.mode = "generate"
-        return self._mark(prompt), None
-
-    def stream_generate(
+    def generate(
         self,
         request: str,
         language: str = "python",
@@ -327,21 +363,21 @@ class CodeModel:
         explain: bool = False,
         sampling: Mapping[str, Any] | None = None,
         guards: Mapping[str, Any] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[Chunk]:
-        params = self.sampling(sampling)
-        try:
-            prompt, problem = self.prompt_generate(
-                request, language, explain=explain, max_tokens=params.max_tokens, cancel=cancel
-            )
-        except ChatBuildCancelled:
-            return cancelled_run("generate")
-        return self.run_prompt(prompt, problem, sampling=sampling, guards=guards, cancel=cancel)
-
-    def generate(self, request: str, language: str = "python", *, explain: bool = False, **kw: Any) -> Result:
-        result = _final(self.stream_generate(request, language, explain=explain, **kw))
+    ) -> Result:
+        req = GenerationRequest("generate", request, language=language, explain=explain)
+        result = self._final(req, sampling, guards)
         if self.variant.variant == "instruction-tuned" and not explain:
             result.text = extract_code(result.text)
+        return result
+
+    def _final(
+        self, req: GenerationRequest, sampling: Mapping[str, Any] | None, guards: Mapping[str, Any] | None
+    ) -> Result:
+        req.sampling, req.guards = dict(sampling or {}), dict(guards or {})
+        result = None
+        for chunk in self.stream(req):
+            result = chunk.result or result
+        assert result is not None
         return result
 
     def close(self) -> None:
@@ -355,14 +391,6 @@ def _to_message(m: Mapping[str, str]) -> ChatMessage:
     if not isinstance(content, str):
         raise InvalidInputError("each chat message needs text content")
     return ChatMessage(role, content)  # type: ignore[arg-type]  # role checked just above
-
-
-def _final(chunks: Iterator[Chunk]) -> Result:
-    result = None
-    for chunk in chunks:
-        result = chunk.result or result
-    assert result is not None
-    return result
 
 
 def load(model: str | Path | None = None, **profile: Any) -> CodeModel:

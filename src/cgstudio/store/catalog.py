@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from cgstudio.core.errors import ModelNotFoundError, UsageError
+
 DEFAULT_QUANT = "Q4_K_M"
 QUANT_RE = re.compile(r"^(?:I?Q\d[A-Z0-9_]*|F16|F32|BF16)$", re.IGNORECASE)
 
@@ -174,8 +176,6 @@ class PullSpec:
 
 def parse_spec(spec: str, *, repo: str | None = None) -> PullSpec:
     """``codegemma-7b-it``, ``codegemma-2b:Q8_0`` or ``owner/repo-GGUF:Q4_K_M``; ``repo`` forces a source."""
-    from cgstudio.core.errors import ModelNotFoundError, UsageError
-
     name, _, quant = spec.strip().partition(":")
     quant = (quant or DEFAULT_QUANT).upper()
     if not QUANT_RE.match(quant):

@@ -33,6 +33,8 @@ from typing import Any
 
 import httpx
 
+# huggingface_hub is imported inside the functions that use it: it is slow to import and reads
+# HF_ENDPOINT/HF_HUB_OFFLINE once at import, which `cgstudio pull` sets first (start-up time, tests).
 from cgstudio.core.errors import (
     CGStudioError,
     ChecksumMismatchError,

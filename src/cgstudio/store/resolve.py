@@ -42,6 +42,8 @@ def resolve(spec: str | None, *, configured: str | None = None) -> ResolvedModel
         return stored
     if path.exists():
         return ResolvedModel(path, path.stem)
+    # Imported here: the store loads llama_cpp (through its GGUF inspection), which resolving a
+    # file path or a demo alias must not (start-up time of every CLI command and the server).
     from cgstudio.store.store import ModelStore
 
     aliases = [m.alias for m in ModelStore().list()]
@@ -56,6 +58,7 @@ def resolve(spec: str | None, *, configured: str | None = None) -> ResolvedModel
 def _from_store(spec: str) -> ResolvedModel | None:
     if "/" in spec or "\\" in spec or spec.endswith(".gguf"):
         return None  # a path, not an alias
+    # Imported here: see resolve() (the store loads llama_cpp).
     from cgstudio.store.store import ModelStore
 
     entry = ModelStore().find(spec)

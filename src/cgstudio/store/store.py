@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cgstudio.core.errors import ModelError, ModelNotFoundError, UsageError
 from cgstudio.engine.llamacpp.gguf_check import validate_model_file
+from cgstudio.store.demo import DEMO_MODELS
 
 ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9._:+-]{0,127}$")
 REGISTRY_VERSION = 1
@@ -183,8 +184,6 @@ class ModelStore:
     def put(self, entry: StoredModel, *, replace: bool = False) -> StoredModel:
         """Add ``entry``; an existing alias is an error unless ``replace``."""
         entry.alias = normalize_alias(entry.alias)
-        from cgstudio.store.demo import DEMO_MODELS
-
         if entry.alias in DEMO_MODELS:
             raise UsageError(f"alias {entry.alias!r} is a built-in demo model; choose another with --alias")
         with self._locked() as reg:

@@ -32,7 +32,22 @@ def serve_app(app: Any, *, start_timeout_s: float = 60, **config: Any) -> Iterat
     """
     options: dict[str, Any] = {"log_level": "warning", "timeout_graceful_shutdown": 3, **config}
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **options))
-    thread = threading.Thread(target=server.run, name="uvicorn-loopback", daemon=True)
+    with serve_server(server, start_timeout_s=start_timeout_s) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_server(
+    server: uvicorn.Server, sockets: list[socket.socket] | None = None, *, start_timeout_s: float = 60
+) -> Iterator[str]:
+    """Run a prepared uvicorn ``server`` in a daemon thread until the block ends; yield its base URL.
+
+    ``sockets``: already-bound listening sockets (as ``cgstudio serve`` binds them); without them
+    the server binds its config's host and port. Stopping asks the server to exit and waits for it.
+    """
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": sockets}, name="uvicorn-loopback", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + start_timeout_s
     while not server.started:
@@ -40,9 +55,10 @@ def serve_app(app: Any, *, start_timeout_s: float = 60, **config: Any) -> Iterat
             server.should_exit = True
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    host, port = (sockets[0] if sockets else server.servers[0].sockets[0]).getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(20)

@@ -267,7 +267,7 @@ def write_codegemma_gguf(
             {"attention.head_count": 0} for the hostile files llama.cpp would abort on. Integers
             are written as uint32 (int64 when out of its range), strings as strings.
     """
-    import gguf  # deferred: importing gguf is slow-ish and only needed here
+    import gguf  # imported here: importing gguf is slow (numpy), and only writing needs it
 
     if n_layers < 1 or n_embd < 1 or n_ff < 1 or n_head < 1 or n_head_kv < 1:
         raise ValueError("n_layers, n_embd, n_ff, n_head and n_head_kv must be positive")

@@ -6,6 +6,7 @@ from cgstudio.bench import workloads as wl
 from cgstudio.bench.context import GREEDY, BenchContext, open_model
 from cgstudio.bench.raw import RawLoop
 from cgstudio.bench.stats import summarize
+from cgstudio.generation.request import GenerationRequest
 
 
 def run(bc: BenchContext) -> None:
@@ -14,7 +15,7 @@ def run(bc: BenchContext) -> None:
     m = open_model(bc.path, bc.profile, n_parallel=1)
     raw = RawLoop(bc.path, bc.profile)
     try:
-        gen_prompt, _ = m.prompt_chat(wl.GENERATION_MESSAGES)
+        gen_prompt, _ = m.prompt(GenerationRequest("chat", messages=wl.GENERATION_MESSAGES))
         ours_tg: list[float] = []
         raw_tg: list[float] = []
         ours_pp: list[float] = []
@@ -24,14 +25,17 @@ def run(bc: BenchContext) -> None:
         for i in range(plan.trials):
             bc.progress(f"decode trial {i + 1}/{plan.trials}")
             chunks = list(
-                m.stream_chat(
-                    wl.GENERATION_MESSAGES,
-                    sampling={
-                        **GREEDY,
-                        "max_tokens": plan.tg_tokens,
-                        "speculative": False,
-                        "cache_prompt": False,
-                    },
+                m.stream(
+                    GenerationRequest(
+                        "chat",
+                        messages=wl.GENERATION_MESSAGES,
+                        sampling={
+                            **GREEDY,
+                            "max_tokens": plan.tg_tokens,
+                            "speculative": False,
+                            "cache_prompt": False,
+                        },
+                    )
                 )
             )
             r = chunks[-1].result

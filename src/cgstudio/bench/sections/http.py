@@ -7,6 +7,7 @@ from cgstudio.bench.context import BenchContext, open_model
 from cgstudio.bench.http import serve, stream_completion
 from cgstudio.bench.raw import RawLoop
 from cgstudio.bench.stats import summarize
+from cgstudio.generation.request import GenerationRequest
 
 
 def run(bc: BenchContext) -> None:
@@ -15,7 +16,7 @@ def run(bc: BenchContext) -> None:
     m = open_model(bc.path, bc.profile, n_parallel=1)
     raw = RawLoop(bc.path, bc.profile)
     try:
-        prompt, _ = m.prompt_chat(wl.GENERATION_MESSAGES)
+        prompt, _ = m.prompt(GenerationRequest("chat", messages=wl.GENERATION_MESSAGES))
         text = m.vocab.render(prompt.tokens)
         m.close()
 

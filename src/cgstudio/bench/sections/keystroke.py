@@ -9,6 +9,7 @@ from cgstudio.bench import workloads as wl
 from cgstudio.bench.context import BenchContext, open_model
 from cgstudio.bench.stats import summarize
 from cgstudio.core.engine import DecodeRequest, SamplerConfig
+from cgstudio.generation.request import GenerationRequest
 from cgstudio.session.model import CodeModel
 
 MAX_TOKENS = 16
@@ -80,7 +81,7 @@ def run(bc: BenchContext) -> None:
 def _serve(m: CodeModel, case: wl.KeystrokeCase, i: int, *, cache: bool = True) -> Served:
     """Keystroke ``i`` of ``case`` through the engine; ``cache=False`` is a cold run (empty cache)."""
     prefix, suffix = case.request(i)
-    prompt, _ = m.prompt_complete(prefix, suffix, path=case.path)
+    prompt, _ = m.prompt(GenerationRequest("fim", prefix, suffix, path=case.path))
     req = DecodeRequest(
         tokens=prompt.tokens,
         max_tokens=MAX_TOKENS,

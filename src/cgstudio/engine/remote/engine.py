@@ -55,7 +55,14 @@ from cgstudio.engine.remote.llamacpp_server import (
     render_prompt,
     stop_texts,
 )
-from cgstudio.engine.remote.tokenizer import EstimateTokenizer, Tokenizer, UpstreamTokenizer, open_local
+from cgstudio.engine.remote.tokenizer import (
+    EstimateTokenizer,
+    Tokenizer,
+    UpstreamTokenizer,
+    family_vocab,
+    open_local,
+    synthetic_info,
+)
 from cgstudio.engine.remote.vllm import VLLMDialect, is_vllm, max_model_len
 from cgstudio.families import family_from_name
 
@@ -361,8 +368,6 @@ def model_info_for(settings: UpstreamSettings, *, timeout_s: float = 3.0) -> Mod
     Never fails for a down upstream: the family then comes from --family (or is 'unknown') and
     the registry reads the real info again once the engine has loaded.
     """
-    from cgstudio.engine.remote.tokenizer import family_vocab, synthetic_info
-
     if settings.tokenizer is not None and settings.tokenizer.suffix == ".gguf":
         # Imported here: it loads llama_cpp, which importing this module must not (start-up time).
         from cgstudio.engine.llamacpp import inspect_model

@@ -6,9 +6,10 @@ from typing import Any
 
 from pydantic import Field
 
+from cgstudio.generation.request import RequestMode
 from cgstudio.server.protocol.common import ContextChunk, FilePathText, OpenModel, WithGuards, context_files
 from cgstudio.server.protocol.openai import ChatMessageIn, chat_message
-from cgstudio.server.service import GenSpec, Kind, clean_stop
+from cgstudio.server.service import GenSpec, clean_stop
 
 
 class PromptRequest(WithGuards):
@@ -35,12 +36,12 @@ class PromptRequest(WithGuards):
         files = context_files(self.input_extra)
         if self.messages is not None:
             return GenSpec(
-                "chat", self.model, messages=[chat_message(m) for m in self.messages], sampling=sampling
+                "chat", model=self.model, messages=[chat_message(m) for m in self.messages], sampling=sampling
             )
         if self.input_prefix is not None or self.input_suffix is not None:
             return GenSpec(
                 "infill",
-                self.model,
+                model=self.model,
                 prompt=self.input_prefix or "",
                 suffix=self.input_suffix or "",
                 middle=self.prompt,
@@ -51,16 +52,16 @@ class PromptRequest(WithGuards):
         if self.suffix is not None:
             return GenSpec(
                 "fim",
-                self.model,
+                model=self.model,
                 prompt=self.prompt,
                 suffix=self.suffix,
                 files=files,
                 path=self.filepath,
                 sampling=sampling,
             )
-        kind: Kind = "plain" if self.raw is False else "raw"
+        mode: RequestMode = "plain" if self.raw is False else "raw"
         return GenSpec(
-            kind, self.model, prompt=self.prompt, files=files, path=self.filepath, sampling=sampling
+            mode, model=self.model, prompt=self.prompt, files=files, path=self.filepath, sampling=sampling
         )
 
 

@@ -97,7 +97,7 @@ class InfillRequest(_LlamaSampling):
         self.check_common()
         return GenSpec(
             "infill",
-            self.model,
+            model=self.model,
             prompt=self.input_prefix,
             suffix=self.input_suffix,
             middle=self.prompt,
@@ -118,7 +118,7 @@ class CompletionRequest(_LlamaSampling):
         self.check_common()
         return GenSpec(
             "raw",
-            self.model,
+            model=self.model,
             prompt=self.prompt,
             sampling=self.sampling(),
             prewarm=self.n_predict == 0,

@@ -92,7 +92,7 @@ class CompletionRequest(_Sampling):
         if self.suffix is not None:
             return GenSpec(
                 "fim",
-                self.model,
+                model=self.model,
                 prompt=prompt,
                 suffix=self.suffix,
                 path=self.filepath,
@@ -101,7 +101,7 @@ class CompletionRequest(_Sampling):
             )
         return GenSpec(
             "raw",
-            self.model,
+            model=self.model,
             prompt=prompt,
             path=self.filepath,
             sampling=self.sampling(),
@@ -139,7 +139,7 @@ class ChatRequest(_Sampling):
         messages = [chat_message(m) for m in self.messages]
         return GenSpec(
             "chat",
-            self.model,
+            model=self.model,
             messages=messages,
             sampling=self.sampling(self.max_completion_tokens),
             endpoint="/v1/chat/completions",

@@ -58,7 +58,7 @@ async def show_prompt(body: PromptRequest, request: Request) -> dict[str, Any]:
     spec = body.to_spec()
     spec.guards = body.guard_overrides()
     reg = registry(request)
-    entry = reg.route(spec.model, spec.task)
+    entry = reg.route(spec.model, spec.capability)
     # A preview tokenizes (and may trim a long chat): it waits for a slot like a generation.
     async with runner(request).admitted(request), reg.use(entry) as model:
         return await asyncio.to_thread(describe_prompt, spec, model)

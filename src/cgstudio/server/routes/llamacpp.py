@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 
 from cgstudio.core.errors import InvalidInputError
 from cgstudio.generation.pipeline import Result
+from cgstudio.generation.request import GenerationRequest
 from cgstudio.server.errors import COMMON_ERRORS, error_payload
 from cgstudio.server.protocol import llamacpp as proto
 from cgstudio.server.protocol.common import sse
@@ -147,7 +148,7 @@ async def apply_template(body: proto.ApplyTemplateRequest, request: Request) -> 
     messages = [chat_message(m) for m in body.messages]
     entry = reg.route(body.model, "chat")
     async with runner(request).admitted(request), reg.use(entry) as model:
-        prompt, _ = await asyncio.to_thread(model.prompt_chat, messages)
+        prompt, _ = await asyncio.to_thread(model.prompt, GenerationRequest("chat", messages=messages))
         return {"prompt": await asyncio.to_thread(model.vocab.render, prompt.tokens)}
 
 

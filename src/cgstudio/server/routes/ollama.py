@@ -46,19 +46,19 @@ async def generate(body: proto.GenerateRequest, request: Request) -> Any:
         }
     common: dict[str, Any] = {"sampling": body.sampling(), "keep_alive": keep, "endpoint": "/api/generate"}
     if body.raw:
-        spec = GenSpec("raw", body.model, prompt=body.prompt, path=body.filepath, **common)
+        spec = GenSpec("raw", model=body.model, prompt=body.prompt, path=body.filepath, **common)
     elif body.suffix is not None:
         spec = GenSpec(
-            "fim", body.model, prompt=body.prompt, suffix=body.suffix, path=body.filepath, **common
+            "fim", model=body.model, prompt=body.prompt, suffix=body.suffix, path=body.filepath, **common
         )
     else:
         entry = reg.route(body.model, "completion")
         if entry.meta.variant == "instruction-tuned":
             messages = [{"role": "system", "content": body.system}] if body.system else []
             messages.append({"role": "user", "content": body.prompt})
-            spec = GenSpec("chat", entry.alias, messages=messages, **common)
+            spec = GenSpec("chat", model=entry.alias, messages=messages, **common)
         else:
-            spec = GenSpec("plain", entry.alias, prompt=body.prompt, path=body.filepath, **common)
+            spec = GenSpec("plain", model=entry.alias, prompt=body.prompt, path=body.filepath, **common)
     spec.guards = body.guard_overrides()
     job = await runner(request).start(request, spec)
     if body.stream:
@@ -86,7 +86,12 @@ async def chat(body: proto.ChatRequest, request: Request) -> Any:
         messages.append({"role": m.role, "content": m.content})
     keep = parse_duration(body.keep_alive, default=KEEP_DEFAULT)
     spec = GenSpec(
-        "chat", body.model, messages=messages, sampling=body.sampling(), keep_alive=keep, endpoint="/api/chat"
+        "chat",
+        model=body.model,
+        messages=messages,
+        sampling=body.sampling(),
+        keep_alive=keep,
+        endpoint="/api/chat",
     )
     spec.guards = body.guard_overrides()
     job = await runner(request).start(request, spec)

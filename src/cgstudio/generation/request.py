@@ -1,0 +1,54 @@
+"""The one request type: what to generate, whatever face or dialect asked for it.
+
+Every face translates into a ``GenerationRequest`` and hands it to ``CodeModel.prompt`` (the
+exact prompt, what ``--dry-run`` and ``/v1/prompt`` show) or ``CodeModel.stream`` (the chunks).
+Dialects add only transport concerns on top (the server's ``GenSpec``: model name, keep_alive,
+endpoint, prewarm); the eval protocol's styles and the CLI's commands map onto these modes:
+
+    mode      input                                     prompt                       user text
+    fim       prompt (prefix) + suffix (+ files, path)  the family's FIM format      stays text
+    plain     prompt (the code to continue)             FIM, no suffix; or BOS+text  stays text
+    raw       prompt: a client-rendered template        as given                     control text -> ids
+    chat      messages                                  the family's chat format     stays text
+    infill    llama.cpp /infill: prefix, suffix, and     FIM, then ``middle`` after   stays text
+              ``middle``, the cursor line left of it    the middle token
+    generate  prompt: a request in natural language      chat (-it) or a commented    stays text
+              + language (+ explain)                    stub (pretrained)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cgstudio.core.prompt import ChatMessage, ContextFile
+
+RequestMode = Literal["fim", "plain", "raw", "chat", "infill", "generate"]
+# What a request needs of a model, for routing: FIM tokens, a chat format, or plain continuation.
+Capability = Literal["fim", "chat", "completion"]
+MessageLike = ChatMessage | Mapping[str, str]
+
+
+@dataclass
+class GenerationRequest:
+    """One generation: the mode, its inputs, and per-request sampling and guard overrides."""
+
+    mode: RequestMode
+    prompt: str = ""  # the prefix (fim, plain, infill), the rendered text (raw), the request (generate)
+    suffix: str = ""  # fim and infill only
+    middle: str = ""  # infill: the cursor line left of the cursor, placed after the FIM middle token
+    messages: Sequence[MessageLike] | None = None  # chat
+    files: tuple[ContextFile, ...] = ()  # fim, plain, infill: other files, before the current one
+    path: str | None = None  # the current file's path (its path line in multi-file formats)
+    language: str = "python"  # generate
+    explain: bool = False  # generate: keep the prose of an instruction-tuned answer
+    sampling: dict[str, Any] = field(default_factory=dict)  # SamplingParams overrides
+    guards: dict[str, Any] = field(default_factory=dict)  # GuardSettings overrides
+
+    @property
+    def capability(self) -> Capability:
+        """What the serving model must offer: FIM for fim/infill, a chat format for chat."""
+        if self.mode in ("fim", "infill"):
+            return "fim"
+        return "chat" if self.mode == "chat" else "completion"

@@ -96,6 +96,59 @@ def test_max_tokens_gives_length() -> None:
     assert result.finish_reason == "length"
 
 
+def _fim(pieces: list[str], suffix: str, *, max_tokens: int = 64) -> tuple[list[str], Result]:
+    engine = FakeEngine([p.encode() for p in pieces], end_with_eos=False)
+    prompt = Prompt(
+        tokens=[BOS, 1000 + ord("x")],
+        mode="fim",
+        stop_ids=frozenset({1}),
+        suffix=suffix,
+        prefix_tail="def is_prime(n: int) -> bool:\n",
+    )
+    chunks = list(
+        run(engine, prompt, SamplingParams(max_tokens=max_tokens), GuardSettings(), RunContext("gemma"))
+    )
+    result = chunks[-1].result
+    assert result is not None
+    return [c.text for c in chunks if c.text], result
+
+
+IS_PRIME = [
+    "    if",
+    " n < 2:\n",
+    "        return False\n",
+    "    return True\n",
+    "\n",
+    "print(",
+    "is_prime(7))",
+    "  # True\n",
+]
+
+
+def test_fim_streams_only_what_the_rules_keep() -> None:
+    # The example: the model restates the suffix's line with a comment; the terminal
+    # showed it although the final text ended at `return True`.
+    texts, result = _fim(IS_PRIME, "\n\nprint(is_prime(7))\n")
+    assert result.text == "    if n < 2:\n        return False\n    return True"
+    assert "".join(texts) == result.text
+    assert len(texts) > 2  # still streamed as it came, not in one piece at the end
+
+
+def test_fim_partial_suffix_line_at_the_token_limit_is_never_streamed() -> None:
+    # -n cuts the output inside `print(is_prime`: the end-of-output rule drops it.
+    texts, result = _fim(IS_PRIME, "\n\nprint(is_prime(7))\n", max_tokens=7)
+    assert result.finish_reason == "length"
+    assert result.text == "    if n < 2:\n        return False\n    return True"
+    assert "".join(texts) == result.text
+
+
+def test_fim_text_after_a_stop_is_released_at_the_end() -> None:
+    texts, result = _fim(["    return n", " > 1\n", "\n"], "\n\nprint(is_prime(7))\n")
+    assert result.text == "    return n > 1\n\n"
+    assert "".join(texts) == result.text
+    assert texts[0] == "    return n"  # a line that cannot repeat the suffix is not held
+
+
 def test_stop_matcher_and_utf8_stream_units() -> None:
     m = StopMatcher(["<END>"])
     assert m.feed("ab<E") == ("ab", False)

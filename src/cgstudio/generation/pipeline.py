@@ -2,6 +2,8 @@
 
 engine tokens -> UTF-8-safe text -> stop strings (held back) -> FIM rules -> repetition guard
 -> ``Chunk``s, and a final ``Result`` with finish reason, warnings, usage and timings.
+Text a FIM rule may still cut is held back too (``FimRules.settled``), so the chunks' texts add
+up to the final ``Result.text`` (unless the repetition guard cuts a loop already streamed).
 """
 
 from __future__ import annotations
@@ -124,7 +126,9 @@ def run(
     )
     warnings = list(prompt.warnings)
     out: list[str] = []
-    emitted = 0
+    emitted = 0  # characters of output so far
+    sent = 0  # characters streamed so far: never more than the rules have settled
+    unsent = ""  # out's text after ``sent``
     finish: str | None = None
     keep: int | None = None
     first_at = last_at = None
@@ -158,7 +162,11 @@ def run(
                             "lower max_tokens, or raise the temperature slightly.",
                         )
                     )
-                yield Chunk(_clip_delta(text, emitted, keep))
+                unsent += text
+                settled = keep if keep is not None else fim.settled() if fim is not None else emitted
+                if settled > sent:
+                    yield Chunk(unsent[: settled - sent])
+                    unsent, sent = unsent[settled - sent :], settled
             if finish is not None:
                 break
     finally:
@@ -167,7 +175,6 @@ def run(
         tail = stops.flush() + utf8.flush()
         if tail:
             out.append(tail)
-            yield Chunk(tail)
         finish = ENGINE_FINISH.get(stream.stats.finish or "", "length")
         if fim is not None:
             # The tail may complete a cut; else the FIM rules get their end-of-output say.
@@ -179,6 +186,8 @@ def run(
     full = "".join(out)
     if keep is not None:
         full = full[:keep]
+    if len(full) > sent:
+        yield Chunk(full[sent:])  # what was held back and kept: the chunks add up to the text
     stats = stream.stats
     if not full.strip():
         warnings.append(
@@ -228,11 +237,3 @@ def cancelled_run(mode: str) -> Iterator[Chunk]:
         mode=mode,
     )
     return iter([Chunk("", result=result)])
-
-
-def _clip_delta(text: str, emitted: int, keep: int | None) -> str:
-    """The part of ``text`` (ending at offset ``emitted``) that lies before ``keep``."""
-    if keep is None:
-        return text
-    start = emitted - len(text)
-    return text[: max(0, keep - start)]

@@ -6,6 +6,8 @@ Each rule returns the length of output to keep once it decides to stop:
   * block end: a line indented less than the cursor's block ends the completion.
 A cut at the suffix also drops the blank lines before it (the suffix brings its own), and at
 the end a trailing partial line that merely starts a suffix line is dropped (``finish``).
+``settled`` says how much of the output no rule can cut any more: only that much is streamed,
+so streamed text never shows what the final text drops.
 """
 
 from __future__ import annotations
@@ -40,10 +42,13 @@ class FimRules:
         self._text = ""
         self._line_starts = [0]
         self._candidate: int | None = None
+        self._active = bool(self.stop_at_suffix and self._suffix_lines) or self.single_line or self.block_end
+        self._fed = 0
 
     def feed(self, delta: str) -> int | None:
         """Add output text; return the number of characters to keep if a rule stops here."""
-        if not (self.stop_at_suffix or self.single_line or self.block_end):
+        self._fed += len(delta)
+        if not self._active:
             return None
         base = len(self._text)
         self._text += delta
@@ -84,6 +89,36 @@ class FimRules:
             elif any(_repeats(stripped, s) for s in self._suffix_lines):
                 return self._trim(start)
         return None
+
+    def settled(self) -> int:
+        """How many characters of the output fed so far no rule can cut any more (safe to stream).
+
+        Held back: trailing blank space (a cut at the suffix drops the blank lines before it), a
+        short suffix line whose cut waits for the next line, and a partial line that a rule may
+        still cut when it completes or when the output ends.
+        """
+        if not self._active:
+            return self._fed
+        start = self._line_starts[-1]
+        limit = len(self._text)
+        if self._candidate is not None:
+            limit = self._candidate
+        elif self._undecided(self._text[start:]):
+            limit = start
+        while limit > 0 and self._text[limit - 1] in " \t\n":
+            limit -= 1
+        return limit
+
+    def _undecided(self, partial: str) -> bool:
+        """A rule may still cut the partial last line ``partial`` (its stripped text decides)."""
+        text = partial.strip()
+        if not text:
+            return False  # blank so far: held as trailing blank space
+        if self.block_end and self._block_indent is not None and _indent(partial) < self._block_indent:
+            return True
+        return self.stop_at_suffix and any(
+            s.startswith(text) or (len(s) >= 12 and text.startswith(s)) for s in self._suffix_lines
+        )
 
     def finish(self) -> int | None:
         """At the end of generation: drop a trailing partial line that only starts a suffix line."""

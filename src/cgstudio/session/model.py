@@ -14,7 +14,7 @@ one-call conveniences over ``stream``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -291,15 +291,24 @@ class CodeModel:
         suffix = req.suffix if req.mode == "fim" else ""
         return self._fim_prompt(req.prompt, suffix, req.files, path=req.path, max_tokens=max_tokens)
 
-    def stream(self, req: GenerationRequest, *, cancel: threading.Event | None = None) -> Iterator[Chunk]:
+    def stream(
+        self,
+        req: GenerationRequest,
+        *,
+        cancel: threading.Event | None = None,
+        on_prompt: Callable[[Prompt], None] | None = None,
+    ) -> Iterator[Chunk]:
         """Generate for ``req``: its prompt, then the one run path (``run_prompt``).
 
         Input errors are raised here, before the first chunk; a chat whose trimming is cancelled
-        yields one ``cancelled`` result."""
+        yields one ``cancelled`` result. ``on_prompt`` sees the built prompt before its evaluation
+        starts (progress displays: "evaluating prompt (N tokens)")."""
         try:
             prompt, problem = self.prompt(req, cancel=cancel)
         except ChatBuildCancelled:
             return cancelled_run(req.mode)
+        if on_prompt is not None:
+            on_prompt(prompt)
         return self.run_prompt(prompt, problem, sampling=req.sampling, guards=req.guards, cancel=cancel)
 
     def run_prompt(

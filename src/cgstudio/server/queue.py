@@ -33,7 +33,7 @@ from typing import Any
 from starlette.requests import Request
 
 from cgstudio.core.errors import CGStudioError, OverloadedError
-from cgstudio.core.prompt import GuardWarning
+from cgstudio.core.prompt import GuardWarning, Prompt
 from cgstudio.generation.pipeline import Chunk, Result
 from cgstudio.generation.timings import Timings, Usage
 from cgstudio.server.errors import ShuttingDownError
@@ -51,7 +51,7 @@ CANCEL_MESSAGES = {
     "limit": "stopped by the request's time or indentation limit",
 }
 SHUTDOWN_MESSAGE = "the server is shutting down; retry in a few seconds (on the restarted server)"
-StreamFactory = Callable[[GenSpec, CodeModel, threading.Event], Iterator[Chunk]]
+StreamFactory = Callable[[GenSpec, CodeModel, threading.Event, Callable[[Prompt], None]], Iterator[Chunk]]
 
 
 class _End:
@@ -149,6 +149,8 @@ class Job:
         self.cancel = threading.Event()
         self.cancel_reason: str | None = None
         self.t_start = time.perf_counter()
+        self.phase, self.phase_at = "queued", self.t_start  # then loading, evaluating, generating
+        self.prompt_tokens: int | None = None  # known once the prompt is built
         self.load_s = 0.0
         self.result: Result | None = None
         self.first: Chunk | None = None
@@ -168,6 +170,12 @@ class Job:
         self.cancel.set()
         if self._gate is not None:
             self._gate.withdraw(self.ticket)
+
+    def enter(self, phase: str) -> None:
+        self.phase, self.phase_at = phase, time.perf_counter()
+
+    def note_prompt(self, prompt: Prompt) -> None:
+        self.prompt_tokens = len(prompt.tokens)
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.t_start
@@ -370,11 +378,16 @@ class Runner:
             if job.cancel.is_set():
                 self._finish_unstarted(job, put)
                 return
+            if not job.entry.loaded:
+                job.enter("loading")
             model, load_s = job.entry.ensure_loaded()
+            job.enter("evaluating")
             job.load_s = load_s
             if load_s:
                 loop.call_soon_threadsafe(self.registry.note_loaded, job.entry, load_s)
-            for chunk in self.stream_factory(job.spec, model, job.cancel):
+            for chunk in self.stream_factory(job.spec, model, job.cancel, job.note_prompt):
+                if job.phase != "generating":
+                    job.enter("generating")
                 if chunk.result is not None:
                     if job.cancel_reason:
                         chunk.result.warnings.append(

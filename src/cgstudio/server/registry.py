@@ -36,6 +36,7 @@ from cgstudio.server.config import ModelSpec, ServerSettings
 from cgstudio.server.prometheus import Metrics
 from cgstudio.session import remote
 from cgstudio.session.model import CodeModel
+from cgstudio.store.demo import demo_for
 
 log = logging.getLogger("cgstudio.server")
 
@@ -74,6 +75,8 @@ class ModelMeta:
     n_ctx_train: int
     chat_template: str | None
     modified: float
+    size_label: str = ""  # the GGUF's general.size_label ("0.5B"), as its makers name the size
+    demo: bool = False  # one of cgstudio's demo models, not CodeGemma
 
     @classmethod
     def from_info(cls, info: ModelInfo, settings: Settings, path: Path) -> ModelMeta:
@@ -95,6 +98,8 @@ class ModelMeta:
             n_ctx_train=info.n_ctx_train,
             chat_template=info.chat_template,
             modified=modified,
+            size_label=str(info.metadata.get("general.size_label") or ""),
+            demo=demo_for(path) is not None,
         )
 
 

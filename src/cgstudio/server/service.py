@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,9 +63,15 @@ def build_prompt(spec: GenSpec, model: CodeModel) -> tuple[Prompt, str | None]:
     return model.prompt(spec.generation())
 
 
-def open_stream(spec: GenSpec, model: CodeModel, cancel: threading.Event) -> Iterator[Chunk]:
-    """The chunk iterator for ``spec``: ``CodeModel.stream``, the one run path."""
-    return model.stream(spec.generation(), cancel=cancel)
+def open_stream(
+    spec: GenSpec,
+    model: CodeModel,
+    cancel: threading.Event,
+    on_prompt: Callable[[Prompt], None] | None = None,
+) -> Iterator[Chunk]:
+    """The chunk iterator for ``spec``: ``CodeModel.stream``, the one run path. ``on_prompt`` sees
+    the built prompt before its evaluation (the job's progress)."""
+    return model.stream(spec.generation(), cancel=cancel, on_prompt=on_prompt)
 
 
 def describe_prompt(spec: GenSpec, model: CodeModel) -> dict[str, Any]:

@@ -116,6 +116,12 @@ def ensure(key: str = DEFAULT_DEMO) -> Path:
     return target
 
 
+def demo_for(path: Path | str) -> DemoModel | None:
+    """The demo model a GGUF file is (by its file name), or None: listings mark demo models."""
+    name = Path(path).name
+    return next((d for d in DEMO_MODELS.values() if d.filename == name), None)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] != ["ensure"]:
         print("usage: python -m cgstudio.store.demo ensure [KEY ...]", file=sys.stderr)

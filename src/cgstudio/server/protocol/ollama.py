@@ -148,7 +148,9 @@ def details(entry: ModelEntry) -> dict[str, Any]:
         "format": "gguf",
         "family": m.family,
         "families": [m.family],
-        "parameter_size": param_size(m.n_params),
+        # The size its makers gave (general.size_label): a file may hold more weights than the model
+        # has, e.g. Qwen2.5-0.5B with its tied output matrix stored twice counts 630M.
+        "parameter_size": m.size_label or param_size(m.n_params),
         "quantization_level": m.quantization,
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from cgstudio.server.errors import COMMON_ERRORS
 from cgstudio.server.protocol.cgstudio import PromptRequest, ReloadRequest
+from cgstudio.server.queue import client_key
 from cgstudio.server.routes.common import config, metrics, registry, runner
 from cgstudio.server.service import describe_prompt
 
@@ -30,10 +32,38 @@ PLACEHOLDER = """<!doctype html>
 @router.get("/health", summary="Liveness (no auth)")
 async def health(request: Request) -> dict[str, Any]:
     run = runner(request)
+    loading = {j.alias for j in run.inflight if j.phase == "loading"}
     return {
         "status": "ok",
-        "models": [{"name": e.alias, "loaded": e.loaded} for e in registry(request).entries.values()],
+        "models": [
+            {"name": e.alias, "loaded": e.loaded, "loading": e.alias in loading}
+            for e in registry(request).entries.values()
+        ],
         "queue_depth": run.gate.n_waiting,
+    }
+
+
+@router.get("/cgstudio/progress", summary="The caller's running requests and their phase")
+async def progress(request: Request) -> dict[str, Any]:
+    """What each of this client's requests is doing before its first token (the studio shows it).
+
+    The client is the one ``X-Client-Id`` names (else its key and address, as the queue decides).
+    Phases: queued, loading (the model), evaluating (the prompt), generating. Seconds are floats.
+    """
+    run, now = runner(request), time.perf_counter()
+    me = client_key(request, getattr(request.state, "api_key", None))
+    return {
+        "jobs": [
+            {
+                "model": j.alias,
+                "phase": j.phase,
+                "phase_s": round(now - j.phase_at, 3),
+                "prompt_tokens": j.prompt_tokens,
+                "elapsed_s": round(now - j.t_start, 3),
+            }
+            for j in run.inflight
+            if j.client == me and not j.finished
+        ]
     }
 
 

@@ -30,6 +30,7 @@ async def list_models(request: Request) -> dict[str, Any]:
                 "variant": e.meta.variant,
                 "fim": e.meta.fim,
                 "loaded": e.loaded,
+                "demo": e.meta.demo,
             }
             for e in registry(request).entries.values()
         ],

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -16,15 +13,15 @@ from cgstudio.cli.options import (
     json_option,
     load_options,
     model_option,
-    require_utf8,
+    read_text_file,
     sampling_options,
-    settings_from,
     utf8_text,
 )
+from cgstudio.cli.repl import ChatRepl
+from cgstudio.cli.reply import open_model, stream_reply
 from cgstudio.core.errors import InvalidInputError, UsageError
 from cgstudio.core.prompt import ContextFile, Prompt
 from cgstudio.core.settings import MAX_INPUT_BYTES
-from cgstudio.generation.pipeline import Chunk, Result
 from cgstudio.generation.request import GenerationRequest
 
 CURSOR_MARK = "<CURSOR>"
@@ -42,61 +39,12 @@ def guard_options(f: Any) -> Any:
     return f
 
 
-def _open_model(model: str | None, opts: dict[str, Any]) -> Any:
-    from cgstudio.engine.llamacpp import LlamaCppEngine
-    from cgstudio.session.model import CodeModel
-    from cgstudio.store.resolve import resolve
-
-    settings = settings_from(opts)
-    resolved = resolve(model, configured=settings.model)
-    if resolved.notice:
-        click.echo(f"note: {resolved.notice}", err=True)
-    return CodeModel(LlamaCppEngine(resolved.path, settings.load), settings, resolved.alias)
-
-
-def stats_line(r: Result) -> str:
-    t = r.timings
-    parts = []
-    parts.append(
-        f"thought for {t.time_to_first_token_s:.2f} s"
-        if t.time_to_first_token_s is not None
-        else "thought for — (no token)"
-    )
-    rate = t.generation_tokens_per_s
-    parts.append(f"{rate:.1f} tok/s" if rate is not None else "— tok/s")
-    parts.append(f"{r.usage.completion_tokens} tokens")
-    parts.append(f"stop: {r.finish_reason}")
-    return " · ".join(parts)
-
-
-def _consume(chunks: Iterator[Chunk], as_json: bool, transform: Any = None) -> Result:
-    out = sys.stderr if as_json else sys.stdout
-    result: Result | None = None
-    for chunk in chunks:
-        if chunk.text and transform is None:
-            out.write(chunk.text)
-            out.flush()
-        result = chunk.result or result
-    assert result is not None
-    if transform is not None:
-        result.text = transform(result.text)
-        out.write(result.text)
-    if not result.text.endswith("\n"):
-        out.write("\n")
-    for w in result.warnings:
-        click.echo(f"warning [{w.code}]: {w.message}", err=True)
-    click.echo(stats_line(result), err=True)
-    if as_json:
-        emit_json(result.as_dict())
-    return result
-
-
 def _run(m: Any, req: GenerationRequest, dry_run: bool, as_json: bool, transform: Any = None) -> None:
     """Show ``req``'s exact prompt (--dry-run), or generate it to the terminal."""
     if dry_run:
         _dry_run(m, m.prompt(req)[0], as_json)
     else:
-        _consume(m.stream(req), as_json, transform)
+        stream_reply(m, req, as_json, transform)
 
 
 def _dry_run(m: Any, prompt: Prompt, as_json: bool) -> None:
@@ -120,39 +68,6 @@ def _dry_run(m: Any, prompt: Prompt, as_json: bool) -> None:
     click.echo(text)
     click.echo(f"--- {len(prompt.tokens)} tokens ({prompt.mode}): {prompt.tokens}", err=True)
     click.echo(f"--- stop ids: {stops}", err=True)
-
-
-def _read_text(path: str, what: str, limit: int = MAX_INPUT_BYTES) -> str:
-    """Read a regular UTF-8 file of at most ``limit`` bytes (the server's request limit).
-
-    The open does not block and the read is bounded: a FIFO, a device (``/dev/zero``) or a huge
-    file is refused with a message, not read until memory runs out.
-    """
-    require_utf8(f"{what} name", path)  # the path also goes into the prompt
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read {what} {path}: {exc.strerror}") from exc
-    with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a pipe or a device?)"
-            raise InvalidInputError(f"{what} {path} is {kind}; pass a text file")
-        try:
-            data = fh.read(limit + 1)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read {what} {path}: {exc.strerror}") from exc
-    if len(data) > limit:
-        raise InvalidInputError(
-            f"{what} {path} takes the input past its limit of {MAX_INPUT_BYTES // 2**20} MiB "
-            "(the server's request limit); pass a smaller file or the code near the cursor"
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(
-            f"{what} {path} is not valid UTF-8 (byte {exc.start}); convert it to UTF-8 first"
-        ) from exc
 
 
 def _split_at_cursor(text: str, cursor: str | None) -> tuple[str, str]:
@@ -221,7 +136,7 @@ def complete(
     if file_ is not None:
         if prefix is not None or suffix is not None:
             raise UsageError("use either --file or --prefix/--suffix, not both")
-        prefix, suffix = _split_at_cursor(_read_text(file_, "file"), cursor)
+        prefix, suffix = _split_at_cursor(read_text_file(file_, "file"), cursor)
         path = path or file_
     elif cursor:
         raise UsageError("--cursor needs --file")
@@ -229,10 +144,10 @@ def complete(
     budget = MAX_INPUT_BYTES - len(prefix.encode()) - len(suffix.encode())
     files: list[ContextFile] = []
     for p in context_file:
-        text = _read_text(p, "context file", max(0, budget))
+        text = read_text_file(p, "context file", max(0, budget))
         budget -= len(text.encode())
         files.append(ContextFile(p, text))
-    m = _open_model(model, opts)
+    m = open_model(model, opts)
     guards = {"fim_single_line": single_line or None, "fim_block_end": block or None}
     guards = {k: v for k, v in guards.items() if v is not None}
     if raw:
@@ -258,7 +173,7 @@ def generate(
     request: str, language: str, explain: bool, dry_run: bool, model: str | None, as_json: bool, **opts: Any
 ) -> None:
     """Generate code for REQUEST: code, not advice."""
-    m = _open_model(model, opts)
+    m = open_model(model, opts)
     from cgstudio.generation.codeblocks import extract_code
 
     transform = extract_code if m.variant.variant == "instruction-tuned" and not explain else None
@@ -283,28 +198,36 @@ def generate(
 def chat(
     message: str | None, system: str | None, dry_run: bool, model: str | None, as_json: bool, **opts: Any
 ) -> None:
-    """Chat: one-shot with MESSAGE, an interactive REPL without."""
-    m = _open_model(model, opts)
-    history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    """Chat: one-shot with MESSAGE (or text piped on stdin), an interactive REPL without.
+
+    In the REPL, Enter sends and Alt-Enter starts a new line; a paste is one message; Ctrl-C
+    stops a reply; /help lists the commands (/clear, /model, /system, /save, /load).
+    """
+    if message is None and not sys.stdin.isatty():
+        message = _read_stdin()
+    if message is None and (as_json or dry_run):
+        raise UsageError("--json and --dry-run need a MESSAGE argument (or the message on stdin)")
+    flags = dict(opts)  # open_model consumes the flags it reads; /model reopens with the same ones
+    m = open_model(model, opts)
     if message is not None:
-        msgs = [*history, {"role": "user", "content": message}]
+        msgs = [{"role": "system", "content": system}] if system else []
+        msgs.append({"role": "user", "content": message})
         _run(m, GenerationRequest("chat", messages=msgs), dry_run, as_json)
         return
-    if as_json or dry_run:
-        raise UsageError("--json and --dry-run need a MESSAGE argument")
-    click.echo(
-        f"chatting with {m.alias} ({m.family}, {m.variant.variant}); empty line or Ctrl-D quits", err=True
-    )
-    while True:
-        try:
-            line = require_utf8("that line", input("> "))
-        except EOFError:
-            break
-        except (UnicodeDecodeError, UsageError):
-            click.echo("error: that line is not valid UTF-8; type it again", err=True)
-            continue
-        if not line.strip():
-            break
-        history.append({"role": "user", "content": line})
-        result = _consume(m.stream(GenerationRequest("chat", messages=history)), False)
-        history.append({"role": "assistant", "content": result.text})
+    ChatRepl(m, lambda name: open_model(name, dict(flags)), system).run()
+
+
+def _read_stdin() -> str:
+    """All of stdin as one message (at most the input limit; UTF-8)."""
+    data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise InvalidInputError(
+            f"stdin is larger than the input limit of {MAX_INPUT_BYTES // 2**20} MiB; send less"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"stdin is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from exc
+    if not text.strip():
+        raise UsageError("no message on stdin: pass MESSAGE, pipe the message, or run in a terminal")
+    return text

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from cgstudio.core.errors import UsageError
-from cgstudio.core.settings import Settings, load_settings
+from cgstudio.core.errors import InvalidInputError, UsageError
+from cgstudio.core.settings import MAX_INPUT_BYTES, Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -156,3 +158,36 @@ def settings_from(opts: dict[str, Any]) -> Settings:
 def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def read_text_file(path: str, what: str, limit: int = MAX_INPUT_BYTES) -> str:
+    """Read a regular UTF-8 file of at most ``limit`` bytes (the server's request limit).
+
+    The open does not block and the read is bounded: a FIFO, a device (``/dev/zero``) or a huge
+    file is refused with a message, not read until memory runs out.
+    """
+    require_utf8(f"{what} name", path)  # the path also goes into the prompt
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a pipe or a device?)"
+            raise InvalidInputError(f"{what} {path} is {kind}; pass a text file")
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    if len(data) > limit:
+        raise InvalidInputError(
+            f"{what} {path} takes the input past its limit of {MAX_INPUT_BYTES // 2**20} MiB "
+            "(the server's request limit); pass a smaller file or the code near the cursor"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{what} {path} is not valid UTF-8 (byte {exc.start}); convert it to UTF-8 first"
+        ) from exc

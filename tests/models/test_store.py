@@ -9,6 +9,7 @@ import pytest
 
 from cgstudio.cli.main import main
 from cgstudio.core.errors import ModelError, ModelNotFoundError, UsageError
+from cgstudio.store.demo import DEMO_MODELS
 from cgstudio.store.resolve import resolve
 from cgstudio.store.store import ModelStore, data_dir, store_dir
 
@@ -28,8 +29,8 @@ def test_round_trip_in_place(
     assert "cg2: codegemma pretrained" in capsys.readouterr().out
 
     assert main(["models", "list", "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
-    assert isinstance(listed, list) and len(listed) == 1
+    listed = [m for m in json.loads(capsys.readouterr().out) if not m["demo"]]
+    assert len(listed) == 1
     m = listed[0]
     assert (m["alias"], m["family"], m["variant"], m["quantization"]) == (
         "cg2",
@@ -119,3 +120,34 @@ def test_files_and_paths_still_resolve_as_before(codegemma_paths: dict[str, Path
     assert resolve(str(p)).path == p
     with pytest.raises(ModelNotFoundError, match="neither a file nor a known alias"):
         resolve("no-such-model")
+
+
+def test_list_shows_the_demo_models_marked_as_demo(
+    isolated_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Not assembled in this empty data dir: listed without assembling them (no 500 MB copy).
+    assert main(["models", "list"]) == 0
+    table = capsys.readouterr().out
+    for key in DEMO_MODELS:
+        assert any(line.split()[0] == key and "demo:" in line for line in table.splitlines())
+    assert "not CodeGemma" in table and "no models in" not in table
+    assert not (isolated_store / "demo-models").exists()
+    assert main(["models", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {m["alias"] for m in listed if m["demo"]} == set(DEMO_MODELS)
+
+
+@pytest.mark.slow
+def test_list_inspects_assembled_demo_models(
+    demo_paths: dict[str, Path], isolated_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = isolated_store / "demo-models"
+    cache.mkdir(parents=True)
+    for key, path in demo_paths.items():
+        (cache / path.name).symlink_to(path)
+        (cache / path.name).with_suffix(".sha256").write_text(DEMO_MODELS[key].sha256 + "\n")
+    assert main(["models", "list", "--json"]) == 0
+    listed = {m["alias"]: m for m in json.loads(capsys.readouterr().out)}
+    qwen = listed["qwen2.5-coder-0.5b"]
+    assert qwen["demo"] and qwen["exists"] and qwen["family"] == "qwen2.5-coder" and qwen["fim"]
+    assert listed["gemma3-270m"]["family"] == "gemma"

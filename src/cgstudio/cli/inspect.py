@@ -59,7 +59,15 @@ def describe(path: str, variant_override: str = "auto") -> dict[str, Any]:
 
 @click.command()
 @click.argument("model", required=False)
-@click.option("--variant", type=click.Choice(["auto", "pretrained", "instruction-tuned"]), default="auto")
+@click.option(
+    "--variant",
+    type=click.Choice(["auto", "pretrained", "instruction-tuned"]),
+    default="auto",
+    show_default=True,
+    help="Report the model as this variant (pretrained: FIM and plain completion; instruction-tuned: "
+    "chat) instead of the one detected from its name and chat template, as the same flag of "
+    "complete, generate and chat would treat it.",
+)
 @json_option
 def inspect(model: str | None, variant: str, as_json: bool) -> None:
     """Show architecture, family, variant, FIM support, special tokens, context and KV size."""

@@ -86,15 +86,35 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def ensure(key: str = DEFAULT_DEMO) -> Path:
-    """Return the path of demo model ``key``, assembling and verifying it on first use."""
-    if key not in DEMO_MODELS:
-        raise ModelNotFoundError(f"unknown demo model {key!r}; known: {', '.join(DEMO_MODELS)}")
+def assembled(key: str) -> Path | None:
+    """The path of demo model ``key`` if it is assembled and verified, else None (no work done)."""
     demo = DEMO_MODELS[key]
     target = cache_dir() / demo.filename
     stamp = target.with_suffix(".sha256")
     if target.is_file() and stamp.is_file() and stamp.read_text().strip() == demo.sha256:
         return target
+    return None
+
+
+def installed(key: str) -> bool:
+    """Whether every package that carries a part of demo model ``key`` is installed."""
+    for dist_name, _ in DEMO_MODELS[key].parts:
+        try:
+            metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            return False
+    return True
+
+
+def ensure(key: str = DEFAULT_DEMO) -> Path:
+    """Return the path of demo model ``key``, assembling and verifying it on first use."""
+    if key not in DEMO_MODELS:
+        raise ModelNotFoundError(f"unknown demo model {key!r}; known: {', '.join(DEMO_MODELS)}")
+    demo = DEMO_MODELS[key]
+    if (done := assembled(key)) is not None:
+        return done
+    target = cache_dir() / demo.filename
+    stamp = target.with_suffix(".sha256")
     parts = [_part_path(d, rel) for d, rel in demo.parts]
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".partial")

@@ -34,6 +34,7 @@ REQUESTS: list[tuple[str, str, dict[str, Any], str]] = [
     ("openai fim", "/v1/completions", {**FIM, "max_tokens": 3}, "cg-pt"),
     ("openai raw", "/v1/completions", {"prompt": "def f(", "max_tokens": 3}, "cg-pt"),
     ("openai chat", "/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 3}, "cg-it"),
+    ("mistral fim", "/v1/fim/completions", {**FIM, "max_tokens": 3}, "cg-pt"),
     ("ollama fim", "/api/generate", {**FIM, "stream": False, "options": {"num_predict": 3}}, "cg-pt"),
     (
         "ollama plain",

@@ -107,6 +107,12 @@ from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAUL
     help="Largest request body (MiB); also the CLI's cap on input files.",
 )
 @click.option(
+    "--strict-model-names",
+    is_flag=True,
+    help="Answer 404 to a model name that no served model has. Default: the llama.cpp routes ignore "
+    "it, and the OpenAI routes let a model that fits the request answer (model_substituted warning).",
+)
+@click.option(
     "--backend",
     type=click.Choice(["llama.cpp", "openai"]),
     default="llama.cpp",
@@ -139,6 +145,7 @@ from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAUL
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
+@click.option("--access-log", is_flag=True, help="Log a line per HTTP request (uvicorn's access log) [off].")
 @load_options
 @sampling_options
 def serve(
@@ -156,19 +163,23 @@ def serve(
     parallel: int | None,
     max_queue: int,
     max_body_mb: float,
+    strict_model_names: bool,
     backend: str,
     base_url: str | None,
     api_key_upstream: str | None,
     family: str | None,
     tokenizer: str | None,
     log_level: str,
+    access_log: bool,
     **opts: Any,
 ) -> None:
     """Serve OpenAI (/v1), Ollama (/api) and llama.cpp (/infill, /completion) APIs.
 
     Models load on first use and unload after --keep-alive. Requests that name no model
     (or 'default') are routed by capability: FIM to a FIM model (pretrained first), chat to an
-    instruction-tuned one, else the first --model.
+    instruction-tuned one, else the first --model. A name that no served model has is ignored
+    on the llama.cpp routes, answered by a fitting model on the OpenAI routes (both with a
+    model_substituted warning) and a 404 on Ollama's; --strict-model-names makes it a 404 everywhere.
     """
     from cgstudio.server import create_app
     from cgstudio.server.config import (
@@ -206,6 +217,7 @@ def serve(
         parallel=parallel,
         max_queue=max_queue,
         max_body_bytes=int(max_body_mb * (1 << 20)),
+        strict_model_names=strict_model_names,
         upstream=upstream,
         embedding_model=resolve_embedding_model(embedding_model) if embedding_model else None,
     )
@@ -235,7 +247,10 @@ def serve(
             err=True,
         )
 
-    run(app, config, log_level=log_level, announce=announce)
+    def opened(url: str) -> None:  # after uvicorn's start-up lines: the last line, easy to find
+        click.echo(f"Open {url} in your browser", err=True)
+
+    run(app, config, log_level=log_level, announce=announce, opened=opened, access_log=access_log)
 
 
 def _remote_spec(

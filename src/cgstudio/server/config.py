@@ -106,6 +106,11 @@ class ServerSettings(BaseModel):
         default=MAX_INPUT_BYTES, ge=1024, le=1 << 30, description="Larger request bodies get 413."
     )
     retry_after_s: int = Field(default=2, ge=1, le=3600, description="Retry-After on 503 overloaded.")
+    strict_model_names: bool = Field(
+        default=False,
+        description="A model name no served model has is a 404 on every dialect. Off: the llama.cpp "
+        "routes ignore it and the OpenAI routes substitute a fitting model (model_substituted warning).",
+    )
     static_dir: Path = Field(
         default=Path(__file__).parent / "static", description="The playground; index.html is served at /."
     )

@@ -148,6 +148,7 @@ class Job:
         self.queue: asyncio.Queue[Chunk | _Failure | _End] = asyncio.Queue()
         self.cancel = threading.Event()
         self.cancel_reason: str | None = None
+        self.notices: list[GuardWarning] = []  # from admission (model_substituted), added to the result
         self.t_start = time.perf_counter()
         self.phase, self.phase_at = "queued", self.t_start  # then loading, evaluating, generating
         self.prompt_tokens: int | None = None  # known once the prompt is built
@@ -209,13 +210,15 @@ class Runner:
         """Queue ``spec`` and wait for its first chunk; errors before any output are raised here."""
         if self._closing:
             raise ShuttingDownError(SHUTDOWN_MESSAGE, self.retry_after_s)
-        entry = self.registry.route(spec.model, spec.capability)
+        entry, substituted = self.registry.resolve(spec.model, spec.capability, spec.unknown_model)
         client = client_key(request, self._request_key(request))
         if spec.supersedable:
             self._supersede(client, spec)
         self._refuse_if_full()
         job = Job(spec, entry, client, self.gate.enqueue(client.key))
         job._gate = self.gate
+        if substituted is not None:
+            job.notices.append(substituted)
         self.inflight.add(job)
         self.metrics.queue_depth.set(self.gate.n_waiting)
         job.driver = asyncio.create_task(self._drive(job))
@@ -389,6 +392,7 @@ class Runner:
                 if job.phase != "generating":
                     job.enter("generating")
                 if chunk.result is not None:
+                    chunk.result.warnings[:0] = job.notices
                     if job.cancel_reason:
                         chunk.result.warnings.append(
                             GuardWarning(job.cancel_reason, CANCEL_MESSAGES[job.cancel_reason])
@@ -406,7 +410,7 @@ class Runner:
         job.result = Result(
             text="",
             finish_reason="cancelled",
-            warnings=[GuardWarning(reason, CANCEL_MESSAGES[reason])],
+            warnings=[*job.notices, GuardWarning(reason, CANCEL_MESSAGES[reason])],
             usage=Usage(0, 0),
             timings=Timings(None, None, None, job.elapsed_s()),
             mode=job.spec.mode,

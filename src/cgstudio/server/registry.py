@@ -7,6 +7,14 @@ Routing when a request names no model (or ``default``):
 Nothing fits -> the default model answers; CodeModel adds the variant_mismatch warning.
 Among equals, a model already in memory wins, then the --model order.
 
+A name that no served model has follows the dialect's convention (``UnknownName``, ``resolve``):
+    refuse  404 (Ollama: its clients pull on a 404; cgstudio's own routes)
+    fit     route by capability when a served model fits the request, with a
+            ``model_substituted`` warning; else 404 (OpenAI: minuet sends "PLACEHOLDER")
+    any     route by capability as for ``default``, with the warning (llama.cpp: llama-server
+            ignores the name)
+``--strict-model-names`` makes every unknown name a 404.
+
 Concurrency: ``in_use``/``available`` change on the event loop thread only; loading and closing
 run in worker threads under the entry's lock. A model is closed only while ``in_use == 0``, so no
 generation ever runs on a freed llama.cpp context. So ``keep_alive: 0`` on a model in use (an
@@ -23,12 +31,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from cgstudio.core.engine import Engine, ModelInfo
 from cgstudio.core.errors import ModelNotFoundError, OverloadedError, SettingsError
+from cgstudio.core.prompt import GuardWarning
 from cgstudio.core.settings import LoadProfile, Settings, format_validation_error
 from cgstudio.families import profile
 from cgstudio.generation.request import Capability
@@ -44,6 +53,7 @@ Loader = Callable[[Path, Settings], Engine]
 Inspector = Callable[[Path], ModelInfo]
 KEEP_DEFAULT: Any = object()  # "use the server's keep_alive" (a request may say None = forever)
 RELOAD_WAIT_S = 300.0
+UnknownName = Literal["refuse", "fit", "any"]  # what an unknown model name does (module docstring)
 
 
 def _llama_loader(path: Path, settings: Settings) -> Engine:
@@ -203,14 +213,24 @@ class Registry:
         for entry in self.entries.values():
             _ = entry.meta
 
-    def get(self, name: str) -> ModelEntry:
+    def find(self, name: str) -> ModelEntry | None:
+        """The entry ``name`` means (alias, file name or stem, path; ``:latest`` ignored), if any."""
         if name in self.entries:
             return self.entries[name]
         base = name.removesuffix(":latest")
         for entry in self.entries.values():
             if base in (entry.alias, entry.path.name, entry.path.stem, str(entry.path)):
                 return entry
-        raise ModelNotFoundError(
+        return None
+
+    def get(self, name: str) -> ModelEntry:
+        entry = self.find(name)
+        if entry is None:
+            raise ModelNotFoundError(self._unknown_message(name))
+        return entry
+
+    def _unknown_message(self, name: str) -> str:
+        return (
             f"unknown model {name!r}; served: {', '.join(self.entries) or 'none'} "
             "(or 'default' to route by capability)"
         )
@@ -222,15 +242,43 @@ class Registry:
         if task == "completion":
             return default
 
-        def fits(e: ModelEntry) -> bool:
-            return e.meta.fim if task == "fim" else e.meta.variant == "instruction-tuned"
-
         def rank(e: ModelEntry) -> tuple[int, int, int]:
             pref = {"pretrained": 0, "unknown": 1}.get(e.meta.variant, 2) if task == "fim" else 0
             return pref, 0 if e.loaded else 1, e.order
 
-        fitting = [e for e in self.entries.values() if fits(e)]
+        fitting = [e for e in self.entries.values() if self.fits(e, task)]
         return min(fitting, key=rank) if fitting else default
+
+    @staticmethod
+    def fits(entry: ModelEntry, task: Capability) -> bool:
+        """Whether ``entry`` is made for ``task`` (every model continues text)."""
+        if task == "completion":
+            return True
+        return entry.meta.fim if task == "fim" else entry.meta.variant == "instruction-tuned"
+
+    def resolve(
+        self, name: str | None, task: Capability, unknown: UnknownName = "refuse"
+    ) -> tuple[ModelEntry, GuardWarning | None]:
+        """``route``, where a name no served model has follows ``unknown`` (module docstring).
+
+        Returns the entry and the ``model_substituted`` warning when another model answers.
+        """
+        if not name or name == "default" or self.find(name) is not None:
+            return self.route(name, task), None
+        if unknown == "refuse" or self.config.strict_model_names:
+            raise ModelNotFoundError(self._unknown_message(name))
+        entry = self.route(None, task)
+        if unknown == "fit" and not self.fits(entry, task):
+            raise ModelNotFoundError(
+                f"{self._unknown_message(name)}; no served model fits a {task} request, "
+                "so none was substituted"
+            )
+        return entry, GuardWarning(
+            "model_substituted",
+            f"no served model is named {name!r}; {entry.alias} answered instead (routed by "
+            f"capability for this {task} request). Served: {', '.join(self.entries)}; name one of "
+            "them, or start the server with --strict-model-names to get a 404 instead.",
+        )
 
     # -- use, keep_alive, unload -------------------------------------------------------------
     async def acquire(self, entry: ModelEntry) -> None:

@@ -3,7 +3,8 @@
 Dialects (server/protocol/*, server/routes/*) translate their bodies into a ``GenSpec``. Its
 generation part (mode, prompt/suffix/middle/messages/files, sampling, guards) is the one
 request type of ``cgstudio.generation.request``, run by ``CodeModel.stream`` like every other
-face; the fields added here are the served model's name, keep_alive, the endpoint and prewarm.
+face; the fields added here are the served model's name and what an unknown name does, keep_alive,
+the endpoint and prewarm.
 The functions here run in worker threads (they tokenize and decode).
 """
 
@@ -20,7 +21,8 @@ from cgstudio.families import FOREIGN_FIM_MARKERS
 from cgstudio.generation.pipeline import Chunk
 from cgstudio.generation.request import GenerationRequest
 from cgstudio.generation.stops import check_stop_strings
-from cgstudio.server.registry import KEEP_DEFAULT
+from cgstudio.generation.timings import Usage
+from cgstudio.server.registry import KEEP_DEFAULT, UnknownName
 from cgstudio.session.model import CodeModel
 
 FILL_CONTEXT = -1  # max_tokens meaning "as much as fits" (llama.cpp n_predict -1, Ollama num_predict -1/-2)
@@ -33,6 +35,7 @@ class GenSpec(GenerationRequest):
     """One generation request as a dialect received it: the request, and its transport."""
 
     model: str | None = None  # the name the client asked for (None: the default model)
+    unknown_model: UnknownName = "refuse"  # the dialect's rule for a name no served model has
     prewarm: bool = False  # evaluate the prompt (fill the KV cache), return no text
     keep_alive: Any = KEEP_DEFAULT
     endpoint: str = ""
@@ -71,7 +74,21 @@ def open_stream(
 ) -> Iterator[Chunk]:
     """The chunk iterator for ``spec``: ``CodeModel.stream``, the one run path. ``on_prompt`` sees
     the built prompt before its evaluation (the job's progress)."""
-    return model.stream(spec.generation(), cancel=cancel, on_prompt=on_prompt)
+    chunks = model.stream(spec.generation(), cancel=cancel, on_prompt=on_prompt)
+    return _prewarm_only(chunks) if spec.prewarm else chunks
+
+
+def _prewarm_only(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """A prewarm's stream: no text, and a result that reports what the client got (no tokens).
+
+    The one token sampled to finish the prompt's evaluation is neither shown nor counted, as
+    llama-server's ``n_predict: 0`` answers with empty content.
+    """
+    for chunk in chunks:
+        if chunk.result is not None:
+            r = chunk.result
+            usage = Usage(r.usage.prompt_tokens, 0)
+            yield Chunk("", result=dataclasses.replace(r, text="", usage=usage), stats=chunk.stats)
 
 
 def describe_prompt(spec: GenSpec, model: CodeModel) -> dict[str, Any]:

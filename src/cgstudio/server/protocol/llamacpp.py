@@ -3,7 +3,9 @@
 Shapes follow llama.cpp's tools/server/README.md, as llama.vim and llama.vscode send them:
 ``/infill`` takes input_prefix (lines above the cursor), prompt (the cursor line up to the
 cursor; placed after the FIM middle token), input_suffix, input_extra [{filename, text}] and
-n_predict. ``n_predict: 0`` with only input_extra pre-warms the KV cache. ``n_indent`` and
+n_predict (or ``max_tokens``, as Twinny sends it; n_predict wins, as in llama-server).
+``n_predict: 0`` with only input_extra pre-warms the KV cache. A ``model`` name that no served
+model has is ignored, as llama-server ignores it (``model_substituted`` warning). ``n_indent`` and
 ``t_max_predict_ms`` stop generation as llama.cpp does; ``cache_prompt`` is always on (the
 engine reuses the longest common prefix); ``t_max_prompt_ms`` and ``samplers`` are accepted and
 ignored (the sampler order is fixed).
@@ -34,10 +36,13 @@ STOP_TYPE = {"eos": "eos", "stop": "word", "length": "limit", "repetition": "wor
 
 
 class _LlamaSampling(WithGuards):
-    model: str | None = Field(None, description="Extension: a served alias; absent = route by capability.")
+    model: str | None = Field(
+        None, description="Extension: a served alias; absent or unknown = route by capability."
+    )
     n_predict: int | None = Field(
         None, ge=-1, description="Most tokens; -1 = as many as fit; 0 = pre-warm only."
     )
+    max_tokens: int | None = Field(None, ge=-1, description="n_predict's other name; n_predict wins.")
     temperature: float | None = Field(None, ge=0.0, le=5.0)
     top_k: int | None = Field(None, ge=0, le=1_000_000)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
@@ -61,8 +66,13 @@ class _LlamaSampling(WithGuards):
     )
     n_probs: int | None = Field(None, ge=0, description="Not supported (must be 0).")
 
+    @property
+    def predict(self) -> int | None:
+        """The token limit: n_predict, else max_tokens (llama-server's order)."""
+        return self.n_predict if self.n_predict is not None else self.max_tokens
+
     def sampling(self) -> dict[str, Any]:
-        n = self.n_predict
+        n = self.predict
         return {
             "max_tokens": FILL_CONTEXT if n is not None and n < 0 else (n or None),
             "temperature": self.temperature,
@@ -104,7 +114,8 @@ class InfillRequest(_LlamaSampling):
             files=context_files(self.input_extra),
             path=self.filepath,
             sampling=self.sampling(),
-            prewarm=self.n_predict == 0,
+            unknown_model="any",
+            prewarm=self.predict == 0,
             endpoint="/infill",
         )
 
@@ -121,7 +132,8 @@ class CompletionRequest(_LlamaSampling):
             model=self.model,
             prompt=self.prompt,
             sampling=self.sampling(),
-            prewarm=self.n_predict == 0,
+            unknown_model="any",
+            prewarm=self.predict == 0,
             endpoint="/completion",
         )
 

@@ -3,6 +3,10 @@
 Extras ride in fields normal clients ignore: ``timings`` and ``warnings``. Unsupported
 options that would change the answer (n > 1, logprobs, echo, best_of > 1, tools, logit_bias)
 are a clear 400; options that do not matter here (user, penalties, store, ...) are ignored.
+``n_predict`` is honoured as llama-server honours it (it wins over max_tokens; 0 = pre-warm: the
+prompt is evaluated into the cache and the answer is empty). A ``model`` name that no served
+model has is answered by a model that fits the request, with a ``model_substituted`` warning
+(404 when none fits, or with --strict-model-names).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from cgstudio.server.protocol.common import (
     timings_extra,
     warnings_extra,
 )
-from cgstudio.server.service import GenSpec, clean_seed, clean_stop
+from cgstudio.server.service import FILL_CONTEXT, GenSpec, clean_seed, clean_stop
 
 FINISH = {"eos": "stop", "stop": "stop", "length": "length", "repetition": "stop", "cancelled": "stop"}
 
@@ -32,9 +36,18 @@ class StreamOptions(OpenModel):
 
 class _Sampling(WithGuards):
     model: str | None = Field(
-        None, description="A served alias, or 'default' / absent to route by capability."
+        None,
+        description="A served alias, or 'default' / absent to route by capability. Another name is "
+        "answered by a model that fits the request (model_substituted warning), unless "
+        "--strict-model-names.",
     )
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate [the profile's, 256].")
+    n_predict: int | None = Field(
+        None,
+        ge=-1,
+        description="Extension (llama-server): most tokens, over max_tokens; -1 = as many as fit; "
+        "0 = pre-warm (evaluate the prompt into the cache, answer with nothing).",
+    )
     temperature: float | None = Field(None, ge=0.0, le=5.0, description="0 = greedy [0.2].")
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=0, le=1_000_000, description="Extension (llama.cpp); 0 = off.")
@@ -48,6 +61,9 @@ class _Sampling(WithGuards):
     logit_bias: dict[str, float] | None = Field(None, description="Not supported (must be empty).")
 
     def sampling(self, max_tokens: int | None = None) -> dict[str, Any]:
+        n = self.n_predict
+        if n is not None:  # llama-server reads n_predict before max_tokens
+            max_tokens = FILL_CONTEXT if n < 0 else (n or None)
         return {
             "max_tokens": max_tokens or self.max_tokens,
             "temperature": self.temperature,
@@ -97,6 +113,8 @@ class CompletionRequest(_Sampling):
                 suffix=self.suffix,
                 path=self.filepath,
                 sampling=self.sampling(),
+                unknown_model="fit",
+                prewarm=self.n_predict == 0,
                 endpoint="/v1/completions",
             )
         return GenSpec(
@@ -105,6 +123,8 @@ class CompletionRequest(_Sampling):
             prompt=prompt,
             path=self.filepath,
             sampling=self.sampling(),
+            unknown_model="fit",
+            prewarm=self.n_predict == 0,
             endpoint="/v1/completions",
         )
 
@@ -142,6 +162,8 @@ class ChatRequest(_Sampling):
             model=self.model,
             messages=messages,
             sampling=self.sampling(self.max_completion_tokens),
+            unknown_model="fit",
+            prewarm=self.n_predict == 0,
             endpoint="/v1/chat/completions",
         )
 

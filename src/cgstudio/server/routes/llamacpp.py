@@ -106,7 +106,7 @@ def _settings(job: Job, spec: GenSpec) -> dict[str, Any]:
 @router.post("/tokenize", summary="Tokenize text (special-token text is parsed unless parse_special=false)")
 async def tokenize(body: proto.TokenizeRequest, request: Request) -> dict[str, Any]:
     reg = registry(request)
-    entry = reg.route(body.model, "completion")
+    entry, _ = reg.resolve(body.model, "completion", "any")  # llama-server ignores unknown names
     async with runner(request).admitted(request), reg.use(entry) as model:
         return await asyncio.to_thread(_tokenize, model, body)
 
@@ -133,7 +133,7 @@ def _piece(model: CodeModel, token: int) -> str | list[int]:
 @router.post("/detokenize", summary="Token ids to text (special tokens spelled out)")
 async def detokenize(body: proto.DetokenizeRequest, request: Request) -> dict[str, Any]:
     reg = registry(request)
-    entry = reg.route(body.model, "completion")
+    entry, _ = reg.resolve(body.model, "completion", "any")  # llama-server ignores unknown names
     async with runner(request).admitted(request), reg.use(entry) as model:
         n_vocab = model.engine.info.n_vocab
         bad = [t for t in body.tokens if not 0 <= t < n_vocab]
@@ -146,7 +146,7 @@ async def detokenize(body: proto.DetokenizeRequest, request: Request) -> dict[st
 async def apply_template(body: proto.ApplyTemplateRequest, request: Request) -> dict[str, Any]:
     reg = registry(request)
     messages = [chat_message(m) for m in body.messages]
-    entry = reg.route(body.model, "chat")
+    entry, _ = reg.resolve(body.model, "chat", "any")
     async with runner(request).admitted(request), reg.use(entry) as model:
         prompt, _ = await asyncio.to_thread(model.prompt, GenerationRequest("chat", messages=messages))
         return {"prompt": await asyncio.to_thread(model.vocab.render, prompt.tokens)}

@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: /v1/models, /v1/completions, /v1/chat/completions."""
+"""OpenAI-compatible routes: /v1/models, /v1/completions, /v1/chat/completions, /v1/fim/completions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from cgstudio.server.errors import COMMON_ERRORS, error_payload
+from cgstudio.server.protocol import mistral
 from cgstudio.server.protocol import openai as proto
 from cgstudio.server.protocol.common import SSE_DONE, new_id, now_s, sse, timings_extra, warnings_extra
 from cgstudio.server.queue import Job
@@ -77,6 +78,21 @@ async def chat_completions(body: proto.ChatRequest, request: Request) -> Any:
     spec.guards = body.guard_overrides()
     job = await runner(request).start(request, spec)
     cid, created = new_id("chatcmpl"), now_s()
+    if body.stream:
+        return event_stream(_chat_events(request, job, cid, created, body.include_usage))
+    result = await runner(request).collect(request, job)
+    return proto.chat_doc(cid, created, job.alias, result, job.load_s)
+
+
+@router.post(
+    "/v1/fim/completions",
+    summary="Fill in the middle, Mistral's FIM API (Continue's fimStream): chat-shaped answer",
+)
+async def fim_completions(body: mistral.FimRequest, request: Request) -> Any:
+    spec = body.to_spec()
+    spec.guards = body.guard_overrides()
+    job = await runner(request).start(request, spec)
+    cid, created = new_id("cmpl"), now_s()
     if body.stream:
         return event_stream(_chat_events(request, job, cid, created, body.include_usage))
     result = await runner(request).collect(request, job)

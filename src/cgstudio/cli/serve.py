@@ -11,6 +11,7 @@ from cgstudio.core.errors import UsageError
 from cgstudio.core.settings import MAX_INPUT_BYTES
 from cgstudio.families import family_names
 from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S
+from cgstudio.store.demo import DEMO_MODELS
 
 
 @click.command()
@@ -21,7 +22,7 @@ from cgstudio.server.config import DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, DEFAUL
     multiple=True,
     envvar="CGSTUDIO_MODEL",
     help="GGUF path or demo alias, optionally ALIAS=PATH (repeatable). The first is the default "
-    "[CGSTUDIO_MODEL, the profile, or the demo model].",
+    "[CGSTUDIO_MODEL, the profile, or both demo models].",
 )
 @click.option(
     "--embedding-model",
@@ -198,6 +199,15 @@ def serve(
     else:
         if base_url or tokenizer or family:
             raise UsageError("--base-url, --tokenizer and --family need --backend openai")
+        if not models and not settings.model:
+            # Out of the box, both demo models: the studio then shows a FIM/chat model and a
+            # pretrained one (with its warnings) side by side.
+            models = tuple(DEMO_MODELS)
+            click.echo(
+                f"note: no model configured: serving the demo models {', '.join(models)}; "
+                "pass --model PATH.gguf (repeatable) or set CGSTUDIO_MODEL",
+                err=True,
+            )
         specs = resolve_models(list(models), configured=settings.model)
     if parallel is None:
         parallel = _auto_parallel([str(s.path) for s in specs], settings.load.n_ctx)

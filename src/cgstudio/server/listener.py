@@ -13,8 +13,9 @@ uvicorn runs the app. Three things are added around it:
   ``max_connections`` open connections.
 * ``GracefulServer``: at shutdown (SIGTERM, Ctrl-C) it first tells the runner, so queued and
   running generations end at once with the dialect's error event, then lets uvicorn wait up to
-  ``shutdown_grace_s`` for open responses, then runs the app's shutdown. A signal that stopped
-  the server gracefully ends the process with exit status 0.
+  ``shutdown_grace_s`` for open responses, then runs the app's shutdown (after a second Ctrl-C
+  too, which only skips the wait). A signal that stopped the server gracefully ends the process
+  with exit status 0.
 """
 
 from __future__ import annotations
@@ -89,14 +90,21 @@ def bounded_protocol(read_timeout_s: float) -> type[BoundedH11Protocol]:
     return type("BoundedH11Protocol", (BoundedH11Protocol,), {"read_timeout_s": read_timeout_s})
 
 
-def uvicorn_config(app: ASGIApp, settings: ServerSettings, *, log_level: str = "info") -> uvicorn.Config:
-    """uvicorn settings from ServerSettings: the bounded protocol, the connection cap, the grace."""
+def uvicorn_config(
+    app: ASGIApp, settings: ServerSettings, *, log_level: str = "info", access_log: bool = False
+) -> uvicorn.Config:
+    """uvicorn settings from ServerSettings: the bounded protocol, the connection cap, the grace.
+
+    uvicorn's access log (a line per request) is off unless ``access_log``: an editor's keystrokes
+    would bury everything else.
+    """
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         http=bounded_protocol(settings.read_timeout_s),
         log_level=log_level,
+        access_log=access_log,
         lifespan="on",
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=KEEP_ALIVE_IDLE_S,
@@ -107,13 +115,31 @@ def uvicorn_config(app: ASGIApp, settings: ServerSettings, *, log_level: str = "
 class GracefulServer(uvicorn.Server):
     """uvicorn's Server that ends streams first at shutdown and exits 0 after a stopping signal."""
 
-    def __init__(self, config: uvicorn.Config, before_shutdown: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        before_shutdown: Callable[[], None],
+        after_startup: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.before_shutdown = before_shutdown
+        self.after_startup = after_startup
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.after_startup is not None:
+            self.after_startup()  # after uvicorn's own start-up lines: the last thing said
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.before_shutdown()
         await super().shutdown(sockets=sockets)
+        if self.force_exit:
+            # A second Ctrl-C makes uvicorn skip its waits and the app's shutdown too; the lifespan
+            # task, left waiting, is then cancelled at exit and logs a CancelledError traceback.
+            # The app's shutdown is quick once the streams are ended, so it still runs (bounded).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.timeout_graceful_shutdown or 5):
+                    await self.lifespan.shutdown()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -199,12 +225,32 @@ def listening_url(sockets: list[socket.socket], host: str) -> str:
     return f"http://{shown}:{port}"
 
 
-def run(app: FastAPI, settings: ServerSettings, *, log_level: str, announce: Callable[[str], None]) -> None:
+def browser_url(sockets: list[socket.socket], host: str) -> str:
+    """The URL to open in a browser on this machine: loopback for a wildcard bind (0.0.0.0, ::)."""
+    if host.strip("[]") in ("", "0.0.0.0", "::"):
+        return f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    return listening_url(sockets, host)
+
+
+def run(
+    app: FastAPI,
+    settings: ServerSettings,
+    *,
+    log_level: str,
+    announce: Callable[[str], None],
+    opened: Callable[[str], None] | None = None,
+    access_log: bool = False,
+) -> None:
     """Bind, ``announce(url)``, serve until SIGTERM/Ctrl-C, shut down gracefully; blocks.
 
-    ``app`` is create_app's: its runner is told first at shutdown.
+    ``opened(browser_url)`` runs once uvicorn has started, after its own log lines. ``app`` is
+    create_app's: its runner is told first at shutdown.
     """
     sockets = bind(settings.host, settings.port)
     announce(listening_url(sockets, settings.host))
-    config = uvicorn_config(app, settings, log_level=log_level)
-    GracefulServer(config, before_shutdown=app.state.runner.begin_shutdown).run(sockets=sockets)
+    config = uvicorn_config(app, settings, log_level=log_level, access_log=access_log)
+    url = browser_url(sockets, settings.host)
+    after = (lambda: opened(url)) if opened is not None else None
+    GracefulServer(config, before_shutdown=app.state.runner.begin_shutdown, after_startup=after).run(
+        sockets=sockets
+    )

@@ -19,12 +19,22 @@ vector), differ between texts, and have `embedding_length` dimensions, which is 
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+
+from cgstudio.testing.gguf_file import (
+    CONTROL,
+    NORMAL,
+    SPACE,
+    UNKNOWN,
+    Tensors,
+    check_unique,
+    shape_hparams,
+    write_gguf,
+)
 
 __all__ = [
     "CLS_ID",
@@ -48,11 +58,6 @@ SEP_ID = 102
 MASK_ID = 103
 _N_RESERVED = 104
 
-_SPACE = "\u2581"  # llama.cpp's WPM tokenizer marks the start of a word with "▁"
-_CONTROL = 3
-_NORMAL = 1
-_UNKNOWN = 2
-
 _WORDS: tuple[str, ...] = (
     "def", "return", "class", "import", "from", "self", "print", "if", "else", "for", "while", "in",
     "function", "const", "let", "var", "int", "str", "list", "dict", "none", "true", "false", "the",
@@ -67,14 +72,12 @@ def build_wordpiece_vocab() -> list[tuple[str, int]]:
         text = {PAD_ID: "[PAD]", UNK_ID: "[UNK]", CLS_ID: "[CLS]", SEP_ID: "[SEP]", MASK_ID: "[MASK]"}.get(
             token_id, f"[unused{token_id - 1}]"
         )
-        vocab.append((text, _UNKNOWN if token_id == UNK_ID else _CONTROL))
+        vocab.append((text, UNKNOWN if token_id == UNK_ID else CONTROL))
     # BERT lowercases (llama.cpp's default normalizer), so upper-case letters never reach the vocabulary.
     chars = [chr(c) for c in range(0x21, 0x7F) if not chr(c).isupper()]
-    pieces = [_SPACE + c for c in chars] + chars + [_SPACE + w for w in _WORDS]
-    vocab += [(piece, _NORMAL) for piece in pieces]
-    texts = [text for text, _ in vocab]
-    if len(set(texts)) != len(texts):  # llama.cpp asserts that token texts are unique
-        raise AssertionError("synthetic WordPiece vocabulary has duplicate token texts")
+    pieces = [SPACE + c for c in chars] + chars + [SPACE + w for w in _WORDS]
+    vocab += [(piece, NORMAL) for piece in pieces]
+    check_unique((text for text, _ in vocab), "synthetic WordPiece vocabulary")
     return vocab
 
 
@@ -116,34 +119,16 @@ def write_bert_embedding_gguf(
         raise ValueError(f"pooling must be one of {', '.join(POOLING_IDS)} or None, not {pooling!r}")
 
     vocab = build_wordpiece_vocab()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    hparams = shape_hparams(
+        context_length=context_length, n_embd=n_embd, n_layers=n_layers, n_ff=n_ff, n_head=n_head
+    )
+    if pooling is not None:
+        hparams["pooling_type"] = POOLING_IDS[pooling]
+    hparams.update(hparam_overrides or {})
 
-    writer = gguf.GGUFWriter(str(tmp), "bert")  # also writes general.architecture = "bert"
-    try:
-        writer.add_name(name)
-        writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-        hparams: dict[str, int | str] = {
-            "context_length": context_length,
-            "embedding_length": n_embd,
-            "block_count": n_layers,
-            "feed_forward_length": n_ff,
-            "attention.head_count": n_head,
-        }
-        if pooling is not None:
-            hparams["pooling_type"] = POOLING_IDS[pooling]
-        hparams.update(hparam_overrides or {})
-        for key, value in hparams.items():
-            if isinstance(value, str):
-                writer.add_string(f"bert.{key}", value)
-            elif 0 <= value < 2**32:
-                writer.add_uint32(f"bert.{key}", value)
-            else:
-                writer.add_int64(f"bert.{key}", value)
+    def add_metadata(writer: Any) -> None:
         writer.add_layer_norm_eps(1e-12)
         writer.add_causal_attention(False)
-
         writer.add_tokenizer_model("bert")
         writer.add_token_list([text for text, _ in vocab])
         writer.add_token_types([kind for _, kind in vocab])
@@ -154,31 +139,27 @@ def write_bert_embedding_gguf(
         writer.add_pad_token_id(PAD_ID)
         writer.add_mask_token_id(MASK_ID)
 
-        for tensor_name, array in _weights(
+    return write_gguf(
+        path,
+        arch="bert",
+        name=name,
+        file_type=gguf.LlamaFileType.ALL_F32,
+        hparams=hparams,
+        add_metadata=add_metadata,
+        tensors=lambda: _weights(
             rng=np.random.default_rng(seed),
             n_vocab=len(vocab),
             n_layers=n_layers,
             n_embd=n_embd,
             n_ff=n_ff,
             n_pos=context_length,
-        ):
-            writer.add_tensor(tensor_name, array)
-
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    writer.close()
-    os.replace(tmp, path)
-    return path
+        ),
+    )
 
 
 def _weights(
     *, rng: np.random.Generator, n_vocab: int, n_layers: int, n_embd: int, n_ff: int, n_pos: int
-) -> list[tuple[str, np.ndarray]]:
+) -> Tensors:
     """The tensors of LLM_ARCH_BERT in numpy (row-major) shape, i.e. reversed ggml `ne` order."""
 
     def matrix(rows: int, cols: int, scale: float = 0.1) -> np.ndarray:
@@ -187,33 +168,27 @@ def _weights(
     def vector(n: int, centre: float = 0.0) -> np.ndarray:
         return (centre + rng.standard_normal(n, dtype=np.float32) * 0.02).astype(np.float32)
 
-    tensors: list[tuple[str, np.ndarray]] = [
+    # Every dense layer and layer norm of BERT has a bias. The order of the calls fixes the weights.
+    def dense(name: str, rows: int, cols: int) -> Tensors:
+        return [(f"{name}.weight", matrix(rows, cols)), (f"{name}.bias", vector(rows))]
+
+    def layer_norm(name: str) -> Tensors:
+        return [(f"{name}.weight", vector(n_embd, 1.0)), (f"{name}.bias", vector(n_embd))]
+
+    tensors: Tensors = [
         ("token_embd.weight", matrix(n_vocab, n_embd, 1.0)),
         ("token_types.weight", matrix(2, n_embd)),
         ("position_embd.weight", matrix(n_pos, n_embd)),
-        ("token_embd_norm.weight", vector(n_embd, 1.0)),
-        ("token_embd_norm.bias", vector(n_embd)),
+        *layer_norm("token_embd_norm"),
     ]
     for i in range(n_layers):
         blk = f"blk.{i}"
-        tensors += [
-            (f"{blk}.attn_q.weight", matrix(n_embd, n_embd)),
-            (f"{blk}.attn_q.bias", vector(n_embd)),
-            (f"{blk}.attn_k.weight", matrix(n_embd, n_embd)),
-            (f"{blk}.attn_k.bias", vector(n_embd)),
-            (f"{blk}.attn_v.weight", matrix(n_embd, n_embd)),
-            (f"{blk}.attn_v.bias", vector(n_embd)),
-            (f"{blk}.attn_output.weight", matrix(n_embd, n_embd)),
-            (f"{blk}.attn_output.bias", vector(n_embd)),
-            (f"{blk}.attn_output_norm.weight", vector(n_embd, 1.0)),
-            (f"{blk}.attn_output_norm.bias", vector(n_embd)),
-            (f"{blk}.ffn_up.weight", matrix(n_ff, n_embd)),
-            (f"{blk}.ffn_up.bias", vector(n_ff)),
-            (f"{blk}.ffn_down.weight", matrix(n_embd, n_ff)),
-            (f"{blk}.ffn_down.bias", vector(n_embd)),
-            (f"{blk}.layer_output_norm.weight", vector(n_embd, 1.0)),
-            (f"{blk}.layer_output_norm.bias", vector(n_embd)),
-        ]
+        for projection in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            tensors += dense(f"{blk}.{projection}", n_embd, n_embd)
+        tensors += layer_norm(f"{blk}.attn_output_norm")
+        tensors += dense(f"{blk}.ffn_up", n_ff, n_embd)
+        tensors += dense(f"{blk}.ffn_down", n_embd, n_ff)
+        tensors += layer_norm(f"{blk}.layer_output_norm")
     return tensors
 
 

@@ -28,15 +28,26 @@ finds them by their text.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from cgstudio.families import codegemma, gemma
+from cgstudio.testing.gguf_file import (
+    BYTE,
+    CONTROL,
+    NORMAL,
+    SPACE,
+    UNKNOWN,
+    USER_DEFINED,
+    Tensors,
+    check_unique,
+    shape_hparams,
+    write_gguf,
+)
 
 __all__ = [
     "BOS_ID",
@@ -109,16 +120,7 @@ CODEGEMMA_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{'" + gemma.START_OF_TURN + "model\n'}}{% endif %}"
 )
 
-# SentencePiece token types, as gguf.TokenType / llama.cpp's llama_token_type (kept here so that the
-# vocabulary can be built without importing gguf).
-_NORMAL = 1
-_UNKNOWN = 2
-_CONTROL = 3
-_USER_DEFINED = 4
-_BYTE = 6
-
 _N_PLACEHOLDER_END = 108  # ids [0, 108) are special or placeholder tokens, as in Gemma
-_SPACE = "\u2581"  # SentencePiece's "▁", which stands for a space
 
 # Words for the vocabulary; each also gets a "▁"-prefixed twin, and every prefix of every piece is added.
 _WORDS: tuple[str, ...] = (
@@ -135,7 +137,7 @@ _SYMBOLS: tuple[str, ...] = (
     "::", "...", "''", '""', "\"\"\"", ":\n", "#", "##", "=", "+", "-", "*", "/", "(", "#include",
 )  # fmt: skip
 _WHITESPACE: tuple[str, ...] = (
-    _SPACE * 8, "\n", "\n\n", "\n" + _SPACE * 4, "\n" + _SPACE * 8, "\t", "\n\t",
+    SPACE * 8, "\n", "\n\n", "\n" + SPACE * 4, "\n" + SPACE * 8, "\t", "\n\t",
 )  # fmt: skip
 
 
@@ -152,8 +154,8 @@ def _text_pieces() -> list[str]:
     """The ordinary (NORMAL) text pieces, prefix-closed, in a fixed order, without duplicates."""
     seeds: list[str] = list(_WHITESPACE)
     seeds += [chr(c) for c in range(0x21, 0x7F)]  # every printable ASCII character but the space
-    seeds += [*_WORDS, *(_SPACE + w for w in _WORDS)]
-    seeds += [*_SYMBOLS, *(_SPACE + s for s in _SYMBOLS)]
+    seeds += [*_WORDS, *(SPACE + w for w in _WORDS)]
+    seeds += [*_SYMBOLS, *(SPACE + s for s in _SYMBOLS)]
     pieces: list[str] = []
     seen: set[str] = set()
     for seed in seeds:
@@ -187,7 +189,7 @@ def build_vocab(
         raise ValueError(
             f"special_token_type must be 'control' or 'user_defined', not {special_token_type!r}"
         )
-    marked = _CONTROL if special_token_type == "control" else _USER_DEFINED
+    marked = CONTROL if special_token_type == "control" else USER_DEFINED
 
     vocab: list[VocabEntry] = []
     for token_id in range(_N_PLACEHOLDER_END):
@@ -196,23 +198,21 @@ def build_vocab(
             text = None
         if text is None:  # Gemma's layout: <mask>, <2mass>, [@BOS@], then <unused0>.. from id 7
             text = {4: "<mask>", 5: "<2mass>", 6: "[@BOS@]"}.get(token_id, f"<unused{token_id - 7}>")
-            vocab.append(VocabEntry(text, 0.0, _CONTROL))
+            vocab.append(VocabEntry(text, 0.0, CONTROL))
         elif token_id == UNK_ID:
-            vocab.append(VocabEntry(text, 0.0, _UNKNOWN))
+            vocab.append(VocabEntry(text, 0.0, UNKNOWN))
         elif token_id in (PAD_ID, EOS_ID, BOS_ID):
-            vocab.append(VocabEntry(text, 0.0, _CONTROL))
+            vocab.append(VocabEntry(text, 0.0, CONTROL))
         else:
             vocab.append(VocabEntry(text, 0.0, marked))
 
     pieces = _text_pieces()
     # SentencePiece scores: earlier (more frequent) pieces score higher; multi-character pieces come
     # after the single characters they are built from.
-    vocab += [VocabEntry(piece, -float(rank), _NORMAL) for rank, piece in enumerate(pieces)]
-    vocab += [VocabEntry(f"<0x{b:02X}>", 0.0, _BYTE) for b in range(256)]
+    vocab += [VocabEntry(piece, -float(rank), NORMAL) for rank, piece in enumerate(pieces)]
+    vocab += [VocabEntry(f"<0x{b:02X}>", 0.0, BYTE) for b in range(256)]
 
-    texts = [entry.text for entry in vocab]
-    if len(set(texts)) != len(texts):  # llama.cpp asserts that token texts are unique
-        raise AssertionError("synthetic vocabulary has duplicate token texts")
+    check_unique((entry.text for entry in vocab), "synthetic vocabulary")
     return vocab
 
 
@@ -284,34 +284,16 @@ def write_codegemma_gguf(
         extra_special_tokens=extra_special_tokens,
     )
     head_dim = n_embd // n_head
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    hparams = shape_hparams(
+        context_length=context_length, n_embd=n_embd, n_layers=n_layers, n_ff=n_ff, n_head=n_head
+    )
+    hparams["attention.head_count_kv"] = n_head_kv
+    hparams["attention.key_length"] = head_dim
+    hparams["attention.value_length"] = head_dim
+    hparams.update(hparam_overrides or {})
 
-    writer = gguf.GGUFWriter(str(tmp), "gemma")  # also writes general.architecture = "gemma"
-    try:
-        writer.add_name(name)
-        writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
-        hparams: dict[str, int | str] = {
-            "context_length": context_length,
-            "embedding_length": n_embd,
-            "block_count": n_layers,
-            "feed_forward_length": n_ff,
-            "attention.head_count": n_head,
-            "attention.head_count_kv": n_head_kv,
-            "attention.key_length": head_dim,
-            "attention.value_length": head_dim,
-        }
-        hparams.update(hparam_overrides or {})
-        for key, value in hparams.items():
-            if isinstance(value, str):
-                writer.add_string(f"gemma.{key}", value)
-            elif 0 <= value < 2**32:
-                writer.add_uint32(f"gemma.{key}", value)
-            else:
-                writer.add_int64(f"gemma.{key}", value)
+    def add_metadata(writer: Any) -> None:
         writer.add_layer_norm_rms_eps(1e-6)
-
         writer.add_tokenizer_model("llama")
         writer.add_token_list([entry.text for entry in vocab])
         writer.add_token_scores([entry.score for entry in vocab])
@@ -336,7 +318,14 @@ def write_codegemma_gguf(
         if chat_template is not None:
             writer.add_chat_template(chat_template)
 
-        for tensor_name, array in _weights(
+    return write_gguf(
+        path,
+        arch="gemma",
+        name=name,
+        file_type=gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32,
+        hparams=hparams,
+        add_metadata=add_metadata,
+        tensors=lambda: _weights(
             rng=np.random.default_rng(seed),
             n_vocab=len(vocab),
             n_layers=n_layers,
@@ -346,19 +335,8 @@ def write_codegemma_gguf(
             kv_dim=n_head_kv * head_dim,
             f16=f16,
             scale=weight_scale,
-        ):
-            writer.add_tensor(tensor_name, array)
-
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    writer.close()
-    os.replace(tmp, path)
-    return path
+        ),
+    )
 
 
 def _weights(
@@ -372,7 +350,7 @@ def _weights(
     kv_dim: int,
     f16: bool,
     scale: float,
-) -> list[tuple[str, np.ndarray]]:
+) -> Tensors:
     """The tensors of LLM_ARCH_GEMMA in numpy (row-major) shape, i.e. reversed ggml `ne` order."""
     matrix_dtype = np.float16 if f16 else np.float32
 
@@ -382,7 +360,7 @@ def _weights(
     def norm() -> np.ndarray:  # norms stay float32, as llama.cpp's converters write them
         return (1.0 + rng.standard_normal(n_embd, dtype=np.float32) * 0.02).astype(np.float32)
 
-    tensors: list[tuple[str, np.ndarray]] = [("token_embd.weight", matrix(n_vocab, n_embd))]
+    tensors: Tensors = [("token_embd.weight", matrix(n_vocab, n_embd))]
     for i in range(n_layers):
         tensors += [
             (f"blk.{i}.attn_norm.weight", norm()),

@@ -41,17 +41,42 @@ class Dialect(ABC):
     detokenize_path: str | None = None
     tokenize_adds_bos = False  # the tokenize endpoint prepends BOS when the model adds one
 
-    @abstractmethod
     def completion_body(
         self,
         model: str,
         prompt: Sequence[int] | str,
         max_tokens: int,
         sampler: SamplerConfig,
-        stop_ids: Sequence[int],
-        stop_texts: Sequence[str],
+        stop_ids: Sequence[int] = (),
+        stop_texts: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """The JSON body of a streamed ``POST /v1/completions``."""
+        """The JSON body of a streamed ``POST /v1/completions``.
+
+        The fields every OpenAI server takes, then this dialect's (``prompt_field``,
+        ``extra_fields``), then the seed when there is one.
+        """
+        body: dict[str, Any] = {
+            "model": model,
+            "prompt": self.prompt_field(prompt),
+            "max_tokens": max_tokens,
+            "stream": True,
+            "temperature": sampler.temperature,
+            "top_p": sampler.top_p,
+        }
+        body.update(self.extra_fields(sampler, stop_ids, stop_texts))
+        if sampler.seed is not None:
+            body["seed"] = sampler.seed
+        return body
+
+    @abstractmethod
+    def prompt_field(self, prompt: Sequence[int] | str) -> list[int] | str:
+        """The ``prompt`` as this upstream takes it; TypeError for the other kind of prompt."""
+
+    @abstractmethod
+    def extra_fields(
+        self, sampler: SamplerConfig, stop_ids: Sequence[int], stop_texts: Sequence[str]
+    ) -> dict[str, Any]:
+        """This dialect's sampling and stop fields."""
 
     def tokenize_body(self, model: str, text: str) -> dict[str, Any]:
         raise NotImplementedError
@@ -63,7 +88,7 @@ class Dialect(ABC):
         return tokens
 
     def detokenize_body(self, model: str, tokens: Sequence[int]) -> dict[str, Any]:
-        raise NotImplementedError
+        return {"model": model, "tokens": [int(t) for t in tokens]}
 
     def parse_text(self, doc: Any) -> str:
         raise NotImplementedError

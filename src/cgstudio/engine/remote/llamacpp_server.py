@@ -33,30 +33,15 @@ class TextDialect(Dialect):
     name = "openai"
     token_prompts = False
 
-    def completion_body(
-        self,
-        model: str,
-        prompt: Sequence[int] | str,
-        max_tokens: int,
-        sampler: SamplerConfig,
-        stop_ids: Sequence[int] = (),
-        stop_texts: Sequence[str] = (),
-    ) -> dict[str, Any]:
+    def prompt_field(self, prompt: Sequence[int] | str) -> str:
         if not isinstance(prompt, str):
             raise TypeError("text dialects send the rendered prompt text")
-        body: dict[str, Any] = {
-            "model": model,
-            "prompt": prompt,
-            "max_tokens": max_tokens,
-            "stream": True,
-            "temperature": sampler.temperature,
-            "top_p": sampler.top_p,
-        }
-        if stop_texts:
-            body["stop"] = list(stop_texts)[:OPENAI_MAX_STOPS]
-        if sampler.seed is not None:
-            body["seed"] = sampler.seed
-        return body
+        return prompt
+
+    def extra_fields(
+        self, sampler: SamplerConfig, stop_ids: Sequence[int], stop_texts: Sequence[str]
+    ) -> dict[str, Any]:
+        return {"stop": list(stop_texts)[:OPENAI_MAX_STOPS]} if stop_texts else {}
 
 
 class LlamaCppServerDialect(TextDialect):
@@ -67,27 +52,21 @@ class LlamaCppServerDialect(TextDialect):
     detokenize_path = "/extras/detokenize"
     tokenize_adds_bos = True
 
-    def completion_body(
-        self,
-        model: str,
-        prompt: Sequence[int] | str,
-        max_tokens: int,
-        sampler: SamplerConfig,
-        stop_ids: Sequence[int] = (),
-        stop_texts: Sequence[str] = (),
+    def extra_fields(
+        self, sampler: SamplerConfig, stop_ids: Sequence[int], stop_texts: Sequence[str]
     ) -> dict[str, Any]:
-        body = super().completion_body(model, prompt, max_tokens, sampler, stop_ids, ())
-        body.update(top_k=sampler.top_k, min_p=sampler.min_p, repeat_penalty=sampler.repeat_penalty)
+        fields: dict[str, Any] = {
+            "top_k": sampler.top_k,
+            "min_p": sampler.min_p,
+            "repeat_penalty": sampler.repeat_penalty,
+        }
         if stop_texts:
             # Control tokens that are not end-of-generation for llama.cpp end the text by spelling.
-            body["stop"] = list(stop_texts)
-        return body
+            fields["stop"] = list(stop_texts)
+        return fields
 
     def tokenize_body(self, model: str, text: str) -> dict[str, Any]:
         return {"model": model, "input": text}
-
-    def detokenize_body(self, model: str, tokens: Sequence[int]) -> dict[str, Any]:
-        return {"model": model, "tokens": [int(t) for t in tokens]}
 
     def parse_text(self, doc: Any) -> str:
         text = doc.get("text") if isinstance(doc, dict) else None

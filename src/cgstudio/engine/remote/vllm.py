@@ -39,25 +39,16 @@ class VLLMDialect(Dialect):
     tokenize_path = "/tokenize"
     detokenize_path = "/detokenize"
 
-    def completion_body(
-        self,
-        model: str,
-        prompt: Sequence[int] | str,
-        max_tokens: int,
-        sampler: SamplerConfig,
-        stop_ids: Sequence[int],
-        stop_texts: Sequence[str] = (),
-    ) -> dict[str, Any]:
+    def prompt_field(self, prompt: Sequence[int] | str) -> list[int]:
         if isinstance(prompt, str):
             raise TypeError("the vLLM dialect sends token ids; render nothing to text")
-        body: dict[str, Any] = {
-            "model": model,
-            "prompt": [int(t) for t in prompt],
-            "max_tokens": max_tokens,
-            "stream": True,
+        return [int(t) for t in prompt]
+
+    def extra_fields(
+        self, sampler: SamplerConfig, stop_ids: Sequence[int], stop_texts: Sequence[str]
+    ) -> dict[str, Any]:
+        return {
             "stream_options": {"include_usage": True},
-            "temperature": sampler.temperature,
-            "top_p": sampler.top_p,
             "top_k": sampler.top_k if sampler.top_k > 0 else -1,
             "min_p": sampler.min_p,
             # llama.cpp's repeat_penalty and vLLM's repetition_penalty are both multiplicative on
@@ -72,17 +63,11 @@ class VLLMDialect(Dialect):
             "skip_special_tokens": True,
             "spaces_between_special_tokens": False,
         }
-        if sampler.seed is not None:
-            body["seed"] = sampler.seed
-        return body
 
     def tokenize_body(self, model: str, text: str) -> dict[str, Any]:
         # add_special_tokens=False: no BOS; prompts get theirs from the format. vLLM's tokenizer
         # always parses special-token text; Vocab.plain splits such text so it stays plain.
         return {"model": model, "prompt": text, "add_special_tokens": False}
-
-    def detokenize_body(self, model: str, tokens: Sequence[int]) -> dict[str, Any]:
-        return {"model": model, "tokens": [int(t) for t in tokens]}
 
     def parse_text(self, doc: Any) -> str:
         text = doc.get("prompt") if isinstance(doc, dict) else None

@@ -38,7 +38,7 @@ import numpy as np
 from cgstudio.core.errors import CGStudioError, InvalidInputError, ModelFormatError, ModelLoadError
 from cgstudio.core.settings import LoadProfile
 from cgstudio.engine.llamacpp.gguf_check import GGUFHeader, validate_model_file
-from cgstudio.engine.llamacpp.handle import ModelHandle, default_threads, llama_log_tail
+from cgstudio.engine.llamacpp.handle import ModelHandle, llama_log_tail, new_context
 
 log = logging.getLogger("cgstudio.llama_cpp")
 
@@ -185,22 +185,16 @@ class LlamaCppEmbedder:
         params.kv_unified = True  # causal embedders (a KV cache): every sequence may use all n_ctx cells
         params.embeddings = True
         params.pooling_type = _POOLING_IDS[self.info.pooling]
-        threads = profile.n_threads or default_threads()
-        params.n_threads = threads
-        params.n_threads_batch = threads
-        # As the code models' contexts (--flash-attn): llama.cpp's "auto" would turn it on, and its
-        # F16 accumulation makes a text's vector depend on the batch it shares to about 1e-4.
-        params.flash_attn_type = (
-            lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if profile.flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # Flash attention as the code models' contexts (--flash-attn): llama.cpp's "auto" would turn it
+        # on, and its F16 accumulation makes a text's vector depend on the batch it shares to about 1e-4.
+        self._ctx = ctx = new_context(
+            h.model,
+            params,
+            profile,
+            lambda detail: ModelLoadError(
+                f"llama.cpp could not create an embedding context for {path}: {detail}"
+            ),
         )
-        params.no_perf = True
-        ctx = lc.llama_init_from_model(h.model, params)
-        if not ctx:
-            raise ModelLoadError(
-                f"llama.cpp could not create an embedding context for {path}: "
-                f"{llama_log_tail() or 'no detail'}"
-            )
-        self._ctx = ctx
         # Never pack more than llama.cpp kept (it may adjust the sizes it was given).
         self.n_ctx = min(self.n_ctx, int(lc.llama_n_batch(ctx)), int(lc.llama_n_ubatch(ctx)))
         self._memory = lc.llama_get_memory(ctx)  # None for encoders (BERT): nothing to clear

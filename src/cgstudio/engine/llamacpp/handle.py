@@ -7,7 +7,9 @@ import logging
 import os
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import llama_cpp as lc
 
@@ -54,6 +56,24 @@ def _ensure_backend() -> None:
 def llama_log_tail(n: int = 6) -> str:
     lines = [ln.strip() for ln in list(_LOG_TAIL)[-n:] if ln.strip()]
     return " | ".join(lines)
+
+
+def new_context(model: Any, params: Any, profile: LoadProfile, failure: Callable[[str], Exception]) -> Any:
+    """``llama_init_from_model`` with the profile's threads and flash attention, and no perf counters.
+
+    Raises ``failure(detail)``, detail being llama.cpp's last log lines, when llama.cpp gives no context.
+    """
+    threads = profile.n_threads or default_threads()
+    params.n_threads = threads
+    params.n_threads_batch = threads
+    params.flash_attn_type = (
+        lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if profile.flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
+    params.no_perf = True
+    ctx = lc.llama_init_from_model(model, params)
+    if not ctx:
+        raise failure(llama_log_tail() or "no detail")
+    return ctx
 
 
 def check_gguf_file(path: Path, *, require_hparams: bool = True) -> GGUFHeader:
@@ -293,26 +313,21 @@ class ContextHandle:
         params.n_ubatch = min(n_batch, 512)
         params.n_seq_max = n_seq_max
         params.kv_unified = True
-        threads = profile.n_threads or default_threads()
-        params.n_threads = threads
-        params.n_threads_batch = threads
         params.rope_freq_base = profile.rope_freq_base or 0.0
         params.rope_freq_scale = profile.rope_freq_scale or 0.0
-        params.flash_attn_type = (
-            lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if profile.flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
         params.type_k = CACHE_TYPES[profile.cache_type_k]
         params.type_v = CACHE_TYPES[profile.cache_type_v]
         params.offload_kqv = profile.offload_kqv
-        params.no_perf = True
         _LOG_TAIL.clear()
-        ctx = lc.llama_init_from_model(model.model, params)
-        if not ctx:
-            raise SettingsError(
-                f"llama.cpp could not create a context with these load parameters: "
-                f"{llama_log_tail() or 'no detail'}; try a smaller --ctx-size or another cache type"
-            )
-        self.ctx = ctx
+        self.ctx = ctx = new_context(
+            model.model,
+            params,
+            profile,
+            lambda detail: SettingsError(
+                f"llama.cpp could not create a context with these load parameters: {detail}; "
+                "try a smaller --ctx-size or another cache type"
+            ),
+        )
         self.n_ctx = lc.llama_n_ctx(ctx)
         self.n_ctx_seq = min(profile.n_ctx, self.n_ctx)
         # What llama.cpp kept (it caps n_batch at n_ctx): the scheduler never decodes more at once.

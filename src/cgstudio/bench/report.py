@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,39 +47,39 @@ def plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     made: list[Path] = []
     rows = doc["results"].get("ttft_by_prompt_length")
     if rows:
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        xs = [r["prompt_tokens"] for r in rows]
-        ys = [r["ttft_s"]["median"] for r in rows]
-        lo = [r["ttft_s"]["median"] - r["ttft_s"]["min"] for r in rows]
-        hi = [r["ttft_s"]["max"] - r["ttft_s"]["median"] for r in rows]
-        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3)
-        ax.set_xlabel("prompt tokens (cold)")
-        ax.set_ylabel("time to first token (s)")
-        ax.set_title("TTFT against prompt length")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = out_dir / "bench_ttft.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        made.append(path)
+        with _figure(plt, out_dir / "bench_ttft.png", made) as ax:
+            xs = [r["prompt_tokens"] for r in rows]
+            ys = [r["ttft_s"]["median"] for r in rows]
+            lo = [r["ttft_s"]["median"] - r["ttft_s"]["min"] for r in rows]
+            hi = [r["ttft_s"]["max"] - r["ttft_s"]["median"] for r in rows]
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3)
+            ax.set_xlabel("prompt tokens (cold)")
+            ax.set_ylabel("time to first token (s)")
+            ax.set_title("TTFT against prompt length")
     conc = doc["results"].get("concurrency")
     if conc:
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        xs = [r["streams"] for r in conc]
-        ax.plot(xs, [r["aggregate_tok_s"]["median"] for r in conc], marker="o", label="aggregate")
-        ax.plot(xs, [r["per_stream_tok_s"]["median"] for r in conc], marker="s", label="per stream")
-        ax.set_xlabel("simultaneous streams")
-        ax.set_ylabel("tokens/s")
-        ax.set_xticks(xs)
-        ax.set_title("Throughput against concurrency")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = out_dir / "bench_concurrency.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        made.append(path)
+        with _figure(plt, out_dir / "bench_concurrency.png", made) as ax:
+            xs = [r["streams"] for r in conc]
+            ax.plot(xs, [r["aggregate_tok_s"]["median"] for r in conc], marker="o", label="aggregate")
+            ax.plot(xs, [r["per_stream_tok_s"]["median"] for r in conc], marker="s", label="per stream")
+            ax.set_xlabel("simultaneous streams")
+            ax.set_ylabel("tokens/s")
+            ax.set_xticks(xs)
+            ax.set_title("Throughput against concurrency")
+            ax.legend()
     return made
+
+
+@contextmanager
+def _figure(plt: Any, path: Path, made: list[Path]) -> Iterator[Any]:
+    """One small plot: yields its axes; then adds the grid and saves it to `path` (appended to `made`)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    yield ax
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    made.append(path)
 
 
 def _fmt(v: Any, digits: int = 2) -> str:

@@ -78,14 +78,6 @@ def _part_path(dist_name: str, rel: str) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(4 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def assembled(key: str) -> Path | None:
     """The path of demo model ``key`` if it is assembled and verified, else None (no work done)."""
     demo = DEMO_MODELS[key]

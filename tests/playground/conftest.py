@@ -62,46 +62,71 @@ def _serve_command() -> list[str]:
     return [sys.executable, "-c", "from cgstudio.cli.main import main; main()", "serve"]
 
 
+class ServeProcess:
+    """One ``cgstudio serve`` subprocess on a fixed port, that a test may stop and start again."""
+
+    def __init__(self, home: Path, port: int, args: list[str]) -> None:
+        self.home, self.port, self.args = home, port, args
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = home / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CGSTUDIO_")}
+        config = self.home / "config"
+        env.update(XDG_CONFIG_HOME=str(config), CGSTUDIO_PROFILE=str(config / "profile.toml"))
+        cmd = [*_serve_command(), *self.args, "--port", str(self.port), "--log-level", "warning"]
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"cgstudio serve exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(f"cgstudio serve did not answer /health in 60 s:\n{self.log.read_text()}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+def demo_serve_args(qwen_path: Path, gemma3_path: Path) -> list[str]:
+    return ["-m", f"{QWEN}={qwen_path}", "-m", f"{GEMMA3}={gemma3_path}", "--ctx-size", "2048"]
+
+
 @pytest.fixture(scope="session")
 def studio(qwen_path: Path, gemma3_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     """``cgstudio serve`` with both demo models, an API key and a 2048-token context."""
-    home = tmp_path_factory.mktemp("studio-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CGSTUDIO_")}
-    env.update(XDG_CONFIG_HOME=str(home / "config"), CGSTUDIO_PROFILE=str(home / "config" / "profile.toml"))
-    port = free_port()
-    log = home / "serve.log"
-    cmd = [
-        *_serve_command(),
-        "-m", f"{QWEN}={qwen_path}",
-        "-m", f"{GEMMA3}={gemma3_path}",
-        "--port", str(port),
-        "--ctx-size", "2048",
-        "--api-key", API_KEY,
-        "--keep-alive", "-1",
-        "--log-level", "warning",
-    ]  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
+    args = [*demo_serve_args(qwen_path, gemma3_path), "--api-key", API_KEY, "--keep-alive", "-1"]
+    server = ServeProcess(tmp_path_factory.mktemp("studio-home"), free_port(), args)
+    server.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"cgstudio serve exited with {proc.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"cgstudio serve did not answer /health in 60 s:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield Studio(url, API_KEY, log)
+        yield Studio(server.url, API_KEY, server.log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
+
+
+@pytest.fixture
+def own_server(qwen_path: Path, gemma3_path: Path, tmp_path: Path) -> Iterator[ServeProcess]:
+    """A fresh ``cgstudio serve`` (no model loaded yet) for this test alone; it may stop and restart it."""
+    args = [*demo_serve_args(qwen_path, gemma3_path), "--api-key", API_KEY]
+    server = ServeProcess(tmp_path, free_port(), args)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -122,19 +147,29 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def open_studio(studio: Studio, browser: Any) -> Iterator[Callable[..., Any]]:
-    """``open_studio(key=True, width=1440, height=900)``: a fresh page on the studio.
+    """``open_studio(key=True, width=1440, height=900, url=None, scheme="dark", max_tokens=MAX_TOKENS)``:
+    a fresh page on the studio (``url``: another server's; ``scheme``: the prefers-color-scheme the
+    browser reports).
 
     ``key=True`` stores the API key first; ``key=False`` leaves the page to ask for it.
-    Sampling starts at max_tokens=MAX_TOKENS and seed 7, so replies stay short and repeatable.
+    Sampling starts at ``max_tokens`` and seed 7, so replies stay short and repeatable.
     Page errors (uncaught exceptions) fail the test.
     """
     contexts: list[Any] = []
     errors: list[str] = []
 
-    def factory(*, key: bool = True, width: int = 1440, height: int = 900) -> Any:
-        ctx = browser.new_context(viewport={"width": width, "height": height})
+    def factory(
+        *,
+        key: bool = True,
+        width: int = 1440,
+        height: int = 900,
+        url: str | None = None,
+        scheme: str = "dark",
+        max_tokens: int = MAX_TOKENS,
+    ) -> Any:
+        ctx = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
         contexts.append(ctx)
-        seed = {"sampling": {"max_tokens": MAX_TOKENS, "seed": 7}}
+        seed = {"sampling": {"max_tokens": max_tokens, "seed": 7}}
         script = (
             f"if (!localStorage.getItem({json.dumps(STORE_KEY)})) "
             f"localStorage.setItem({json.dumps(STORE_KEY)}, {json.dumps(json.dumps(seed))});"
@@ -145,7 +180,7 @@ def open_studio(studio: Studio, browser: Any) -> Iterator[Callable[..., Any]]:
         page = ctx.new_page()
         page.set_default_timeout(90_000)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(studio.url + "/")
+        page.goto((url or studio.url) + "/")
         return page
 
     yield factory

@@ -3,7 +3,7 @@ import { $, fmt } from './dom.js';
 import { api } from './api.js';
 import { LOAD_FIELDS } from './defs.js';
 import { field } from './fields.js';
-import { refreshModels } from './models.js';
+import { onModelPicked, refreshModels, selectModel } from './models.js';
 import { loadTarget, save, state } from './state.js';
 
 const pickLoad = (load) => Object.fromEntries(LOAD_FIELDS.map((d) => [d.key, load ? load[d.key] : null]));
@@ -21,7 +21,12 @@ export async function refreshAdmin() {
 }
 export function buildLoad() {
   const alias = loadTarget(), server = state.serverLoad[alias];
-  if (!alias || !server) { $('#load-fields').replaceChildren(); return; }
+  $('#panel-load').dataset.model = alias || '';
+  if (!alias || !server) {
+    $('#load-fields').replaceChildren();
+    $('#load-note').textContent = alias ? `Reading the load parameters of ${alias}…` : 'No model is picked.';
+    return;
+  }
   const values = loadValues(alias);
   $('#load-note').textContent = server.loaded
     ? `${alias} is loaded with a ${server.n_ctx}-token context. Changed values (•) take effect on Apply.`
@@ -58,7 +63,9 @@ export async function applyLoad() {
 }
 
 export function bindLoad() {
-  $('#load-model').addEventListener('change', (e) => { state.loadModel = e.target.value; save(); buildLoad(); });
+  // The Load tab's picker is the top picker: choosing here picks the model for the current view.
+  $('#load-model').addEventListener('change', (e) => selectModel(e.target.value));
+  onModelPicked(buildLoad);
   $('#btn-apply').addEventListener('click', applyLoad);
   $('#btn-load-reset').addEventListener('click', () => { delete state.load[loadTarget()]; save(); buildLoad(); });
 }

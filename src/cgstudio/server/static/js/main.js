@@ -3,15 +3,18 @@
    ES modules from /static/js/ as they are. */
 import { $, $$, debounce } from './dom.js';
 import { askKey } from './api.js';
-import { bindChat } from './chat.js';
+import { bindChat, renderChat } from './chat.js';
+import { check, onHealth, onServerBack, startMonitor } from './connection.js';
+import { activeConversation, deleteConversation, download, newConversation, renameConversation,
+  renderConversationList } from './conversations.js';
 import { bindContextFiles, renderContextFiles } from './context.js';
 import { bindEditor, renderEditor } from './editor.js';
 import { bindLoad, buildLoad, refreshAdmin } from './load.js';
-import { refreshModels, renderModels, selectModel } from './models.js';
+import { applyHealth, dismissDemoBanner, refreshModels, renderModels, selectModel } from './models.js';
 import { bindParams, buildGuards, buildSampling, checkGuardSupport } from './params.js';
 import { refreshPrompt } from './prompt.js';
 import { save, state } from './state.js';
-import { chart, errorBox } from './stats.js';
+import { chart } from './stats.js';
 
 const VIEW_TITLE = { chat: 'Chat', completion: 'Completion' };
 function setView(view) {
@@ -21,7 +24,7 @@ function setView(view) {
   $('#view-completion').hidden = view !== 'completion';
   $('#view-title').textContent = VIEW_TITLE[view];
   renderModels();
-  if (!state.loadModel) buildLoad();
+  buildLoad();
   if (view === 'completion') renderEditor();
 }
 function setTab(tab, focus = false) {
@@ -46,6 +49,10 @@ function bindUI() {
     if (await askKey('Set the key the server was started with (--api-key or CGSTUDIO_API_KEY).')) boot();
   });
   bindChat();
+  bindConversations();
+  $('#demo-dismiss').addEventListener('click', dismissDemoBanner);
+  onHealth(applyHealth);
+  onServerBack(() => boot());
   bindEditor();
   bindContextFiles();
   // Parameters
@@ -63,13 +70,26 @@ function bindUI() {
   window.addEventListener('resize', debounce(() => chart.draw(), 100));
 }
 
+function bindConversations() {
+  $('#conv-new').addEventListener('click', () => { newConversation(); $('#chat-input').focus(); });
+  $('#conv-title').addEventListener('change', (e) => { const c = activeConversation(); if (c) renameConversation(c, e.target.value); });
+  $('#conv-title').addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); e.target.blur(); } });
+  $('#conv-rename').addEventListener('click', () => { const t = $('#conv-title'); t.focus(); t.select(); });
+  $('#conv-delete').addEventListener('click', () => {
+    const c = activeConversation();
+    if (c && confirm(`Delete the chat "${c.title}"? This cannot be undone.`)) deleteConversation(c);
+  });
+  $('#conv-export-md').addEventListener('click', () => { const c = activeConversation(); if (c) download(c, 'md'); });
+  $('#conv-export-json').addEventListener('click', () => { const c = activeConversation(); if (c) download(c, 'json'); });
+}
+
 async function boot() {
   try {
     await refreshModels();
   } catch (e) {
     $('#server-dot').className = 'dot';
     $('#server-status').textContent = e.status === 401 ? 'API key needed' : 'Not connected';
-    $('#messages').prepend(errorBox(`Could not list models: ${e.message}`));
+    if (e instanceof TypeError || e.status >= 500) check();  // the monitor says what is wrong and retries
     return;
   }
   await refreshAdmin();
@@ -79,6 +99,8 @@ async function boot() {
 buildSampling(); buildGuards(); renderContextFiles(); bindUI();
 setTab(state.paramsTab); setView(state.view);
 $('#prompt-panel').hidden = !state.showPrompt;
+renderConversationList(); renderChat();
 chart.draw();
 checkGuardSupport();
 boot();
+startMonitor();

@@ -37,7 +37,6 @@ export const state = {
   guardsOn: stored.guardsOn ?? true,
   guards: { ...GUARD_DEFAULTS, ...stored.guards },
   load: stored.load || {},          // alias -> load values edited here (applied or not)
-  loadModel: stored.loadModel || null,
   systemPrompt: stored.systemPrompt || '',
   code: stored.code ?? SAMPLE_CODE,
   filePath: stored.filePath || 'stats.py',
@@ -47,12 +46,12 @@ export const state = {
   serverLoad: {},                   // alias -> {load, loaded, n_ctx} from /admin/models
 };
 export function save() {
-  const { view, paramsTab, selected, sampling, guardsOn, guards, load, loadModel, systemPrompt, code, filePath, contextFiles, showPrompt } = state;
-  localStorage.setItem(STORE_KEY, JSON.stringify({ view, paramsTab, selected, sampling, guardsOn, guards, load, loadModel, systemPrompt, code, filePath, contextFiles, showPrompt }));
+  const { view, paramsTab, selected, sampling, guardsOn, guards, load, systemPrompt, code, filePath, contextFiles, showPrompt } = state;
+  localStorage.setItem(STORE_KEY, JSON.stringify({ view, paramsTab, selected, sampling, guardsOn, guards, load, systemPrompt, code, filePath, contextFiles, showPrompt }));
 }
 export const saveSoon = debounce(save, 300);
 
 /** The model picked for a view (chat or completion), or null. */
 export const currentModel = (view = state.view) => state.models.find((m) => m.id === state.selected[view]) || null;
-/** The model the Load tab edits: its own pick, else the current view's model, else the first one. */
-export const loadTarget = () => state.loadModel || state.selected[state.view] || (state.models[0] && state.models[0].id) || null;
+/** The model the Load tab describes: always the one picked for the current view (the top picker). */
+export const loadTarget = () => state.selected[state.view] || null;

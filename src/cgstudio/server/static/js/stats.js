@@ -35,6 +35,12 @@ export const chart = {
     this.draw();
   },
   tick() { this.times.push(performance.now()); },
+  /** A failed request: no rate at all, and none left over from the previous reply. */
+  reset() {
+    this.stop(null, true);
+    Object.assign(this, { samples: [], times: [], final: null, live: 0 });
+    this.draw();
+  },
   sample() {
     const now = performance.now(), first = this.times[0];
     let y = 0;
@@ -64,11 +70,12 @@ export const chart = {
     const X = (x) => 2 + (x / maxX) * (w - 4), Y = (y) => hgt - 3 - (y / maxY) * (hgt - 6);
     ctx.beginPath(); ctx.moveTo(X(0), Y(0));
     for (const p of pts) ctx.lineTo(X(p.x), Y(p.y));
-    ctx.strokeStyle = '#7aa7ff'; ctx.lineWidth = 1.5; ctx.stroke();
+    const css = getComputedStyle(c);
+    ctx.strokeStyle = css.getPropertyValue('--accent').trim() || '#7aa7ff'; ctx.lineWidth = 1.5; ctx.stroke();
     ctx.lineTo(X(pts[pts.length - 1].x), hgt); ctx.lineTo(X(0), hgt); ctx.closePath();
-    ctx.fillStyle = 'rgba(122,167,255,.15)'; ctx.fill();
+    ctx.globalAlpha = 0.15; ctx.fillStyle = ctx.strokeStyle; ctx.fill(); ctx.globalAlpha = 1;
     if (this.final != null) {
-      ctx.setLineDash([3, 3]); ctx.strokeStyle = '#47c38b'; ctx.lineWidth = 1;
+      ctx.setLineDash([3, 3]); ctx.strokeStyle = css.getPropertyValue('--ok').trim() || '#47c38b'; ctx.lineWidth = 1;
       ctx.beginPath(); ctx.moveTo(0, Y(this.final)); ctx.lineTo(w, Y(this.final)); ctx.stroke(); ctx.setLineDash([]);
     }
   },

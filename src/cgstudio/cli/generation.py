@@ -39,6 +39,23 @@ def guard_options(f: Any) -> Any:
     return f
 
 
+def _generation_options(f: Any) -> Any:
+    """What complete, generate and chat take after their own options, in this order."""
+    shared = (
+        click.option(
+            "--dry-run", is_flag=True, help="Print the rendered prompt and its token ids; do not generate."
+        ),
+        model_option,
+        load_options,
+        sampling_options,
+        guard_options,
+        json_option,
+    )
+    for option in reversed(shared):  # as if stacked as decorators: the first listed comes first
+        f = option(f)
+    return f
+
+
 def _run(m: Any, req: GenerationRequest, dry_run: bool, as_json: bool, transform: Any = None) -> None:
     """Show ``req``'s exact prompt (--dry-run), or generate it to the terminal."""
     if dry_run:
@@ -109,12 +126,7 @@ def _split_at_cursor(text: str, cursor: str | None) -> tuple[str, str]:
     is_flag=True,
     help="Send --prefix as an already rendered prompt: special-token text becomes special tokens.",
 )
-@click.option("--dry-run", is_flag=True, help="Print the rendered prompt and its token ids; do not generate.")
-@model_option
-@load_options
-@sampling_options
-@guard_options
-@json_option
+@_generation_options
 def complete(
     model: str | None,
     prefix: str | None,
@@ -163,12 +175,7 @@ def complete(
     "--language", "-l", default="python", show_default=True, callback=utf8_text, help="Target language."
 )
 @click.option("--explain", is_flag=True, help="Keep the model's prose (instruction-tuned models).")
-@click.option("--dry-run", is_flag=True, help="Print the rendered prompt and its token ids; do not generate.")
-@model_option
-@load_options
-@sampling_options
-@guard_options
-@json_option
+@_generation_options
 def generate(
     request: str, language: str, explain: bool, dry_run: bool, model: str | None, as_json: bool, **opts: Any
 ) -> None:
@@ -189,12 +196,7 @@ def generate(
     callback=utf8_text,
     help="System message (folded into the first user turn for Gemma).",
 )
-@click.option("--dry-run", is_flag=True, help="Print the rendered prompt and its token ids; do not generate.")
-@model_option
-@load_options
-@sampling_options
-@guard_options
-@json_option
+@_generation_options
 def chat(
     message: str | None, system: str | None, dry_run: bool, model: str | None, as_json: bool, **opts: Any
 ) -> None:

@@ -104,6 +104,9 @@ class DecodeRequest:
     # Prompt-lookup speculation: None = engine default ("auto": only while drafts are accepted).
     speculative: bool | None = None
     cache: bool = True  # False: evaluate the whole prompt, reusing nothing
+    # A GBNF grammar (root rule "root") every sampled token must fit; None: unconstrained. Engines
+    # that cannot constrain refuse it (UnsupportedModeError) rather than ignore it.
+    grammar: str | None = None
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from cgstudio.core.tools import ToolCall, ToolReply
+
 Mode = Literal["fim", "completion", "chat", "generate"]
 
 
@@ -21,8 +23,14 @@ class GuardWarning:
 
 @dataclass(frozen=True)
 class ChatMessage:
-    role: Literal["system", "user", "assistant"]
+    """One chat message. An assistant message may carry the ``tool_calls`` it made; a ``tool``
+    message is a call's result (``tool_call_id``, and the function's ``name`` when known)."""
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 @dataclass
@@ -36,6 +44,8 @@ class Prompt:
     suffix: str = ""
     prefix_tail: str = ""
     max_tokens: int | None = None  # clamped when the context is short
+    tools: ToolReply | None = None  # set when the reply may carry tool calls
+    grammar: str | None = None  # GBNF (root rule "root") that constrains the reply
 
 
 @dataclass(frozen=True)

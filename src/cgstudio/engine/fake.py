@@ -27,6 +27,7 @@ class FakeEngine(Engine):
         self.end_with_eos = end_with_eos
         self.n_ctx = n_ctx
         self.counters = EngineCounters()
+        self.requests: list[DecodeRequest] = []  # every request streamed, for tests (grammar, ...)
         self.info = ModelInfo(
             path="fake.gguf",
             architecture="fake",
@@ -65,6 +66,7 @@ class FakeEngine(Engine):
         return self.info.special_kinds.get(token, TokenKind.NORMAL)
 
     def stream(self, request: DecodeRequest) -> TokenStream:
+        self.requests.append(request)
         stats = DecodeStats(
             n_prompt=len(request.tokens), n_prompt_evaluated=len(request.tokens), prompt_eval_s=0.001
         )

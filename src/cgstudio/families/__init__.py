@@ -3,7 +3,15 @@ family from a GGUF's metadata and vocabulary. One ``Family`` record per family (
 module per family, a registry (``register``, ``FAMILIES``, ``detect``, ``family_from_name``) and
 ``profile(info)``; every other package asks here instead of spelling a token itself."""
 
-from cgstudio.families.base import ChatFormat, Family, FimTokens, RemoteVocab, VariantHints, VocabRules
+from cgstudio.families.base import (
+    ChatFormat,
+    Family,
+    FimTokens,
+    RemoteVocab,
+    ToolFormat,
+    VariantHints,
+    VocabRules,
+)
 from cgstudio.families.foreign_fim import FimTemplate, ForeignFim, parse_foreign_fim, template_name
 from cgstudio.families.profile import (
     ModelProfile,
@@ -37,6 +45,7 @@ __all__ = [
     "ForeignFim",
     "ModelProfile",
     "RemoteVocab",
+    "ToolFormat",
     "Variant",
     "VariantGuess",
     "VariantHints",

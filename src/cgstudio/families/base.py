@@ -40,6 +40,30 @@ class FimTokens:
         return (self.prefix, self.suffix, self.middle, self.file_sep)
 
 
+ToolKind = Literal["template", "preamble"]
+
+
+@dataclass(frozen=True)
+class ToolFormat:
+    """How a family's chats offer functions and how its replies call them.
+
+    ``template``: the GGUF's own chat template renders ``tools``, assistant ``tool_calls`` and
+    ``tool`` messages; the reply puts each call's JSON between ``open`` and ``close``. A GGUF
+    template that does not mention ``tools`` and ``open`` cannot render them.
+    ``preamble``: cgstudio's format for chat formats with no tool syntax: ``preamble`` (its
+    ``{tools}`` replaced by one JSON schema per line) leads the system text, calls are fenced
+    blocks between ``open`` and ``close``, and a result is a user turn made from ``result``
+    (``{name}`` and ``{content}``).
+    """
+
+    kind: ToolKind
+    open: str
+    close: str
+    preamble: str = ""
+    result: str = ""
+    forced: str = ""  # preamble: appended when a call is required ({names}: the callable functions)
+
+
 @dataclass(frozen=True)
 class ChatFormat:
     """How a family's chat prompts are built.
@@ -55,6 +79,7 @@ class ChatFormat:
     fallback_template: str | None = None
     # An Ollama-style Go template for the plain (non-FIM) prompt of an instruct model; None: the prompt as is.
     ollama_template: str | None = None
+    tools: ToolFormat | None = None  # None: the format cannot offer functions
 
 
 @dataclass(frozen=True)

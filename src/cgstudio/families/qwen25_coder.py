@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from cgstudio.families.base import ChatFormat, Family, FimTokens, RemoteVocab, VariantHints
+from cgstudio.families.base import ChatFormat, Family, FimTokens, RemoteVocab, ToolFormat, VariantHints
 
 FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, FIM_PAD = (
     "<|fim_prefix|>",
@@ -20,6 +20,10 @@ FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, FIM_PAD = (
 )
 FILE_SEP, REPO_NAME = "<|file_sep|>", "<|repo_name|>"
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
+TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
+# Hermes-style tool calls, as Qwen2.5's own template asks for them:
+#   <tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>
+TOOLS = ToolFormat("template", open=TOOL_CALL_OPEN, close=TOOL_CALL_CLOSE)
 
 SPECIALS = (
     ENDOFTEXT,
@@ -42,8 +46,8 @@ SPECIALS = (
     "<|vision_pad|>",
     "<|image_pad|>",
     "<|video_pad|>",
-    "<tool_call>",
-    "</tool_call>",
+    TOOL_CALL_OPEN,
+    TOOL_CALL_CLOSE,
 )
 # Qwen2.5's template, reduced to what prompts.chat.render_template needs (the GGUF carries the full one).
 CHATML_TEMPLATE = (
@@ -76,6 +80,7 @@ FAMILY = Family(
             f"{{{{ if .System }}}}{IM_START}system\n{{{{ .System }}}}{IM_END}\n{{{{ end }}}}"
             f"{IM_START}user\n{{{{ .Prompt }}}}{IM_END}\n{IM_START}assistant\n"
         ),
+        tools=TOOLS,
     ),
     fim=FIM,
     required=FIM.tokens,

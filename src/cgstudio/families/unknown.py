@@ -8,7 +8,7 @@ from cgstudio.families.base import ChatFormat, Family, RemoteVocab
 FAMILY = Family(
     name="unknown",
     architectures=(),
-    chat=ChatFormat("template"),
+    chat=ChatFormat("template", tools=qwen25_coder.TOOLS),  # when the GGUF's template has Hermes-style tools
     vocab=RemoteVocab(
         "unknown",
         tuple(dict.fromkeys(codegemma.SPECIALS + qwen25_coder.SPECIALS)),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from cgstudio.core.engine import DecodeRequest, Engine, SamplerConfig
 from cgstudio.core.prompt import GuardWarning, Prompt
 from cgstudio.core.settings import GuardSettings, SamplingParams
+from cgstudio.core.tools import ToolCall
 from cgstudio.generation.diagnose import empty_output_warning
 from cgstudio.generation.postprocess import FimRules
 from cgstudio.generation.repetition import RepetitionConfig, RepetitionGuard
@@ -28,11 +29,12 @@ ENGINE_FINISH = {"stop_token": "eos", "max_tokens": "length", "context": "length
 @dataclass
 class Result:
     text: str
-    finish_reason: str  # eos | stop | length | repetition | cancelled
+    finish_reason: str  # eos | stop | length | repetition | cancelled | tool_calls
     warnings: list[GuardWarning]
     usage: Usage
     timings: Timings
     mode: str
+    tool_calls: list[ToolCall] = field(default_factory=list)  # set by generation.toolcalls
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -52,6 +54,7 @@ class Chunk:
     text: str
     result: Result | None = None
     stats: dict[str, float | int | None] = field(default_factory=dict)
+    tool_calls: list[ToolCall] = field(default_factory=list)  # calls completed in this chunk
 
 
 @dataclass
@@ -99,11 +102,13 @@ def run(
         reuse_min=None if prompt.mode == "fim" else 0,
         speculative=sampling.speculative,
         cache=sampling.cache_prompt,
+        grammar=prompt.grammar,
     )
     # The request's stop strings are checked before any decoding (the server checks them at parse).
     stops = StopMatcher([*prompt.stop_strings, *check_stop_strings(sampling.stop)])
     stream = engine.stream(request)
     protected = ctx.protected_ids
+    markup = prompt.tools.markup_ids if prompt.tools is not None else frozenset()  # for the tool-call parser
     utf8 = Utf8Stream()
     fim = (
         FimRules(
@@ -139,6 +144,8 @@ def run(
             last_at = now
             if isinstance(tok, bytes):
                 data = tok  # a remote engine's text
+            elif tok in markup:
+                data = engine.piece(tok, special=True)
             elif tok in protected:
                 continue  # control tokens never reach the text
             else:

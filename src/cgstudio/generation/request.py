@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cgstudio.core.prompt import ChatMessage, ContextFile
+from cgstudio.core.tools import ToolChoice, ToolSpec
 
 RequestMode = Literal["fim", "plain", "raw", "chat", "infill", "generate"]
 # What a request needs of a model, for routing: FIM tokens, a chat format, or plain continuation.
@@ -45,6 +46,8 @@ class GenerationRequest:
     explain: bool = False  # generate: keep the prose of an instruction-tuned answer
     sampling: dict[str, Any] = field(default_factory=dict)  # SamplingParams overrides
     guards: dict[str, Any] = field(default_factory=dict)  # GuardSettings overrides
+    tools: tuple[ToolSpec, ...] = ()  # chat: functions the model may call
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)  # chat: auto, none, required or one
 
     @property
     def capability(self) -> Capability:

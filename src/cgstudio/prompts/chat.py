@@ -20,6 +20,7 @@ at ``cancel``.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import threading
 import time
@@ -38,6 +39,7 @@ from cgstudio.core.errors import ContextOverflowError, InvalidInputError, Unsupp
 from cgstudio.core.prompt import ChatMessage, GuardWarning, Prompt
 from cgstudio.families import gemma
 from cgstudio.families.base import ChatFormat
+from cgstudio.prompts.template_tools import check_tool_text, escape_json_strings, template_message
 from cgstudio.prompts.vocab import Vocab
 
 ChatRenderer = Callable[[Vocab, Sequence[ChatMessage]], list[int]]
@@ -210,7 +212,11 @@ def _check_replace(args: Sequence[Any]) -> None:
             raise TemplateBoundError(f"it built a value of more than {MAX_TEMPLATE_CHARS:,} items")
 
 
-def render_template(vocab: Vocab, messages: Sequence[ChatMessage]) -> list[int]:
+def render_template(
+    vocab: Vocab, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None
+) -> list[int]:
+    """The GGUF's own template. ``tools`` (OpenAI ``tools`` entries) and the messages' tool calls
+    and ``tool`` turns are passed to it as a tool-aware template expects (arguments as objects)."""
     info = vocab.engine.info
     if not info.chat_template:
         raise UnsupportedModeError(
@@ -218,16 +224,27 @@ def render_template(vocab: Vocab, messages: Sequence[ChatMessage]) -> list[int]:
             "model whose GGUF carries a template (for CodeGemma: codegemma-7b-it)"
         )
     tag = uuid.uuid4().hex[:12]
-    sentinels = [f"\x00{tag}{i}\x00" for i in range(len(messages))]
-    fake = [{"role": m.role, "content": s} for m, s in zip(messages, sentinels, strict=True)]
+    # Empty contents stay empty: templates test them ("{% if message.content %}").
+    sentinels = [f"\x00{tag}{i}\x00" if m.content else "" for i, m in enumerate(messages)]
+    fake = [template_message(m, s) for m, s in zip(messages, sentinels, strict=True)]
     bos = vocab.engine.piece(info.bos_id, special=True).decode() if info.bos_id is not None else ""
     eos = vocab.engine.piece(info.eos_id, special=True).decode() if info.eos_id is not None else ""
+    extra: dict[str, Any] = {"tools": list(tools)} if tools else {}
     text = _render_bounded(
-        info.chat_template, messages=fake, add_generation_prompt=True, bos_token=bos, eos_token=eos
+        info.chat_template,
+        escape=functools.partial(escape_json_strings, vocab),
+        messages=fake,
+        add_generation_prompt=True,
+        bos_token=bos,
+        eos_token=eos,
+        **extra,
     )
+    check_tool_text(vocab, text, tools, messages)
     out: list[int] = []
     rest = text
     for m, s in zip(messages, sentinels, strict=True):
+        if not s:
+            continue
         before, found, rest = rest.partition(s)
         if not found:
             raise UnsupportedModeError("the model's chat template dropped a message; cannot render chat")
@@ -236,9 +253,13 @@ def render_template(vocab: Vocab, messages: Sequence[ChatMessage]) -> list[int]:
     return out
 
 
-def _render_bounded(source: str, **variables: Any) -> str:
-    """Render an untrusted template within the step, time and size bounds, or UnsupportedModeError."""
+def _render_bounded(source: str, escape: Callable[[str], str] | None = None, **variables: Any) -> str:
+    """Render an untrusted template within the step, time and size bounds, or UnsupportedModeError.
+
+    ``tojson`` writes JSON as chat templates are written for (no HTML escaping, non-ASCII kept),
+    passed through ``escape``."""
     env = _BoundedEnvironment()
+    env.filters["tojson"] = env._bounded_filter(functools.partial(_tojson, escape or (lambda t: t)))
     parts: list[str] = []
     size = 0
     try:
@@ -255,6 +276,13 @@ def _render_bounded(source: str, **variables: Any) -> str:
     except (TemplateError, RecursionError, MemoryError, ArithmeticError, TypeError, ValueError) as exc:
         raise UnsupportedModeError(f"the model's chat template failed: {exc}") from exc
     return "".join(parts)
+
+
+def _tojson(escape: Callable[[str], str], value: Any, indent: int | None = None, **_: Any) -> str:
+    try:
+        return escape(json.dumps(value, ensure_ascii=False, indent=indent))
+    except (TypeError, ValueError) as exc:
+        raise TemplateError(f"tojson: {exc}") from exc
 
 
 def fix_bos(vocab: Vocab, tokens: list[int]) -> list[int]:

@@ -27,14 +27,17 @@ from cgstudio.core.errors import (
 )
 from cgstudio.core.prompt import ChatMessage, ContextFile, GuardWarning, Prompt
 from cgstudio.core.settings import GuardSettings, LoadProfile, SamplingParams, Settings, load_settings
+from cgstudio.core.tools import AUTO, ToolChoice, ToolSpec
 from cgstudio.families import ModelProfile, VariantGuess, profile
 from cgstudio.generation.codeblocks import extract_code
 from cgstudio.generation.pipeline import Chunk, Result, RunContext, cancelled_run, run
 from cgstudio.generation.request import GenerationRequest, MessageLike
+from cgstudio.generation.toolcalls import with_tool_calls
 from cgstudio.prompts.chat import ChatBuildCancelled, build_chat
 from cgstudio.prompts.fim import build_fim, stop_ids
 from cgstudio.prompts.generate import completion_request_text
 from cgstudio.prompts.registry import FamilyFormat, get_format
+from cgstudio.prompts.tools import plan_tools
 from cgstudio.prompts.vocab import Vocab
 
 ESTIMATE_WARNING = GuardWarning(
@@ -172,20 +175,25 @@ class CodeModel:
         max_tokens: int | None = None,
         *,
         cancel: threading.Event | None = None,
+        tools: tuple[ToolSpec, ...] = (),
+        choice: ToolChoice = AUTO,
     ) -> tuple[Prompt, str | None]:
-        """The chat prompt; trimming a long chat stops (ChatBuildCancelled) once ``cancel`` is set."""
+        """The chat prompt (with tools: ``prompts.tools``); trimming stops once ``cancel`` is set."""
         msgs = [m if isinstance(m, ChatMessage) else _to_message(m) for m in messages]
         for m in msgs:
             check_text(f"{m.role} message", m.content)
+        plan = plan_tools(self.vocab, self.profile, self.format.chat, msgs, tools, choice, model=self.alias)
         prompt = build_chat(
             self.vocab,
-            self.format.chat,
+            plan.renderer if plan else self.format.chat,
             msgs,
             stop_ids=stop_ids(self.vocab, self.format.chat_stops),
             n_ctx=self.engine.n_ctx,
             max_tokens=max_tokens or self.settings.sampling.max_tokens,
             cancel=cancel,
         )
+        if plan is not None:
+            prompt.tools, prompt.grammar = plan.reply, plan.grammar
         problem = None
         if self.variant.variant == "pretrained":
             problem = (
@@ -283,7 +291,9 @@ class CodeModel:
         if req.mode == "raw":
             return self._raw_prompt(req.prompt), None
         if req.mode == "chat":
-            return self._chat_prompt(req.messages or [], max_tokens, cancel=cancel)
+            return self._chat_prompt(
+                req.messages or [], max_tokens, cancel=cancel, tools=req.tools, choice=req.tool_choice
+            )
         if req.mode == "generate":
             return self._generate_prompt(req.prompt, req.language, req.explain, max_tokens, cancel=cancel)
         if req.mode == "infill":
@@ -331,7 +341,7 @@ class CodeModel:
             if g.strict:
                 raise VariantMismatchError(problem)
             prompt.warnings.insert(0, GuardWarning("variant_mismatch", problem))
-        yield from run(
+        chunks = run(
             self.engine,
             prompt,
             self.sampling(sampling),
@@ -340,6 +350,7 @@ class CodeModel:
             profile_seed=self.settings.load.seed,
             cancel=cancel,
         )
+        yield from with_tool_calls(chunks, prompt.tools) if prompt.tools is not None else chunks
 
     # -- Python conveniences: one request each, the final result -----------------------------
     def complete(

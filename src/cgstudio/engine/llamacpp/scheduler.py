@@ -17,7 +17,6 @@ as the pending token; rejected drafts leave the cache after the step.
 from __future__ import annotations
 
 import queue
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -26,56 +25,18 @@ from typing import Any
 
 import llama_cpp as lc
 
-from cgstudio.core.engine import DecodeRequest, DecodeStats, EngineCounters, SamplerConfig, TokenStream
+from cgstudio.core.engine import DecodeRequest, DecodeStats, EngineCounters, TokenStream
 from cgstudio.core.errors import CGStudioError, ContextOverflowError, SettingsError
 from cgstudio.engine.llamacpp import speculative as spec
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle, llama_log_tail
 from cgstudio.engine.llamacpp.kvcache import Slot, choose_slot, cold_plan, plan_reuse
+from cgstudio.engine.llamacpp.sampler import SamplerChain as _Sampler
 
 _END = object()
 
 
 class DecodeError(CGStudioError):
     code = "decode_failed"
-
-
-class _Sampler:
-    """A native llama.cpp sampler chain: no per-token Python work over the logits."""
-
-    def __init__(self, cfg: SamplerConfig, n_vocab: int) -> None:
-        params = lc.llama_sampler_chain_default_params()
-        params.no_perf = True
-        chain = lc.llama_sampler_chain_init(params)
-        if cfg.repeat_penalty != 1.0 and cfg.repeat_last_n > 0:
-            lc.llama_sampler_chain_add(
-                chain,
-                lc.llama_sampler_init_penalties(n_vocab, cfg.repeat_last_n, cfg.repeat_penalty, 0.0, 0.0),
-            )
-        if cfg.temperature <= 0.0:
-            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
-        else:
-            if cfg.top_k > 0:
-                lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(cfg.top_k))
-            if cfg.top_p < 1.0:
-                lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(cfg.top_p, 1))
-            if cfg.min_p > 0.0:
-                lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(cfg.min_p, 1))
-            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(cfg.temperature))
-            seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**32 - 1)
-            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed))
-        self.chain = chain
-
-    def accept(self, tokens: list[int]) -> None:
-        for t in tokens:
-            lc.llama_sampler_accept(self.chain, t)
-
-    def sample(self, ctx: object, idx: int) -> int:
-        return int(lc.llama_sampler_sample(self.chain, ctx, idx))
-
-    def free(self) -> None:
-        if self.chain:
-            lc.llama_sampler_free(self.chain)
-            self.chain = None
 
 
 @dataclass
@@ -220,7 +181,7 @@ class Scheduler:
 
     def _prepare(self, seq: _Seq, slot: Slot) -> None:
         req = seq.req
-        seq.sampler = _Sampler(req.sampler, self.model.n_vocab)
+        seq.sampler = _Sampler(req.sampler, self.model.vocab, req.grammar)
         if req.sampler.repeat_penalty != 1.0:
             seq.sampler.accept(req.tokens[-req.sampler.repeat_last_n :])
         reuse_min = self.reuse_min if req.reuse_min is None else req.reuse_min

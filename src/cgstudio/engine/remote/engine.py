@@ -44,6 +44,7 @@ from cgstudio.core.errors import (
     ContextOverflowError,
     InvalidInputError,
     SettingsError,
+    UnsupportedModeError,
     UpstreamError,
 )
 from cgstudio.engine.remote.client import UpstreamClient, reason
@@ -236,6 +237,11 @@ class OpenAIEngine(Engine):
         tokens = request.tokens
         if not tokens:
             raise InvalidInputError("empty prompt: nothing to decode")
+        if request.grammar is not None:
+            raise UnsupportedModeError(
+                "a remote model cannot be constrained by a grammar (tool_choice 'required' or a named "
+                "function); use tool_choice 'auto', or serve the model's GGUF in-process"
+            )
         up = self.discover()
         if len(tokens) >= self.n_ctx:
             raise ContextOverflowError(len(tokens), self.n_ctx)

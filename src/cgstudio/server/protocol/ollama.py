@@ -14,10 +14,12 @@ from typing import Any
 
 from pydantic import Field
 
-from cgstudio.core.errors import UnsupportedModeError
+from cgstudio.core.errors import InvalidInputError, UnsupportedModeError
+from cgstudio.core.prompt import ChatMessage
 from cgstudio.families import get as get_family
 from cgstudio.generation.pipeline import Result
 from cgstudio.server.protocol.common import FilePathText, OpenModel, WithGuards, timings_extra, warnings_extra
+from cgstudio.server.protocol.tools import ToolCallIn, ToolDef, history_calls
 from cgstudio.server.registry import ModelEntry
 from cgstudio.server.service import FILL_CONTEXT, clean_seed, clean_stop
 
@@ -87,16 +89,30 @@ class GenerateRequest(_Common):
 
 
 class OllamaMessage(OpenModel):
-    role: str
+    role: str = Field(..., description="system, user, assistant or tool.")
     content: str = ""
     images: list[str] | None = None
+    tool_calls: list[ToolCallIn] | None = Field(None, description="assistant: the calls it made.")
+    tool_name: str | None = Field(None, description="tool: the function whose result this is.")
+    tool_call_id: str | None = None
+
+    def message(self) -> ChatMessage:
+        if self.images:
+            raise UnsupportedModeError("images are not supported by code models")
+        if self.role not in ("system", "user", "assistant", "tool"):
+            raise InvalidInputError(
+                f"chat role {self.role!r} is not supported; use system, user, assistant or tool"
+            )
+        calls = history_calls(self.tool_calls, "assistant message") if self.role == "assistant" else ()
+        name, call_id = (self.tool_name, self.tool_call_id) if self.role == "tool" else (None, None)
+        return ChatMessage(self.role, self.content, calls, call_id, name)  # type: ignore[arg-type]
 
 
 class ChatRequest(_Common):
     """POST /api/chat."""
 
     messages: list[OllamaMessage] = Field(..., min_length=1)
-    tools: list[Any] | None = Field(None, description="Not supported (must be empty).")
+    tools: list[ToolDef] | None = Field(None, description="Functions the model may call.")
 
 
 class ShowRequest(OpenModel):

@@ -1,8 +1,9 @@
 """OpenAI dialect: /v1/completions and /v1/chat/completions requests and response documents.
 
 Extras ride in fields normal clients ignore: ``timings`` and ``warnings``. Unsupported
-options that would change the answer (n > 1, logprobs, echo, best_of > 1, tools, logit_bias)
+options that would change the answer (n > 1, logprobs, echo, best_of > 1, logit_bias)
 are a clear 400; options that do not matter here (user, penalties, store, ...) are ignored.
+``tools`` and ``tool_choice``: server/protocol/tools.py.
 ``n_predict`` is honoured as llama-server honours it (it wins over max_tokens; 0 = pre-warm: the
 prompt is evaluated into the cache and the answer is empty). A ``model`` name that no served
 model has is answered by a model that fits the request, with a ``model_substituted`` warning
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from cgstudio.core.errors import InvalidInputError, UnsupportedModeError
+from cgstudio.core.prompt import ChatMessage
 from cgstudio.generation.pipeline import Result
 from cgstudio.server.protocol.common import (
     FilePathText,
@@ -25,9 +27,24 @@ from cgstudio.server.protocol.common import (
     timings_extra,
     warnings_extra,
 )
+from cgstudio.server.protocol.tools import (
+    ToolCallIn,
+    ToolChoiceIn,
+    ToolDef,
+    history_calls,
+    openai_calls,
+    tool_specs,
+)
 from cgstudio.server.service import FILL_CONTEXT, GenSpec, clean_seed, clean_stop
 
-FINISH = {"eos": "stop", "stop": "stop", "length": "length", "repetition": "stop", "cancelled": "stop"}
+FINISH = {
+    "eos": "stop",
+    "stop": "stop",
+    "length": "length",
+    "repetition": "stop",
+    "cancelled": "stop",
+    "tool_calls": "tool_calls",
+}
 
 
 class StreamOptions(OpenModel):
@@ -135,8 +152,11 @@ class ContentPart(OpenModel):
 
 
 class ChatMessageIn(OpenModel):
-    role: str = Field(..., description="system, developer, user or assistant.")
+    role: str = Field(..., description="system, developer, user, assistant or tool.")
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCallIn] | None = Field(None, description="assistant: the calls it made.")
+    tool_call_id: str | None = Field(None, description="tool: the call this message answers.")
+    name: str | None = None
 
 
 class ChatRequest(_Sampling):
@@ -145,15 +165,20 @@ class ChatRequest(_Sampling):
     messages: list[ChatMessageIn] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = Field(None, description="Not supported.")
-    tools: list[Any] | None = Field(None, description="Not supported (must be empty).")
+    tools: list[ToolDef] | None = Field(None, description="Functions the model may call.")
+    tool_choice: ToolChoiceIn | None = Field(
+        None, description="auto (default), none, required, or {'type': 'function', 'function': {'name'}}."
+    )
+    parallel_tool_calls: bool | None = Field(None, description="Accepted; a reply may hold several calls.")
     response_format: dict[str, Any] | None = Field(None, description="Only {'type': 'text'}.")
 
     def to_spec(self) -> GenSpec:
         self.check_common()
         if self.logprobs:
             raise UnsupportedModeError("logprobs are not supported; remove the logprobs option")
-        if self.tools:
-            raise UnsupportedModeError("tools (function calling) are not supported by cgstudio")
+        tools, choice = tool_specs(self.tools, self.tool_choice)
+        if tools and self.n not in (None, 1):
+            raise UnsupportedModeError("n > 1 with tools is not supported: send one request per choice")
         if self.response_format and self.response_format.get("type", "text") != "text":
             raise UnsupportedModeError("response_format other than text (JSON mode) is not supported")
         messages = [chat_message(m) for m in self.messages]
@@ -161,6 +186,8 @@ class ChatRequest(_Sampling):
             "chat",
             model=self.model,
             messages=messages,
+            tools=tools,
+            tool_choice=choice,
             sampling=self.sampling(self.max_completion_tokens),
             unknown_model="fit",
             prewarm=self.n_predict == 0,
@@ -168,10 +195,10 @@ class ChatRequest(_Sampling):
         )
 
 
-def chat_message(m: ChatMessageIn) -> dict[str, str]:
+def chat_message(m: ChatMessageIn) -> ChatMessage:
     role = "system" if m.role == "developer" else m.role
-    if role not in ("system", "user", "assistant"):
-        raise InvalidInputError(f"chat role {m.role!r} is not supported; use system, user or assistant")
+    if role not in ("system", "user", "assistant", "tool"):
+        raise InvalidInputError(f"chat role {m.role!r} is not supported; use system, user, assistant or tool")
     if m.content is None:
         text = ""
     elif isinstance(m.content, str):
@@ -180,7 +207,8 @@ def chat_message(m: ChatMessageIn) -> dict[str, str]:
         if any(p.type != "text" for p in m.content):
             raise UnsupportedModeError("only text content parts are supported (no images or audio)")
         text = "".join(p.text or "" for p in m.content)
-    return {"role": role, "content": text}
+    calls = history_calls(m.tool_calls, f"{role} message") if role == "assistant" else ()
+    return ChatMessage(role, text, calls, m.tool_call_id if role == "tool" else None, m.name)  # type: ignore[arg-type]
 
 
 def usage_doc(result: Result) -> dict[str, int]:
@@ -233,7 +261,7 @@ def chat_doc(cid: str, created: int, model: str, result: Result, load_s: float) 
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.text},
+                "message": _message(result),
                 "logprobs": None,
                 "finish_reason": FINISH.get(result.finish_reason, "stop"),
             }
@@ -245,7 +273,7 @@ def chat_doc(cid: str, created: int, model: str, result: Result, load_s: float) 
 
 
 def chat_chunk(
-    cid: str, created: int, model: str, delta: dict[str, str], finish: str | None = None
+    cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None
 ) -> dict[str, Any]:
     return {
         "id": cid,
@@ -254,3 +282,9 @@ def chat_chunk(
         "model": model,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
+
+
+def _message(r: Result) -> dict[str, Any]:
+    if not r.tool_calls:
+        return {"role": "assistant", "content": r.text}
+    return {"role": "assistant", "content": r.text or None, "tool_calls": openai_calls(r.tool_calls)}

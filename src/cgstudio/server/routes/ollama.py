@@ -8,11 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from cgstudio.core.errors import InvalidInputError, UnsupportedModeError
+from cgstudio.core.errors import UnsupportedModeError
+from cgstudio.core.tools import ToolCall
 from cgstudio.server.config import parse_duration
 from cgstudio.server.errors import COMMON_ERRORS, classify
 from cgstudio.server.protocol import ollama as proto
 from cgstudio.server.protocol.common import ndjson
+from cgstudio.server.protocol.tools import ollama_calls, tool_specs
 from cgstudio.server.queue import Job
 from cgstudio.server.registry import KEEP_DEFAULT
 from cgstudio.server.routes.common import ndjson_stream, registry, runner
@@ -75,20 +77,15 @@ async def generate(body: proto.GenerateRequest, request: Request) -> Any:
 @router.post("/api/chat", summary="Chat")
 async def chat(body: proto.ChatRequest, request: Request) -> Any:
     body.check_common()
-    if body.tools:
-        raise UnsupportedModeError("tools (function calling) are not supported by cgstudio")
-    messages = []
-    for m in body.messages:
-        if m.images:
-            raise UnsupportedModeError("images are not supported by code models")
-        if m.role not in ("system", "user", "assistant"):
-            raise InvalidInputError(f"chat role {m.role!r} is not supported; use system, user or assistant")
-        messages.append({"role": m.role, "content": m.content})
+    tools, choice = tool_specs(body.tools, None)
+    messages = [m.message() for m in body.messages]
     keep = parse_duration(body.keep_alive, default=KEEP_DEFAULT)
     spec = GenSpec(
         "chat",
         model=body.model,
         messages=messages,
+        tools=tools,
+        tool_choice=choice,
         sampling=body.sampling(),
         keep_alive=keep,
         endpoint="/api/chat",
@@ -101,22 +98,27 @@ async def chat(body: proto.ChatRequest, request: Request) -> Any:
     return {
         "model": job.alias,
         "created_at": proto.iso(),
-        "message": {"role": "assistant", "content": result.text},
+        "message": _message(result.text, result.tool_calls),
         **proto.done_fields(result, job.elapsed_s(), job.load_s),
     }
 
 
 async def _lines(request: Request, job: Job, *, chat: bool) -> AsyncIterator[str]:
-    def piece(text: str) -> dict[str, Any]:
+    def piece(text: str, calls: list[ToolCall] | None = None) -> dict[str, Any]:
         if chat:
-            return {"message": {"role": "assistant", "content": text}}
+            return {"message": _message(text, calls)}
         return {"response": text}
 
     try:
         async for chunk in runner(request).iterate(job):
-            if chunk.text:
+            if chunk.text or chunk.tool_calls:
                 yield ndjson(
-                    {"model": job.alias, "created_at": proto.iso(), **piece(chunk.text), "done": False}
+                    {
+                        "model": job.alias,
+                        "created_at": proto.iso(),
+                        **piece(chunk.text, chunk.tool_calls),
+                        "done": False,
+                    }
                 )
             if chunk.result is not None:
                 yield ndjson(
@@ -129,6 +131,13 @@ async def _lines(request: Request, job: Job, *, chat: bool) -> AsyncIterator[str
                 )
     except Exception as exc:  # Ollama clients read a mid-stream error as {"error": "message"}
         yield ndjson({"error": classify(exc)[3]})
+
+
+def _message(text: str, calls: list[ToolCall] | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        doc["tool_calls"] = ollama_calls(calls)
+    return doc
 
 
 @router.get("/api/tags", summary="List served models")

@@ -11,6 +11,7 @@ from cgstudio.server.errors import COMMON_ERRORS, error_payload
 from cgstudio.server.protocol import mistral
 from cgstudio.server.protocol import openai as proto
 from cgstudio.server.protocol.common import SSE_DONE, new_id, now_s, sse, timings_extra, warnings_extra
+from cgstudio.server.protocol.tools import openai_call_deltas
 from cgstudio.server.queue import Job
 from cgstudio.server.routes.common import event_stream, registry, runner
 
@@ -107,6 +108,7 @@ async def _chat_events(
             proto.chat_chunk(cid, created, job.alias, {"role": "assistant", "content": ""}), include_usage
         )
     )
+    calls_sent = 0  # tool calls streamed so far: the next one's index
     try:
         async for chunk in runner(request).iterate(job):
             if chunk.text:
@@ -115,6 +117,10 @@ async def _chat_events(
                         proto.chat_chunk(cid, created, job.alias, {"content": chunk.text}), include_usage
                     )
                 )
+            for call_delta in openai_call_deltas(chunk.tool_calls, calls_sent):
+                doc = proto.chat_chunk(cid, created, job.alias, {"tool_calls": call_delta})
+                yield sse(_usage_null(doc, include_usage))
+            calls_sent += len(chunk.tool_calls)
             if chunk.result is not None:
                 r = chunk.result
                 doc = proto.chat_chunk(cid, created, job.alias, {}, proto.FINISH.get(r.finish_reason, "stop"))

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from cgstudio.cli.options import emit_json, json_option, load_options, model_option, settings_from
-from cgstudio.cli.progress import make_progress
+from cgstudio.cli.progress import EvalProgress, make_progress
 from cgstudio.core.errors import UsageError
 from cgstudio.evaluation.backends import Backend, open_local_backend
 from cgstudio.evaluation.datasets import TASK_SETS
@@ -237,20 +237,25 @@ def run_command(
     }
     started_at = datetime.now(UTC)
     seed = opts.get("seed__opt")
-    run = EvalJob(
-        task, chosen, temperature, samples, seed, workers, timeout_s, parallel, make_progress, _note
-    )
-    if canonical:
-        summary, records = run.canonical(selection)
-    else:
-        if base_url and remote_backend == "openai":
-            backend = _engine_backend(model, base_url, api_key, family, opts)
+    # The display exists from here: the model load and the first completion are its first phases.
+    progress = make_progress(task, cold_start=not canonical)
+    run = EvalJob(task, chosen, temperature, samples, seed, workers, timeout_s, parallel, progress, _note)
+    try:
+        if canonical:
+            summary, records = run.canonical(selection)
         else:
-            backend = _open_backend(model, base_url, api_key, parallel, opts, guard_set)
-        try:
-            summary, records = run.with_model(backend, completion_style, cache_dir, cached_only, selection)
-        finally:
-            backend.close()
+            if base_url and remote_backend == "openai":
+                backend = _engine_backend(model, base_url, api_key, family, opts)
+            else:
+                backend = _open_backend(model, base_url, api_key, parallel, opts, guard_set, progress)
+            try:
+                summary, records = run.with_model(
+                    backend, completion_style, cache_dir, cached_only, selection
+                )
+            finally:
+                backend.close()
+    finally:
+        progress.stop()
     out = out_dir or default_out_dir(task, summary["model"], started_at)
     summary["report"] = str(out / "report.md")
     summary["started_at"] = started_at.isoformat(timespec="seconds")
@@ -277,6 +282,7 @@ def _open_backend(
     parallel: int,
     opts: dict[str, Any],
     guard_set: str = "paper",
+    progress: EvalProgress | None = None,
 ) -> Backend:
     variant = opts.get("variant") or "auto"
     if base_url:
@@ -287,6 +293,8 @@ def _open_backend(
     resolved = resolve(model, configured=settings.model)
     if resolved.notice:
         click.echo(f"note: {resolved.notice}", err=True)
+    if progress is not None:
+        progress.phase(f"loading {resolved.alias}")
     return open_local_backend(resolved.path, resolved.alias, settings, parallel, guard_set)
 
 

@@ -22,6 +22,8 @@ PageFactory = Callable[..., Any]  # the open_studio fixture (conftest.py)
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "playground"
 DOCS_IMG = REPO / "docs" / "img"
+# Read at import: the autouse isolation fixture (tests/conftest.py) removes CGSTUDIO_* variables.
+UPDATE_DOCS = os.environ.get("CGSTUDIO_UPDATE_DOCS") == "1"
 CURSOR_MARK = '(0.0 for an empty sequence)."""\n    '  # inside mean(): the body's first line
 LOAD_LABELS = [
     "Context length",
@@ -46,7 +48,7 @@ def shot(page: Any, name: str, docs: str | None = None) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
-    if docs and os.environ.get("CGSTUDIO_UPDATE_DOCS") == "1":
+    if docs and UPDATE_DOCS:
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_IMG / f"{docs}.png")
     return path

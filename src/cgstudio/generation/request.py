@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cgstudio.core.prompt import ChatMessage, ContextFile
-from cgstudio.families.foreign_fim import ForeignFim, parse_foreign_fim
 from cgstudio.core.tools import ToolChoice, ToolSpec
+from cgstudio.families.foreign_fim import ForeignFim, parse_foreign_fim
 
 RequestMode = Literal["fim", "plain", "raw", "chat", "infill", "generate"]
 # What a request needs of a model, for routing: FIM tokens, a chat format, or plain continuation.

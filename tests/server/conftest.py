@@ -19,13 +19,15 @@ from cgstudio.testing.loopback import serve_app
 
 @pytest.fixture(scope="session")
 def live_server() -> LiveFactory:
-    """``with live_server({"alias": path}, n_ctx=..., delay_s=..., **ServerSettings fields) as live:``"""
+    """``with live_server({"alias": path}, n_ctx=..., n_parallel=..., delay_s=..., **ServerSettings fields)
+    as live:``"""
 
     @contextlib.contextmanager
     def start(
         models: dict[str, Path],
         *,
         n_ctx: int = 1024,
+        n_parallel: int = 1,
         delay_s: float | None = None,
         fail: BaseException | None = None,
         **config: Any,
@@ -37,7 +39,7 @@ def live_server() -> LiveFactory:
 
         cfg = ServerSettings(
             models=[ModelSpec(alias=a, path=p) for a, p in models.items()],
-            settings=isolated_settings(n_ctx=n_ctx, n_threads=2),
+            settings=isolated_settings(n_ctx=n_ctx, n_threads=2, n_parallel=n_parallel),
             **config,
         )
         app = create_app(cfg, loader=loader)

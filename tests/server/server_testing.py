@@ -96,6 +96,16 @@ class TestEngine(Engine):
         )
         return TokenStream(self._slow(request, stats), stats)
 
+    @property
+    def max_choices(self) -> int:
+        return self.inner.max_choices
+
+    def stream_choices(self, request: DecodeRequest) -> list[TokenStream]:
+        if self.delay_s is not None or self.fail is not None:
+            return Engine.stream_choices(self, request)  # one scripted stream per choice
+        self.requests.append(list(request.tokens))
+        return self.inner.stream_choices(request)
+
     def _slow(self, request: DecodeRequest, stats: DecodeStats) -> Iterator[int]:
         self.counters.evaluated_tokens += len(request.tokens)
         for i in range(request.max_tokens):

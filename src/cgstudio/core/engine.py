@@ -10,8 +10,10 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+
+from cgstudio.core.errors import InvalidInputError
 
 
 class TokenKind(StrEnum):
@@ -107,6 +109,15 @@ class DecodeRequest:
     # A GBNF grammar (root rule "root") every sampled token must fit; None: unconstrained. Engines
     # that cannot constrain refuse it (UnsupportedModeError) rather than ignore it.
     grammar: str | None = None
+    # Choices: n sequences decoded from one evaluation of ``tokens`` (``Engine.stream_choices``),
+    # each sampled on its own (choice i's seed is ``seed + i``, or its own random seed).
+    n: int = 1
+
+    def for_choice(self, index: int) -> DecodeRequest:
+        """Choice ``index``'s own request: one sequence, with its own sampler seed."""
+        seed = self.sampler.seed
+        sampler = self.sampler if seed is None else replace(self.sampler, seed=(seed + index) & 0xFFFFFFFF)
+        return replace(self, n=1, sampler=sampler)
 
 
 @dataclass
@@ -123,9 +134,17 @@ class DecodeStats:
     n_drafted: int = 0  # speculative tokens proposed
     n_accepted: int = 0  # speculative tokens the model confirmed
     queued_s: float = 0.0  # time waiting for a free sequence slot
+    n_shared: int = 0  # prompt tokens this choice took from choice 0's evaluation (KV copied, n > 1)
 
 
 Piece = int | bytes
+MAX_CHOICES = 16  # choices an engine without its own bound runs as separate requests
+
+
+def check_choices(n: int, most: int) -> None:
+    """Refuse ``n`` choices when the engine decodes at most ``most`` (the pipeline asks for fewer)."""
+    if not 1 <= n <= most:
+        raise InvalidInputError(f"n={n} choices asked for; this engine decodes 1 to {most} at once")
 
 
 class TokenStream(Iterator[Piece]):
@@ -181,6 +200,34 @@ class Engine(ABC):
     @abstractmethod
     def stream(self, request: DecodeRequest) -> TokenStream:
         """Decode ``request``; never exceeds the context (finish 'context')."""
+
+    @property
+    def max_choices(self) -> int:
+        """The most choices ``stream_choices`` decodes for one request (``DecodeRequest.n``)."""
+        return MAX_CHOICES
+
+    @property
+    def shares_prompt(self) -> bool:
+        """True when ``stream_choices`` evaluates the prompt once for all its choices."""
+        return False
+
+    def stream_choices(self, request: DecodeRequest) -> list[TokenStream]:
+        """``request.n`` token streams, choice i at index i, all decoding at once.
+
+        This default runs one request per choice (``for_choice``), so the prompt is evaluated n
+        times; engines that copy one evaluated prompt to n sequences override it (``shares_prompt``).
+        An ``n`` above ``max_choices`` is refused here, before anything is decoded.
+        """
+        check_choices(request.n, self.max_choices)
+        streams: list[TokenStream] = []
+        try:
+            for i in range(request.n):
+                streams.append(self.stream(request.for_choice(i)))
+        except BaseException:
+            for s in streams:
+                s.close()
+            raise
+        return streams
 
     @property
     def exact_token_counts(self) -> bool:

@@ -153,6 +153,13 @@ class SamplingParams(_Strict):
         None, description="Prompt-lookup speculation for this request; unset = the load profile's choice."
     )
     cache_prompt: bool = Field(True, description="Reuse the KV cache of earlier prompts (false = cold).")
+    n: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Choices from one prompt evaluation (OpenAI n, llama.cpp n_cmpl); at most the "
+        "engine's sequences (--parallel), fewer with an n_reduced warning.",
+    )
 
     @field_validator("stop")
     @classmethod

@@ -12,6 +12,7 @@ from cgstudio.core.engine import (
     ModelInfo,
     TokenKind,
     TokenStream,
+    check_choices,
 )
 from cgstudio.families import gemma
 
@@ -20,10 +21,28 @@ BOS = 2
 
 
 class FakeEngine(Engine):
-    """Token ids 0..2 are pad/eos/bos (Gemma spellings); ids from 10 are the scripted output pieces."""
+    """Token ids 0..2 are pad/eos/bos (Gemma spellings); ids from 10 are the scripted output pieces.
 
-    def __init__(self, pieces: list[bytes], *, end_with_eos: bool = True, n_ctx: int = 4096) -> None:
-        self.pieces = pieces
+    ``choices`` scripts choices 1, 2, ... of ``stream_choices`` (choice 0, and any choice without
+    a script, says ``pieces``); like llama.cpp's engine it evaluates the prompt once for all.
+    """
+
+    def __init__(
+        self,
+        pieces: list[bytes],
+        *,
+        end_with_eos: bool = True,
+        n_ctx: int = 4096,
+        choices: list[list[bytes]] | None = None,
+        max_choices: int = 4,
+    ) -> None:
+        self.pieces = list(pieces)
+        self._scripts = [list(range(10, 10 + len(pieces)))]
+        for script in choices or []:
+            start = 10 + len(self.pieces)
+            self.pieces.extend(script)
+            self._scripts.append(list(range(start, start + len(script))))
+        self._max_choices = max_choices
         self.end_with_eos = end_with_eos
         self.n_ctx = n_ctx
         self.counters = EngineCounters()
@@ -47,7 +66,7 @@ class FakeEngine(Engine):
             eot_id=None,
             add_bos=True,
             add_space_prefix=False,
-            n_vocab=10 + len(pieces),
+            n_vocab=10 + len(self.pieces),
             special_tokens={gemma.PAD: 0, gemma.EOS: EOS, gemma.BOS: BOS},
             special_kinds={0: TokenKind.CONTROL, EOS: TokenKind.CONTROL, BOS: TokenKind.CONTROL},
         )
@@ -67,13 +86,34 @@ class FakeEngine(Engine):
 
     def stream(self, request: DecodeRequest) -> TokenStream:
         self.requests.append(request)
+        return self._stream(request, self._scripts[0], evaluate=True)
+
+    @property
+    def max_choices(self) -> int:
+        return self._max_choices
+
+    @property
+    def shares_prompt(self) -> bool:
+        return True
+
+    def stream_choices(self, request: DecodeRequest) -> list[TokenStream]:
+        check_choices(request.n, self.max_choices)
+        scripts = [self._scripts[i] if i < len(self._scripts) else self._scripts[0] for i in range(request.n)]
+        return [self._stream(request, script, evaluate=i == 0) for i, script in enumerate(scripts)]
+
+    def _stream(self, request: DecodeRequest, script: list[int], *, evaluate: bool) -> TokenStream:
+        n = len(request.tokens)
         stats = DecodeStats(
-            n_prompt=len(request.tokens), n_prompt_evaluated=len(request.tokens), prompt_eval_s=0.001
+            n_prompt=n,
+            n_prompt_evaluated=n if evaluate else 0,
+            n_shared=0 if evaluate else n,
+            prompt_eval_s=0.001,
         )
 
         def gen() -> Iterator[int]:
-            self.counters.evaluated_tokens += len(request.tokens)
-            for i in range(len(self.pieces)):
+            if evaluate:
+                self.counters.evaluated_tokens += n
+            for tok in script:
                 if request.cancel is not None and request.cancel.is_set():
                     stats.finish = "cancelled"
                     return
@@ -82,7 +122,7 @@ class FakeEngine(Engine):
                     return
                 stats.n_generated += 1
                 self.counters.generated_tokens += 1
-                yield 10 + i
+                yield tok
             stats.finish = "stop_token" if self.end_with_eos else "max_tokens"
             stats.stop_token = EOS if self.end_with_eos else None
 

@@ -4,6 +4,10 @@ engine tokens -> UTF-8-safe text -> stop strings (held back) -> FIM rules -> rep
 -> ``Chunk``s, and a final ``Result`` with finish reason, warnings, usage and timings.
 Text a FIM rule may still cut is held back too (``FimRules.settled``), so the chunks' texts add
 up to the final ``Result.text`` (unless the repetition guard cuts a loop already streamed).
+
+Choices (``SamplingParams.n`` > 1): the engine decodes n sequences from one prompt evaluation
+(``Engine.stream_choices``); each goes through its own stop strings, FIM rules and guards, its
+chunks carry its ``index``, and the last chunk holds every choice's ``Result`` in ``results``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from cgstudio.core.engine import DecodeRequest, Engine, SamplerConfig
+from cgstudio.core.engine import DecodeRequest, Engine, SamplerConfig, TokenStream
 from cgstudio.core.prompt import GuardWarning, Prompt
 from cgstudio.core.settings import GuardSettings, SamplingParams
 from cgstudio.core.tools import ToolCall
@@ -49,12 +53,22 @@ class Result:
 
 @dataclass
 class Chunk:
-    """A piece of streamed text; the last chunk has ``result`` set (and maybe empty text)."""
+    """A piece of streamed text; the last chunk has ``result`` set (and maybe empty text).
+
+    With n choices, ``index`` says whose text it is; the last chunk's ``result`` is choice 0's and
+    ``results`` holds each choice's, by index (for one choice it is empty: ``choices`` covers both)."""
 
     text: str
     result: Result | None = None
+    index: int = 0
+    results: list[Result] = field(default_factory=list)
     stats: dict[str, float | int | None] = field(default_factory=dict)
     tool_calls: list[ToolCall] = field(default_factory=list)  # calls completed in this chunk
+
+    @property
+    def choices(self) -> list[Result]:
+        """Every choice's result (the last chunk), else []."""
+        return self.results or ([self.result] if self.result is not None else [])
 
 
 @dataclass
@@ -92,6 +106,7 @@ def run(
 ) -> Iterator[Chunk]:
     t_start = time.perf_counter()
     max_tokens = min(sampling.max_tokens, prompt.max_tokens or sampling.max_tokens)
+    n = min(sampling.n, engine.max_choices)
     request = DecodeRequest(
         tokens=prompt.tokens,
         max_tokens=max_tokens,
@@ -103,10 +118,50 @@ def run(
         speculative=sampling.speculative,
         cache=sampling.cache_prompt,
         grammar=prompt.grammar,
+        n=n,
     )
     # The request's stop strings are checked before any decoding (the server checks them at parse).
-    stops = StopMatcher([*prompt.stop_strings, *check_stop_strings(sampling.stop)])
-    stream = engine.stream(request)
+    stop_strings = [*prompt.stop_strings, *check_stop_strings(sampling.stop)]
+    if n == 1 and sampling.n == 1:
+        yield from _choice(
+            engine, prompt, engine.stream(request), StopMatcher(stop_strings), guards, ctx, t_start
+        )
+        return
+    streams = engine.stream_choices(request)
+    runs = [_choice(engine, prompt, s, StopMatcher(stop_strings), guards, ctx, t_start) for s in streams]
+    results: list[Result | None] = [None] * n
+    try:
+        while live := [i for i in range(n) if results[i] is None]:
+            for i in live:  # round robin: every choice decodes at once, so none waits long
+                chunk = next(runs[i])
+                if chunk.text:
+                    yield Chunk(chunk.text, index=i, tool_calls=chunk.tool_calls)
+                results[i] = chunk.result
+    finally:
+        for stream in streams:
+            stream.close()
+    done = [r for r in results if r is not None]
+    if n < sampling.n:
+        done[0].warnings.append(
+            GuardWarning(
+                "n_reduced",
+                f"asked for {sampling.n} choices; this model decodes {n} sequence(s) at once, so {n} "
+                f"came back. Start the server with --parallel {sampling.n} for {sampling.n}.",
+            )
+        )
+    yield Chunk("", result=done[0], results=done)
+
+
+def _choice(
+    engine: Engine,
+    prompt: Prompt,
+    stream: TokenStream,
+    stops: StopMatcher,
+    guards: GuardSettings,
+    ctx: RunContext,
+    t_start: float,
+) -> Iterator[Chunk]:
+    """One choice's chunks from its token stream; the last one has its ``Result``."""
     protected = ctx.protected_ids
     markup = prompt.tools.markup_ids if prompt.tools is not None else frozenset()  # for the tool-call parser
     utf8 = Utf8Stream()
@@ -231,6 +286,26 @@ def run(
         mode=prompt.mode,
     )
     yield Chunk("", result=result)
+
+
+def distinct(results: list[Result]) -> list[Result]:
+    """The choices whose text no earlier choice has: identical suggestions are shown once.
+
+    When some are dropped, the first kept result gets a ``duplicates_dropped`` warning. At
+    temperature 0 every choice decodes the same tokens, so n choices come back as one."""
+    kept: list[Result] = []
+    for r in results:
+        if all(r.text != k.text for k in kept):
+            kept.append(r)
+    if len(kept) < len(results):
+        kept[0].warnings.append(
+            GuardWarning(
+                "duplicates_dropped",
+                f"{len(results) - len(kept)} of {len(results)} choices repeated an earlier one's text and "
+                "were dropped; raise the temperature for more varied choices.",
+            )
+        )
+    return kept
 
 
 def cancelled_run(mode: str) -> Iterator[Chunk]:

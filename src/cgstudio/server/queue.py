@@ -154,6 +154,7 @@ class Job:
         self.prompt_tokens: int | None = None  # known once the prompt is built
         self.load_s = 0.0
         self.result: Result | None = None
+        self.results: list[Result] = []  # every choice's result (n > 1); result is the first's
         self.first: Chunk | None = None
         self.finished = False  # the consumer saw the end
         self.driver: asyncio.Task[None] | None = None
@@ -393,12 +394,11 @@ class Runner:
                     job.enter("generating")
                 if chunk.result is not None:
                     chunk.result.warnings[:0] = job.notices
-                    if job.cancel_reason:
-                        chunk.result.warnings.append(
-                            GuardWarning(job.cancel_reason, CANCEL_MESSAGES[job.cancel_reason])
-                        )
-                        chunk.result.finish_reason = "cancelled"
-                    job.result = chunk.result
+                    if reason := job.cancel_reason:
+                        for r in chunk.choices:  # every choice of an n > 1 run
+                            r.warnings.append(GuardWarning(reason, CANCEL_MESSAGES[reason]))
+                            r.finish_reason = "cancelled"
+                    job.result, job.results = chunk.result, chunk.choices
                 put(chunk)
         except BaseException as exc:
             put(_Failure(exc))
@@ -415,6 +415,7 @@ class Runner:
             timings=Timings(None, None, None, job.elapsed_s()),
             mode=job.spec.mode,
         )
+        job.results = [job.result]
         emit = put or job.queue.put_nowait
         emit(Chunk("", result=job.result))
         if put is None:

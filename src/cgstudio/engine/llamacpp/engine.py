@@ -75,5 +75,17 @@ class LlamaCppEngine(Engine):
     def stream(self, request: DecodeRequest) -> TokenStream:
         return self._scheduler.submit(request)
 
+    @property
+    def max_choices(self) -> int:
+        return self._scheduler.max_choices  # one sequence slot per choice (--parallel)
+
+    @property
+    def shares_prompt(self) -> bool:
+        return True
+
+    def stream_choices(self, request: DecodeRequest) -> list[TokenStream]:
+        """One prompt evaluation, its KV cells shared by ``request.n`` sequences (see scheduler)."""
+        return self._scheduler.submit_choices(request)
+
     def close(self) -> None:
         _release(self._scheduler)

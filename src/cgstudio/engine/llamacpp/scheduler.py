@@ -12,6 +12,11 @@ positions, which is approximate), and this module applies that plan with ``llama
 
 Speculation: ``speculative`` proposes prompt-lookup drafts, verified here in the same batch
 as the pending token; rejected drafts leave the cache after the step.
+
+Choices (``DecodeRequest.n`` > 1, ``submit_choices``) wait, FIFO, until n slots are free. Choice 0
+evaluates the prompt; when its last token is decoded its KV cells are shared with the other
+choices' sequences (``llama_memory_seq_cp``; the pool is unified) and each samples its own first
+token from the same logits. n choices cost one prompt evaluation; n <= the slot count.
 """
 
 from __future__ import annotations
@@ -20,40 +25,29 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import replace
 
 import llama_cpp as lc
 
-from cgstudio.core.engine import DecodeRequest, DecodeStats, EngineCounters, TokenStream
+from cgstudio.core.engine import (
+    DecodeRequest,
+    DecodeStats,
+    EngineCounters,
+    TokenStream,
+    check_choices,
+)
 from cgstudio.core.errors import CGStudioError, ContextOverflowError, SettingsError
 from cgstudio.engine.llamacpp import speculative as spec
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle, llama_log_tail
 from cgstudio.engine.llamacpp.kvcache import Slot, choose_slot, cold_plan, plan_reuse
 from cgstudio.engine.llamacpp.sampler import SamplerChain as _Sampler
+from cgstudio.engine.llamacpp.sequence import Seq, SeqStream, put_token
 
 _END = object()
 
 
 class DecodeError(CGStudioError):
     code = "decode_failed"
-
-
-@dataclass
-class _Seq:
-    req: DecodeRequest
-    stats: DecodeStats
-    out: queue.SimpleQueue[object]
-    closed: threading.Event
-    t_submit: float
-    slot: Slot | None = None
-    sampler: _Sampler | None = None
-    todo: list[tuple[int, int]] = field(default_factory=list)  # prompt (token, position) left to evaluate
-    t_prefill: float = 0.0
-    pending: int | None = None  # sampled, emitted, not yet in the KV cache
-    draft: list[int] = field(default_factory=list)
-    speculate: bool = False
-    history: list[int] = field(default_factory=list)  # prompt + output, for n-gram lookup
 
 
 class Scheduler:
@@ -77,8 +71,8 @@ class Scheduler:
         self.speculative = speculative
         self._slots = [Slot(seq_id=i) for i in range(n_parallel)]
         self._scratch = n_parallel  # the context has one extra sequence id for _fill_gap
-        self._pending: list[_Seq] = []
-        self._active: list[_Seq] = []
+        self._pending: list[Seq] = []
+        self._active: list[Seq] = []
         self._cv = threading.Condition()
         self._stop = False
         # llama_decode asserts (aborts the process) on a batch larger than the context's n_batch, so
@@ -98,6 +92,11 @@ class Scheduler:
     def n_ctx(self) -> int:
         return self.n_ctx_seq
 
+    @property
+    def max_choices(self) -> int:
+        """Choices of one request decoded at once: one slot each."""
+        return len(self._slots)
+
     def close(self) -> None:
         with self._cv:
             self._stop = True
@@ -110,21 +109,37 @@ class Scheduler:
 
     # -- public -------------------------------------------------------------------------------
     def submit(self, request: DecodeRequest) -> TokenStream:
+        return self.submit_choices(replace(request, n=1))[0]
+
+    def submit_choices(self, request: DecodeRequest) -> list[TokenStream]:
+        """One stream per choice (``request.n``); the prompt is evaluated once for all of them."""
         if not request.tokens:
             raise DecodeError("empty prompt: nothing to decode")
         if len(request.tokens) >= self.n_ctx_seq:
             raise ContextOverflowError(len(request.tokens), self.n_ctx_seq)
+        check_choices(request.n, self.max_choices)
         if self._stop:
             raise DecodeError("the engine is closed")
-        stats = DecodeStats(n_prompt=len(request.tokens))
-        seq = _Seq(request, stats, queue.SimpleQueue(), threading.Event(), time.perf_counter())
+        t, n = time.perf_counter(), len(request.tokens)
+        reqs = [request] if request.n == 1 else [request.for_choice(i) for i in range(request.n)]
+        seqs = [Seq(r, DecodeStats(n_prompt=n), queue.SimpleQueue(), threading.Event(), t) for r in reqs]
+        leader = seqs[0]
+        leader.followers = seqs[1:]
+        for f in leader.followers:
+            f.leader = leader
         with self._cv:
-            self._pending.append(seq)
+            self._pending.append(leader)
             self.counters.queued_requests = len(self._pending)
             self._cv.notify_all()
-        return TokenStream(self._consume(seq), stats)
+        return [SeqStream(self._consume(s), s, self._release) for s in seqs]
 
-    def _consume(self, seq: _Seq) -> Iterator[int]:
+    def _release(self, seq: Seq) -> None:
+        """The consumer stopped (done, stop string, disconnect): free the slot next step."""
+        seq.closed.set()
+        with self._cv:
+            self._cv.notify_all()
+
+    def _consume(self, seq: Seq) -> Iterator[int]:
         try:
             while True:
                 item = seq.out.get()
@@ -134,10 +149,7 @@ class Scheduler:
                     raise item
                 yield item  # type: ignore[misc]
         finally:
-            # The consumer stopped (done, stop string, disconnect): free the slot next step.
-            seq.closed.set()
-            with self._cv:
-                self._cv.notify_all()
+            self._release(seq)
 
     # -- the loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -157,38 +169,52 @@ class Scheduler:
                     self._fail(seq, exc)
 
     def _admit(self) -> None:
-        """Move queued requests into free slots (FIFO), choosing the slot with the longest cached match."""
+        """Move queued requests into free slots (FIFO), choosing the slot with the longest cached match.
+
+        A request with followers (choices) waits until it and each follower have a slot."""
         while self._pending:
             free = [s for s in self._slots if not s.busy]
-            if not free:
+            seq = self._pending[0]
+            if len(free) < 1 + len(seq.followers):
                 break
-            seq = self._pending.pop(0)
+            self._pending.pop(0)
             if seq.closed.is_set() or self._cancelled(seq):
-                self._finish(seq, "cancelled")
+                self._finish(seq, "cancelled")  # and its followers
                 continue
             slot = choose_slot(free, seq.req.tokens)
-            slot.busy = True
-            seq.slot = slot
-            seq.stats.queued_s = time.perf_counter() - seq.t_submit
+            # Followers' caches are replaced by the prompt: take the least recently used slots.
+            spare = sorted((s for s in free if s is not slot), key=lambda s: s.last_used)
+            queued_s = time.perf_counter() - seq.t_submit
+            for member, member_slot in zip([seq, *seq.followers], [slot, *spare], strict=False):
+                member_slot.busy = True
+                member.slot = member_slot
+                member.stats.queued_s = queued_s
             try:
                 self._prepare(seq, slot)
+                for f in seq.followers:
+                    self._start_sampling(f)
             except Exception as exc:
-                self._fail(seq, exc)
+                self._fail(seq, exc)  # and its followers
                 continue
-            self._active.append(seq)
+            self._active.extend([seq, *seq.followers])
         self.counters.queued_requests = len(self._pending)
         self.counters.active_sequences = len(self._active)
 
-    def _prepare(self, seq: _Seq, slot: Slot) -> None:
+    def _prepare(self, seq: Seq, slot: Slot) -> None:
         req = seq.req
-        seq.sampler = _Sampler(req.sampler, self.model.vocab, req.grammar)
-        if req.sampler.repeat_penalty != 1.0:
-            seq.sampler.accept(req.tokens[-req.sampler.repeat_last_n :])
+        self._start_sampling(seq)
         reuse_min = self.reuse_min if req.reuse_min is None else req.reuse_min
         if not req.cache:
             self._clear(slot)
         seq.todo = self._reuse(slot, req.tokens, reuse_min, seq.stats)
         seq.t_prefill = time.perf_counter()
+
+    def _start_sampling(self, seq: Seq) -> None:
+        """The sequence's sampler chain (it has seen the prompt), speculation state and history."""
+        req = seq.req
+        seq.sampler = _Sampler(req.sampler, self.model.vocab, req.grammar)
+        if req.sampler.repeat_penalty != 1.0:
+            seq.sampler.accept(req.tokens[-req.sampler.repeat_last_n :])
         seq.speculate = spec.starts_speculating(self.speculative, req.speculative)
         seq.history = list(req.tokens)
 
@@ -251,7 +277,7 @@ class Scheduler:
         lc.llama_memory_seq_rm(self.context.memory, slot.seq_id, -1, -1)
         slot.tokens = []
 
-    def _cancelled(self, seq: _Seq) -> bool:
+    def _cancelled(self, seq: Seq) -> bool:
         return seq.req.cancel is not None and seq.req.cancel.is_set()
 
     def _step(self) -> None:
@@ -263,7 +289,7 @@ class Scheduler:
             return
         b = self._batch
         n = 0
-        rows: list[tuple[_Seq, int, int]] = []  # (seq, first batch index, number of logit rows)
+        rows: list[tuple[Seq, int, int]] = []  # (seq, first batch index, number of logit rows)
         budget = self._batch_cap
         generating = [s for s in self._active if s.pending is not None]
         # Drafts never take the last free row from a prompt waiting to be evaluated.
@@ -306,11 +332,33 @@ class Scheduler:
             raise DecodeError(f"llama_decode failed (code {rc}): {llama_log_tail() or 'no detail'}")
         now = time.perf_counter()
         for seq, idx, n_rows in rows:
+            shared: list[Seq] = []
             if seq.pending is None:  # end of prefill
                 seq.stats.prompt_eval_s = now - seq.t_prefill
+                shared = self._share_prompt(seq)
             self._sample(seq, idx, n_rows)
+            for f in shared:  # each choice samples its first token from the same logits
+                self._sample(f, idx, 1)
 
-    def _sample(self, seq: _Seq, idx: int, n_rows: int) -> None:
+    def _share_prompt(self, seq: Seq) -> list[Seq]:
+        """Give ``seq``'s evaluated prompt to its waiting followers; return those still running."""
+        assert seq.slot is not None
+        mem, src = self.context.memory, seq.slot.seq_id
+        shared: list[Seq] = []
+        for f in seq.followers:
+            f.leader = None
+            if f.slot is None:  # its consumer left while it waited
+                continue
+            lc.llama_memory_seq_rm(mem, f.slot.seq_id, -1, -1)
+            lc.llama_memory_seq_cp(mem, src, f.slot.seq_id, -1, -1)
+            f.slot.tokens = list(seq.slot.tokens)
+            f.stats.n_shared = len(seq.req.tokens)
+            f.stats.prompt_eval_s = seq.stats.prompt_eval_s
+            shared.append(f)
+        seq.followers = []
+        return shared
+
+    def _sample(self, seq: Seq, idx: int, n_rows: int) -> None:
         assert seq.sampler is not None and seq.slot is not None
         slot = seq.slot  # _emit may finish the sequence and release it
         drafted = seq.draft if seq.pending is not None else []
@@ -337,7 +385,7 @@ class Scheduler:
                 seq.speculate = False
         seq.draft = []
 
-    def _emit(self, seq: _Seq, tok: int) -> bool:
+    def _emit(self, seq: Seq, tok: int) -> bool:
         """Hand one sampled token to the consumer; False when the sequence ended."""
         assert seq.slot is not None
         st = seq.stats
@@ -359,7 +407,12 @@ class Scheduler:
         seq.pending = tok
         return True
 
-    def _finish(self, seq: _Seq, reason: str) -> None:
+    def _finish(self, seq: Seq, reason: str) -> None:
+        for f in seq.followers:  # ended before its prompt was shared: its followers end too
+            if f.leader is seq:
+                f.leader = None
+                self._finish(f, reason)
+        seq.followers = []
         if seq.stats.finish is None:
             seq.stats.finish = reason
         if seq.sampler is not None:
@@ -378,18 +431,14 @@ class Scheduler:
         seq.pending = None
         seq.out.put(_END)
 
-    def _fail(self, seq: _Seq, exc: BaseException) -> None:
+    def _fail(self, seq: Seq, exc: BaseException) -> None:
+        if seq.stats.finish is not None:  # already ended (a follower its leader failed)
+            return
         if seq.slot is not None:
             self._clear(seq.slot)
-        seq.stats.finish = "error"
-        seq.out.put(exc if isinstance(exc, CGStudioError) else DecodeError(str(exc)))
+        err = exc if isinstance(exc, CGStudioError) else DecodeError(str(exc))
+        for s in [seq, *(f for f in seq.followers if f.leader is seq)]:  # _finish ends the followers
+            s.stats.finish = "error"
+            s.out.put(err)
         seq.todo = []
         self._finish(seq, "error")
-
-
-def put_token(b: Any, i: int, tok: int, pos: int, seq_id: int, logits: bool) -> None:
-    b.token[i] = tok
-    b.pos[i] = pos
-    b.n_seq_id[i] = 1
-    b.seq_id[i][0] = seq_id
-    b.logits[i] = logits

@@ -8,7 +8,9 @@ n_predict (or ``max_tokens``, as Twinny sends it; n_predict wins, as in llama-se
 model has is ignored, as llama-server ignores it (``model_substituted`` warning). ``n_indent`` and
 ``t_max_predict_ms`` stop generation as llama.cpp does; ``cache_prompt`` is always on (the
 engine reuses the longest common prefix); ``t_max_prompt_ms`` and ``samplers`` are accepted and
-ignored (the sampler order is fixed).
+ignored (the sampler order is fixed). ``n_cmpl`` (llama.vscode sends 3) asks for several
+suggestions decoded from one prompt evaluation; with more than one the answer is a list of
+result objects, each with its ``index``, as llama-server answers, without repeated texts.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ class _LlamaSampling(WithGuards):
         None, description="Only these fields; 'a/b' lifts a nested field to the top as 'a/b'."
     )
     n_probs: int | None = Field(None, ge=0, description="Not supported (must be 0).")
+    n_cmpl: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Suggestions from one prompt evaluation, at most the server's --parallel (fewer: "
+        "n_reduced warning). More than one: the answer is a list, repeated texts dropped.",
+    )
 
     @property
     def predict(self) -> int | None:
@@ -83,6 +92,7 @@ class _LlamaSampling(WithGuards):
             "repeat_last_n": self.repeat_last_n,
             "stop": clean_stop(self.stop),
             "seed": clean_seed(self.seed),
+            "n": self.n_cmpl,
         }
 
     def check_common(self) -> None:
@@ -211,6 +221,22 @@ class LineLimits:
             self._line = nl + 1
 
 
+class ChoiceLimits:
+    """A ``LineLimits`` per choice; ``stopped`` once every one of the ``n`` choices asked for stopped."""
+
+    def __init__(self, n_indent: int, t_max_predict_ms: int | None, n: int) -> None:
+        self._args = (n_indent, t_max_predict_ms)
+        self._n = n
+        self._limits: dict[int, LineLimits] = {}
+
+    def of(self, index: int) -> LineLimits:
+        return self._limits.setdefault(index, LineLimits(*self._args))
+
+    @property
+    def stopped(self) -> bool:
+        return len(self._limits) >= self._n and all(lim.stopped for lim in self._limits.values())
+
+
 def final_doc(
     model: str,
     content: str,
@@ -219,12 +245,13 @@ def final_doc(
     *,
     limited: bool,
     generation_settings: dict[str, Any],
+    index: int = 0,
 ) -> dict[str, Any]:
     t = result.timings
     gen_s = max(0.0, t.total_s - t.prompt_eval_s)
     n_pred = result.usage.completion_tokens
     return {
-        "index": 0,
+        "index": index,
         "content": content,
         "tokens": [],
         "id_slot": 0,
@@ -255,8 +282,8 @@ def final_doc(
     }
 
 
-def partial_doc(content: str) -> dict[str, Any]:
-    return {"index": 0, "content": content, "tokens": [], "stop": False, "id_slot": 0}
+def partial_doc(content: str, index: int = 0) -> dict[str, Any]:
+    return {"index": index, "content": content, "tokens": [], "stop": False, "id_slot": 0}
 
 
 def select_fields(doc: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:

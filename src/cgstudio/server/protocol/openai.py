@@ -1,8 +1,9 @@
 """OpenAI dialect: /v1/completions and /v1/chat/completions requests and response documents.
 
 Extras ride in fields normal clients ignore: ``timings`` and ``warnings``. Unsupported
-options that would change the answer (n > 1, logprobs, echo, best_of > 1, logit_bias)
-are a clear 400; options that do not matter here (user, penalties, store, ...) are ignored.
+options that would change the answer (logprobs, echo, best_of > 1, logit_bias) are a clear 400;
+options that do not matter here (user, penalties, store, ...) are ignored. ``n`` choices are
+decoded together from one prompt evaluation (see ``_Sampling.n``).
 ``tools`` and ``tool_choice``: server/protocol/tools.py.
 ``n_predict`` is honoured as llama-server honours it (it wins over max_tokens; 0 = pre-warm: the
 prompt is evaluated into the cache and the answer is empty). A ``model`` name that no served
@@ -12,6 +13,7 @@ model has is answered by a model that fits the request, with a ``model_substitut
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field
@@ -74,7 +76,14 @@ class _Sampling(WithGuards):
     seed: int | None = Field(None, description="Reproducible sampling; negative = random.")
     stream: bool = Field(False, description="Server-sent events.")
     stream_options: StreamOptions | None = None
-    n: int | None = Field(None, ge=1, le=128, description="Only 1 is supported.")
+    n: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Choices, decoded together from one prompt evaluation: at most the server's "
+        "--parallel (fewer come back with an n_reduced warning). Without stream, choices whose text "
+        "repeats an earlier one are dropped (duplicates_dropped warning).",
+    )
     logit_bias: dict[str, float] | None = Field(None, description="Not supported (must be empty).")
 
     def sampling(self, max_tokens: int | None = None) -> dict[str, Any]:
@@ -90,11 +99,10 @@ class _Sampling(WithGuards):
             "repeat_penalty": self.repeat_penalty,
             "stop": clean_stop(self.stop),
             "seed": clean_seed(self.seed),
+            "n": self.n,
         }
 
     def check_common(self) -> None:
-        if self.n not in (None, 1):
-            raise UnsupportedModeError("n > 1 is not supported: send one request per completion")
         if self.logit_bias:
             raise UnsupportedModeError("logit_bias is not supported; remove it")
 
@@ -211,16 +219,17 @@ def chat_message(m: ChatMessageIn) -> ChatMessage:
     return ChatMessage(role, text, calls, m.tool_call_id if role == "tool" else None, m.name)  # type: ignore[arg-type]
 
 
-def usage_doc(result: Result) -> dict[str, int]:
-    u = result.usage
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-    }
+def usage_doc(result: Result, choices: Sequence[Result] = ()) -> dict[str, int]:
+    """The prompt counted once (n choices share its evaluation), every choice's completion."""
+    prompt = result.usage.prompt_tokens
+    completion = sum(r.usage.completion_tokens for r in choices or [result])
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def completion_doc(cid: str, created: int, model: str, result: Result, load_s: float) -> dict[str, Any]:
+def completion_doc(
+    cid: str, created: int, model: str, result: Result, load_s: float, choices: Sequence[Result] = ()
+) -> dict[str, Any]:
+    """The response; ``choices`` (n > 1) are every choice's result, ``result`` the first's."""
     return {
         "id": cid,
         "object": "text_completion",
@@ -228,31 +237,35 @@ def completion_doc(cid: str, created: int, model: str, result: Result, load_s: f
         "model": model,
         "choices": [
             {
-                "text": result.text,
-                "index": 0,
+                "text": r.text,
+                "index": i,
                 "logprobs": None,
-                "finish_reason": FINISH.get(result.finish_reason, "stop"),
+                "finish_reason": FINISH.get(r.finish_reason, "stop"),
             }
+            for i, r in enumerate(choices or [result])
         ],
-        "usage": usage_doc(result),
+        "usage": usage_doc(result, choices),
         "timings": timings_extra(result, load_s),
         "warnings": warnings_extra(result),
     }
 
 
 def completion_chunk(
-    cid: str, created: int, model: str, text: str, finish: str | None = None
+    cid: str, created: int, model: str, text: str, finish: str | None = None, index: int = 0
 ) -> dict[str, Any]:
     return {
         "id": cid,
         "object": "text_completion",
         "created": created,
         "model": model,
-        "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"text": text, "index": index, "logprobs": None, "finish_reason": finish}],
     }
 
 
-def chat_doc(cid: str, created: int, model: str, result: Result, load_s: float) -> dict[str, Any]:
+def chat_doc(
+    cid: str, created: int, model: str, result: Result, load_s: float, choices: Sequence[Result] = ()
+) -> dict[str, Any]:
+    """The response; ``choices`` (n > 1) are every choice's result, ``result`` the first's."""
     return {
         "id": cid,
         "object": "chat.completion",
@@ -260,27 +273,28 @@ def chat_doc(cid: str, created: int, model: str, result: Result, load_s: float) 
         "model": model,
         "choices": [
             {
-                "index": 0,
-                "message": _message(result),
+                "index": i,
+                "message": _message(r),
                 "logprobs": None,
-                "finish_reason": FINISH.get(result.finish_reason, "stop"),
+                "finish_reason": FINISH.get(r.finish_reason, "stop"),
             }
+            for i, r in enumerate(choices or [result])
         ],
-        "usage": usage_doc(result),
+        "usage": usage_doc(result, choices),
         "timings": timings_extra(result, load_s),
         "warnings": warnings_extra(result),
     }
 
 
 def chat_chunk(
-    cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None
+    cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None, index: int = 0
 ) -> dict[str, Any]:
     return {
         "id": cid,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
 
 

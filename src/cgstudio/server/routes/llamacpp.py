@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from cgstudio.core.errors import InvalidInputError
-from cgstudio.generation.pipeline import Result
+from cgstudio.generation.pipeline import Chunk, distinct
 from cgstudio.generation.request import GenerationRequest
 from cgstudio.server.errors import COMMON_ERRORS, error_payload
 from cgstudio.server.protocol import llamacpp as proto
@@ -40,52 +40,61 @@ async def completion(body: proto.CompletionRequest, request: Request) -> Any:
 async def _generate(request: Request, body: proto._LlamaSampling, spec: GenSpec) -> Any:
     run = runner(request)
     job = await run.start(request, spec)
-    limits = proto.LineLimits(body.n_indent, body.t_max_predict_ms)
+    limits = proto.ChoiceLimits(body.n_indent, body.t_max_predict_ms, body.n_cmpl or 1)
     if body.stream:
         return event_stream(_events(request, job, body, spec, limits))
-    result: Result | None = None
     async with run.watch(request, job):
         async for chunk in run.iterate(job):
-            _feed(job, spec, limits, chunk.text)
-            result = chunk.result or result
-    assert result is not None
-    content = "" if spec.prewarm else limits.text
-    doc = proto.final_doc(
-        job.alias,
-        content,
-        result,
-        job.load_s,
-        limited=limits.stopped,
-        generation_settings=_settings(job, spec),
-    )
-    return proto.select_fields(doc, body.response_fields)
+            _feed(job, spec, limits, chunk)
+    results = job.results
+    assert results
+    limited = [limits.of(i).stopped for i in range(len(results))]
+    for i, r in enumerate(results):
+        r.text = "" if spec.prewarm else limits.of(i).text
+    kept = distinct(results) if len(results) > 1 else results
+    docs = [
+        proto.final_doc(
+            job.alias,
+            r.text,
+            r,
+            job.load_s,
+            limited=limited[next(j for j, x in enumerate(results) if x is r)],
+            generation_settings=_settings(job, spec),
+            index=i,
+        )
+        for i, r in enumerate(kept)
+    ]
+    if len(results) == 1:  # one suggestion: an object; several: a list, as llama-server answers
+        return proto.select_fields(docs[0], body.response_fields)
+    return [proto.select_fields(d, body.response_fields) for d in docs]
 
 
-def _feed(job: Job, spec: GenSpec, limits: proto.LineLimits, text: str) -> str:
-    if spec.prewarm or not text:
+def _feed(job: Job, spec: GenSpec, limits: proto.ChoiceLimits, chunk: Chunk) -> str:
+    if spec.prewarm or not chunk.text:
         return ""
-    kept = limits.feed(text)
+    kept = limits.of(chunk.index).feed(chunk.text)
     if limits.stopped:
         job.stop("limit")
     return kept
 
 
 async def _events(
-    request: Request, job: Job, body: proto._LlamaSampling, spec: GenSpec, limits: proto.LineLimits
+    request: Request, job: Job, body: proto._LlamaSampling, spec: GenSpec, limits: proto.ChoiceLimits
 ) -> AsyncIterator[str]:
     try:
         async for chunk in runner(request).iterate(job):
-            kept = _feed(job, spec, limits, chunk.text)
+            kept = _feed(job, spec, limits, chunk)
             if kept:
-                yield sse(proto.select_fields(proto.partial_doc(kept), body.response_fields))
-            if chunk.result is not None:
+                yield sse(proto.select_fields(proto.partial_doc(kept, chunk.index), body.response_fields))
+            for i, r in enumerate(chunk.choices):  # the end: each choice's final object
                 doc = proto.final_doc(
                     job.alias,
                     "",
-                    chunk.result,
+                    r,
                     job.load_s,
-                    limited=limits.stopped,
+                    limited=limits.of(i).stopped,
                     generation_settings=_settings(job, spec),
+                    index=i,
                 )
                 yield sse(proto.select_fields(doc, body.response_fields))
     except Exception as exc:

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from cgstudio.generation.pipeline import Chunk, distinct
 from cgstudio.server.errors import COMMON_ERRORS, error_payload
 from cgstudio.server.protocol import mistral
 from cgstudio.server.protocol import openai as proto
@@ -48,7 +49,8 @@ async def completions(body: proto.CompletionRequest, request: Request) -> Any:
     if body.stream:
         return event_stream(_completion_events(request, job, cid, created, body.include_usage))
     result = await runner(request).collect(request, job)
-    return proto.completion_doc(cid, created, job.alias, result, job.load_s)
+    choices = distinct(job.results) if len(job.results) > 1 else []
+    return proto.completion_doc(cid, created, job.alias, result, job.load_s, choices)
 
 
 async def _completion_events(
@@ -57,17 +59,15 @@ async def _completion_events(
     try:
         async for chunk in runner(request).iterate(job):
             if chunk.text:
-                yield sse(
-                    _usage_null(proto.completion_chunk(cid, created, job.alias, chunk.text), include_usage)
-                )
+                doc = proto.completion_chunk(cid, created, job.alias, chunk.text, index=chunk.index)
+                yield sse(_usage_null(doc, include_usage))
             if chunk.result is not None:
-                r = chunk.result
-                doc = proto.completion_chunk(
-                    cid, created, job.alias, "", proto.FINISH.get(r.finish_reason, "stop")
-                )
-                yield sse(_usage_null(_extras(doc, r, job), include_usage))
+                for i, r in enumerate(chunk.choices):  # choice 0's carries the extras
+                    finish = proto.FINISH.get(r.finish_reason, "stop")
+                    doc = proto.completion_chunk(cid, created, job.alias, "", finish, index=i)
+                    yield sse(_usage_null(_extras(doc, r, job) if i == 0 else doc, include_usage))
                 if include_usage:
-                    yield sse(_extras({**doc, "choices": [], "usage": proto.usage_doc(r)}, r, job))
+                    yield sse(_usage_chunk(doc, chunk, job))
     except Exception as exc:  # after the headers are sent, errors travel as an event
         yield sse(error_payload(exc))
     yield SSE_DONE
@@ -82,7 +82,8 @@ async def chat_completions(body: proto.ChatRequest, request: Request) -> Any:
     if body.stream:
         return event_stream(_chat_events(request, job, cid, created, body.include_usage))
     result = await runner(request).collect(request, job)
-    return proto.chat_doc(cid, created, job.alias, result, job.load_s)
+    choices = distinct(job.results) if len(job.results) > 1 else []
+    return proto.chat_doc(cid, created, job.alias, result, job.load_s, choices)
 
 
 @router.post(
@@ -108,25 +109,28 @@ async def _chat_events(
             proto.chat_chunk(cid, created, job.alias, {"role": "assistant", "content": ""}), include_usage
         )
     )
+    started = {0}  # choices whose role went out (choice 0's above; the others' with their first text)
     calls_sent = 0  # tool calls streamed so far: the next one's index
     try:
         async for chunk in runner(request).iterate(job):
             if chunk.text:
-                yield sse(
-                    _usage_null(
-                        proto.chat_chunk(cid, created, job.alias, {"content": chunk.text}), include_usage
-                    )
-                )
+                delta = {"content": chunk.text}
+                if chunk.index not in started:
+                    started.add(chunk.index)
+                    delta = {"role": "assistant", **delta}
+                doc = proto.chat_chunk(cid, created, job.alias, delta, index=chunk.index)
+                yield sse(_usage_null(doc, include_usage))
             for call_delta in openai_call_deltas(chunk.tool_calls, calls_sent):
-                doc = proto.chat_chunk(cid, created, job.alias, {"tool_calls": call_delta})
+                doc = proto.chat_chunk(cid, created, job.alias, {"tool_calls": call_delta}, index=chunk.index)
                 yield sse(_usage_null(doc, include_usage))
             calls_sent += len(chunk.tool_calls)
             if chunk.result is not None:
-                r = chunk.result
-                doc = proto.chat_chunk(cid, created, job.alias, {}, proto.FINISH.get(r.finish_reason, "stop"))
-                yield sse(_usage_null(_extras(doc, r, job), include_usage))
+                for i, r in enumerate(chunk.choices):  # choice 0's carries the extras
+                    finish = proto.FINISH.get(r.finish_reason, "stop")
+                    doc = proto.chat_chunk(cid, created, job.alias, {}, finish, index=i)
+                    yield sse(_usage_null(_extras(doc, r, job) if i == 0 else doc, include_usage))
                 if include_usage:
-                    yield sse(_extras({**doc, "choices": [], "usage": proto.usage_doc(r)}, r, job))
+                    yield sse(_usage_chunk(doc, chunk, job))
     except Exception as exc:
         yield sse(error_payload(exc))
     yield SSE_DONE
@@ -134,6 +138,14 @@ async def _chat_events(
 
 def _extras(doc: dict[str, Any], result: Any, job: Job) -> dict[str, Any]:
     return {**doc, "timings": timings_extra(result, job.load_s), "warnings": warnings_extra(result)}
+
+
+def _usage_chunk(doc: dict[str, Any], last: Chunk, job: Job) -> dict[str, Any]:
+    """The usage chunk that ends a stream with include_usage: no choices, every choice counted."""
+    assert last.result is not None
+    return _extras(
+        {**doc, "choices": [], "usage": proto.usage_doc(last.result, last.choices)}, last.result, job
+    )
 
 
 def _usage_null(doc: dict[str, Any], include_usage: bool) -> dict[str, Any]:

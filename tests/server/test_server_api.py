@@ -262,7 +262,10 @@ EVIL = "x = '<|fim_prefix|> <|fim_suffix|> <|fim_middle|> <|file_separator|> <st
 
 def test_prompt_endpoint_raw_vs_templated(client: httpx.Client) -> None:
     raw = client.post("/v1/prompt", json={"model": "cg-pt", "prompt": RAW}).json()
-    assert raw["mode"] == "completion"
+    assert raw["mode"] == "fim"  # a complete FIM template is a FIM request (issue 14 §2)
+    assert raw["warnings"][0]["code"] == "fim_template_translated"
+    turn = client.post("/v1/prompt", json={"model": "cg-pt", "prompt": "<start_of_turn>user\nhi"}).json()
+    assert turn["mode"] == "completion" and count(turn["prompt_tokens"], "<start_of_turn>") == 1
     for name in ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"):
         assert count(raw["prompt_tokens"], name) == 1
     fim = client.post("/v1/prompt", json={"model": "cg-pt", "prompt": EVIL, "suffix": EVIL}).json()

@@ -14,6 +14,10 @@ endpoint, prewarm); the eval protocol's styles and the CLI's commands map onto t
               ``middle``, the cursor line left of it    the middle token
     generate  prompt: a request in natural language      chat (-it) or a commented    stays text
               + language (+ explain)                    stub (pretrained)
+
+A raw or plain prompt that holds one complete FIM template (``fim_template``: another family's
+markup or the model's own, as ``families.foreign_fim`` recognises it) states a FIM request:
+``as_fim`` gives it, and ``CodeModel.prompt`` renders it in the served model's own format.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Literal
 
 from cgstudio.core.prompt import ChatMessage, ContextFile
 from cgstudio.core.tools import ToolChoice, ToolSpec
+from cgstudio.families.foreign_fim import ForeignFim, parse_foreign_fim
 
 RequestMode = Literal["fim", "plain", "raw", "chat", "infill", "generate"]
 # What a request needs of a model, for routing: FIM tokens, a chat format, or plain continuation.
@@ -51,7 +56,32 @@ class GenerationRequest:
 
     @property
     def capability(self) -> Capability:
-        """What the serving model must offer: FIM for fim/infill, a chat format for chat."""
-        if self.mode in ("fim", "infill"):
+        """What the serving model must offer: FIM for fim/infill (and a raw or plain prompt that
+        holds a FIM template), a chat format for chat."""
+        if self.mode in ("fim", "infill") or self.fim_template is not None:
             return "fim"
         return "chat" if self.mode == "chat" else "completion"
+
+    @property
+    def fim_template(self) -> ForeignFim | None:
+        """The one complete client-rendered FIM template a raw or plain prompt holds, taken apart;
+        None for other modes and for text that merely mentions a marker."""
+        if self.mode not in ("raw", "plain"):
+            return None
+        return parse_foreign_fim(self.prompt)
+
+    def as_fim(self, fim: ForeignFim) -> GenerationRequest:
+        """The FIM request a parsed template states: its prefix (after any text the client put
+        before the template), suffix, context files and path; text the client wrote after the
+        middle marker becomes the infill ``middle``. Sampling and guards are kept."""
+        files = (*self.files, *(ContextFile(path, text) for path, text in fim.files))
+        return GenerationRequest(
+            "infill" if fim.middle else "fim",
+            fim.preamble + fim.prefix,
+            fim.suffix,
+            middle=fim.middle,
+            files=files,
+            path=fim.path or self.path,
+            sampling=self.sampling,
+            guards=self.guards,
+        )

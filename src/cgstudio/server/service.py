@@ -48,6 +48,8 @@ class GenSpec(GenerationRequest):
     @property
     def document_head(self) -> str:
         """The text before the cursor, to decide whether a new request edits the old one's document."""
+        if (template := self.fim_template) is not None:
+            return template.preamble + template.prefix + template.middle
         if self.mode == "raw":
             cut = min((i for m in RAW_SUFFIX_MARKERS if (i := self.prompt.find(m)) >= 0), default=-1)
             return self.prompt[:cut] if cut >= 0 else self.prompt

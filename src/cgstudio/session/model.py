@@ -28,7 +28,7 @@ from cgstudio.core.errors import (
 from cgstudio.core.prompt import ChatMessage, ContextFile, GuardWarning, Prompt
 from cgstudio.core.settings import GuardSettings, LoadProfile, SamplingParams, Settings, load_settings
 from cgstudio.core.tools import AUTO, ToolChoice, ToolSpec
-from cgstudio.families import ModelProfile, VariantGuess, profile
+from cgstudio.families import ForeignFim, ModelProfile, VariantGuess, profile
 from cgstudio.generation.codeblocks import extract_code
 from cgstudio.generation.pipeline import Chunk, Result, RunContext, cancelled_run, run
 from cgstudio.generation.request import GenerationRequest, MessageLike
@@ -279,6 +279,25 @@ class CodeModel:
                 prompt.max_tokens = max(1, min(prompt.max_tokens, room))
         return prompt, problem
 
+    def _translated_prompt(self, req: GenerationRequest, template: ForeignFim) -> tuple[Prompt, str | None]:
+        """A raw or plain prompt that holds a client-rendered FIM template: the FIM request it
+        states (``GenerationRequest.as_fim``) in this model's own format, token for token what
+        the same prefix and suffix sent as fields give, with a ``fim_template_translated`` warning."""
+        check_text("prompt", req.prompt)
+        prompt, problem = self.prompt(req.as_fim(template))
+        source = template.template + ("" if template.order == "PSM" else f" {template.order}")
+        prompt.warnings.insert(
+            0,
+            GuardWarning(
+                "fim_template_translated",
+                f"the prompt holds a client-rendered {source} FIM template; its prefix, suffix and "
+                f"file headers were rendered in {self.family}'s own FIM format ({template.template} → "
+                f"{self.family}). To skip this step, send the code before the cursor as the prompt "
+                "and the code after it as the suffix.",
+            ),
+        )
+        return prompt, problem
+
     # -- the one entry: a GenerationRequest -------------------------------------------------
     def prompt(
         self, req: GenerationRequest, *, cancel: threading.Event | None = None
@@ -288,6 +307,8 @@ class CodeModel:
         This is what ``--dry-run`` and ``/v1/prompt`` show and what ``stream`` runs. Trimming a
         long chat stops (ChatBuildCancelled) once ``cancel`` is set."""
         max_tokens = self.sampling(req.sampling).max_tokens
+        if self.format.fim is not None and (template := req.fim_template) is not None:
+            return self._translated_prompt(req, template)
         if req.mode == "raw":
             return self._raw_prompt(req.prompt), None
         if req.mode == "chat":

@@ -1,14 +1,17 @@
 """Ollama dialect: /api/generate, /api/chat, /api/tags, /api/show, /api/ps documents.
 
 Streaming is on by default, as in Ollama (NDJSON). Durations are nanoseconds.
-``raw: true`` sends a client-rendered prompt (control-token text becomes tokens); otherwise
-cgstudio applies its own template: ``suffix`` -> FIM, no suffix -> chat on instruction-tuned
-models and a plain continuation on pretrained ones (as Ollama's templates do).
+``raw: true`` (or ``template: "{{ .Prompt }}"``, Tabby's way) sends a client-rendered prompt
+(control-token text becomes tokens); otherwise cgstudio applies its own template: ``suffix`` ->
+FIM, no suffix -> chat on instruction-tuned models and a plain continuation on pretrained ones
+(as Ollama's templates do). A prompt that holds a complete FIM template is FIM in both cases
+(``GenerationRequest.fim_template``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +28,8 @@ from cgstudio.server.service import FILL_CONTEXT, clean_seed, clean_stop
 
 OLLAMA_API_VERSION = "0.6.0"  # the Ollama API level these endpoints follow
 FOREVER = "2318-01-01T00:00:00Z"  # Ollama's "never expires"
+# The one template override served: the prompt itself ("{{ .Prompt }}", "{{- .Prompt -}}", ...).
+PROMPT_ONLY = re.compile(r"\s*\{\{-?\s*\.Prompt\s*-?\}\}\s*")
 
 
 class Options(OpenModel):
@@ -84,8 +89,25 @@ class GenerateRequest(_Common):
     suffix: str | None = Field(None, description="Text after the cursor: fill in the middle.")
     system: str | None = Field(None, description="System message (non-raw, no suffix).")
     raw: bool = Field(False, description="The prompt is already rendered: control-token text becomes tokens.")
+    template: str | None = Field(
+        None, description='Only "{{ .Prompt }}": render the prompt verbatim, as raw: true does.'
+    )
     images: list[str] | None = Field(None, description="Not supported.")
     filepath: FilePathText = Field(None, description="Extension: the current file's path (prompt path line).")
+
+    def verbatim(self) -> bool:
+        """Whether the prompt goes to the model as given: ``raw``, or the ``{{ .Prompt }}`` template.
+
+        Any other template is a 400: cgstudio renders prompts from the model's own format."""
+        if not self.template:
+            return self.raw
+        if PROMPT_ONLY.fullmatch(self.template) is None:
+            raise UnsupportedModeError(
+                f"template {self.template[:80]!r} is not supported: the only template override is "
+                '"{{ .Prompt }}" (send the prompt as given, like raw: true). Render the prompt '
+                "yourself and send it with raw: true, or drop template to use the model's own format."
+            )
+        return True
 
 
 class OllamaMessage(OpenModel):

@@ -47,20 +47,21 @@ async def generate(body: proto.GenerateRequest, request: Request) -> Any:
             "done_reason": reason,
         }
     common: dict[str, Any] = {"sampling": body.sampling(), "keep_alive": keep, "endpoint": "/api/generate"}
-    if body.raw:
+    if body.verbatim():
         spec = GenSpec("raw", model=body.model, prompt=body.prompt, path=body.filepath, **common)
     elif body.suffix is not None:
         spec = GenSpec(
             "fim", model=body.model, prompt=body.prompt, suffix=body.suffix, path=body.filepath, **common
         )
     else:
-        entry = reg.route(body.model, "completion")
-        if entry.meta.variant == "instruction-tuned":
+        spec = GenSpec("plain", model=body.model, prompt=body.prompt, path=body.filepath, **common)
+        entry = reg.route(body.model, spec.capability)
+        spec.model = entry.alias
+        # A rendered FIM template (Twinny, llm-ls) is FIM on every model, never a chat message.
+        if entry.meta.variant == "instruction-tuned" and spec.fim_template is None:
             messages = [{"role": "system", "content": body.system}] if body.system else []
             messages.append({"role": "user", "content": body.prompt})
             spec = GenSpec("chat", model=entry.alias, messages=messages, **common)
-        else:
-            spec = GenSpec("plain", model=entry.alias, prompt=body.prompt, path=body.filepath, **common)
     spec.guards = body.guard_overrides()
     job = await runner(request).start(request, spec)
     if body.stream:

@@ -1,6 +1,8 @@
-"""Typed errors -> HTTP status and OpenAI-shaped JSON, in one table, for every dialect.
+"""Typed errors -> HTTP status and JSON, in one table, for every dialect.
 
     {"error": {"message": "...", "type": "invalid_request_error", "code": "model_not_found"}}
+
+(OpenAI's shape; Ollama's routes under /api/ answer ``{"error": "...", "code": "..."}``.)
 
 Status and code come from the error class itself (``http_status``, ``code``), so the tree in
 core/errors.py is the only table. Nothing here ever puts a stack
@@ -18,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from cgstudio.core.errors import (
     AuthError,
@@ -122,12 +125,34 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "code": code}}
 
 
+OLLAMA_PREFIX = "/api/"
+
+
 class ErrorJSONResponse(JSONResponse):
-    """JSON with non-ASCII escaped: a message that quotes the request (a field name, a path) may
-    hold a lone surrogate from a ``\\ud800`` escape, which UTF-8 cannot encode."""
+    """An error body in the dialect of the path it answers, with non-ASCII escaped.
+
+    OpenAI's shape everywhere, except under ``/api/`` (Ollama's routes), where clients read
+    ``{"error": "message"}`` (ollama-python's ``ResponseError``, Continue's Ollama provider);
+    ``code`` rides along there for scripts. The path is known only when the response is sent,
+    so every handler and middleware gets the right shape from this one place.
+
+    Non-ASCII is escaped: a message that quotes the request (a field name, a path) may hold a
+    lone surrogate from a ``\\ud800`` escape, which UTF-8 cannot encode.
+    """
+
+    def __init__(self, content: Any, *args: Any, **kwargs: Any) -> None:
+        self.payload = content
+        super().__init__(content, *args, **kwargs)
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = self.payload.get("error") if isinstance(self.payload, dict) else None
+        if str(scope.get("path", "")).startswith(OLLAMA_PREFIX) and isinstance(detail, dict):
+            self.body = self.render({"error": detail.get("message", ""), "code": detail.get("code")})
+            self.headers["content-length"] = str(len(self.body))
+        await super().__call__(scope, receive, send)
 
 
 def error_response(exc: BaseException, headers: dict[str, str] | None = None) -> JSONResponse:

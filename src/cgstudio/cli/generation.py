@@ -16,6 +16,7 @@ from cgstudio.cli.options import (
     read_text_file,
     sampling_options,
     utf8_text,
+    workspace_options,
 )
 from cgstudio.cli.repl import ChatRepl
 from cgstudio.cli.reply import open_model, stream_reply
@@ -79,6 +80,7 @@ def _dry_run(m: Any, prompt: Prompt, as_json: bool) -> None:
                     "strings": prompt.stop_strings,
                 },
                 "warnings": [w.as_dict() for w in prompt.warnings],
+                "context": [c.as_dict() for c in prompt.context],
             }
         )
         return
@@ -126,6 +128,7 @@ def _split_at_cursor(text: str, cursor: str | None) -> tuple[str, str]:
     is_flag=True,
     help="Send --prefix as an already rendered prompt: special-token text becomes special tokens.",
 )
+@workspace_options
 @_generation_options
 def complete(
     model: str | None,
@@ -138,6 +141,7 @@ def complete(
     single_line: bool,
     block: bool,
     raw: bool,
+    workspaces: tuple[str, ...],
     dry_run: bool,
     as_json: bool,
     **opts: Any,
@@ -160,6 +164,10 @@ def complete(
         budget -= len(text.encode())
         files.append(ContextFile(p, text))
     m = open_model(model, opts)
+    if workspaces:
+        from cgstudio.repo import RepoContext  # here: only complete with --workspace pays for bm25s
+
+        m.repo = RepoContext(workspaces)
     guards = {"fim_single_line": single_line or None, "fim_block_end": block or None}
     guards = {k: v for k, v in guards.items() if v is not None}
     if raw:

@@ -151,6 +151,7 @@ def settings_from(opts: dict[str, Any]) -> Settings:
         "strict": opts.pop("strict", None) or None,
         "repetition": False if opts.pop("no_repetition_guard", False) else None,
         "variant": opts.pop("variant", None),
+        "context_tokens": opts.pop("context_tokens", None),
     }
     return load_settings({"load": load, "sampling": sampling, "guards": guards})
 
@@ -191,3 +192,22 @@ def read_text_file(path: str, what: str, limit: int = MAX_INPUT_BYTES) -> str:
         raise InvalidInputError(
             f"{what} {path} is not valid UTF-8 (byte {exc.start}); convert it to UTF-8 first"
         ) from exc
+
+
+def workspace_options(f: Any) -> Any:
+    """``--workspace DIR`` (repeatable) and ``--context-tokens N``: repository context (cgstudio.repo)."""
+    f = click.option(
+        "--context-tokens",
+        type=click.IntRange(0, 1_048_576),
+        default=None,
+        help="Token budget for context files in FIM prompts [half the context less --max-tokens].",
+    )(f)
+    f = click.option(
+        "--workspace",
+        "workspaces",
+        multiple=True,
+        type=click.Path(exists=True, file_okay=False),
+        help="A project folder (repeatable): a file inside one gets repository context (its imports, "
+        "its test, BM25-retrieved chunks, recent edits). Nothing else on disk is read.",
+    )(f)
+    return f

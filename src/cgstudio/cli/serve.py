@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from cgstudio.cli.options import load_options, sampling_options, settings_from
+from cgstudio.cli.options import load_options, sampling_options, settings_from, workspace_options
 from cgstudio.core.errors import UsageError
 from cgstudio.core.settings import MAX_INPUT_BYTES
 from cgstudio.families import family_names
@@ -147,6 +147,7 @@ from cgstudio.store.demo import DEMO_MODELS
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
 @click.option("--access-log", is_flag=True, help="Log a line per HTTP request (uvicorn's access log) [off].")
+@workspace_options
 @load_options
 @sampling_options
 def serve(
@@ -172,6 +173,7 @@ def serve(
     tokenizer: str | None,
     log_level: str,
     access_log: bool,
+    workspaces: tuple[str, ...],
     **opts: Any,
 ) -> None:
     """Serve OpenAI (/v1), Ollama (/api) and llama.cpp (/infill, /completion) APIs.
@@ -230,6 +232,7 @@ def serve(
         strict_model_names=strict_model_names,
         upstream=upstream,
         embedding_model=resolve_embedding_model(embedding_model) if embedding_model else None,
+        workspaces=list(workspaces),
     )
     for spec in specs:
         if spec.notice:
@@ -242,6 +245,10 @@ def serve(
         click.echo(
             f"model {entry.alias}: {m.family}, {m.variant}{', FIM' if m.fim else ''} ({where})", err=True
         )
+    for index in app.state.registry.repo.indexes if app.state.registry.repo else ():
+        index.refresh(force=True)  # now, so the first keystroke does not wait for it
+        capped = f"; capped at {index.max_total_bytes >> 20} MiB of text" if index.capped else ""
+        click.echo(f"workspace {index.root}: {len(index.paths())} text files indexed{capped}", err=True)
     embedding = app.state.embeddings.inspect()  # a file that is no embedding model fails here too
     if embedding is not None:
         click.echo(

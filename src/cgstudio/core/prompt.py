@@ -46,9 +46,40 @@ class Prompt:
     max_tokens: int | None = None  # clamped when the context is short
     tools: ToolReply | None = None  # set when the reply may carry tool calls
     grammar: str | None = None  # GBNF (root rule "root") that constrains the reply
+    context: list[ContextEntry] = field(default_factory=list)  # the context files kept, in prompt order
+    context_span: tuple[int, int] = (0, 0)  # where their tokens lie in ``tokens`` (start, end)
+
+    def context_reused(self, n_reused: int) -> int:
+        """How many context tokens were among the first ``n_reused`` tokens (the reused KV prefix)."""
+        start, end = self.context_span
+        return max(0, min(n_reused, end) - start)
+
+
+ContextReason = Literal["import", "test", "retrieved", "recent", "client"]
 
 
 @dataclass(frozen=True)
 class ContextFile:
+    """A file (or a chunk of one) shown to the model before the current file, behind its path.
+
+    ``reason`` says where it came from (cgstudio.repo's sources, or ``client``: sent with the
+    request). ``rank`` orders the files by value when the token budget cannot hold them all:
+    the highest rank is dropped first, and among equal ranks the earliest in the list."""
+
     path: str
     text: str
+    reason: ContextReason = "client"
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class ContextEntry:
+    """One context file as it went into a prompt: its path, its tokens there (path line,
+    separator and text) and where it came from."""
+
+    path: str
+    tokens: int
+    reason: ContextReason
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {"path": self.path, "tokens": self.tokens, "reason": self.reason}

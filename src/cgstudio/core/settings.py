@@ -195,6 +195,13 @@ class GuardSettings(_Strict):
     fim_prefix_share: float = Field(
         0.75, gt=0.0, lt=1.0, description="Share of the FIM token budget kept for the prefix when trimming."
     )
+    context_tokens: int | None = Field(
+        None,
+        ge=0,
+        le=1_048_576,
+        description="Token budget for context files (repository context and input_extra) in FIM "
+        "prompts (--context-tokens); unset = half the context less max_tokens.",
+    )
     variant: Literal["auto", "pretrained", "instruction-tuned"] = Field(
         "auto", description="Override variant detection."
     )

@@ -276,6 +276,8 @@ def _choice(
         queued_s=stats.queued_s,
         draft_tokens=stats.n_drafted,
         draft_tokens_accepted=stats.n_accepted,
+        context_tokens=prompt.context_span[1] - prompt.context_span[0],
+        context_tokens_reused=prompt.context_reused(stats.n_reused),
     )
     result = Result(
         text=full,

@@ -53,6 +53,7 @@ class GenerationRequest:
     guards: dict[str, Any] = field(default_factory=dict)  # GuardSettings overrides
     tools: tuple[ToolSpec, ...] = ()  # chat: functions the model may call
     tool_choice: ToolChoice = field(default_factory=ToolChoice)  # chat: auto, none, required or one
+    client: str = ""  # who asks (the server's client key): repository context keeps its recent edits
 
     @property
     def capability(self) -> Capability:

@@ -28,6 +28,8 @@ class Timings:
     queued_s: float = 0.0
     draft_tokens: int = 0  # prompt-lookup speculation: proposed
     draft_tokens_accepted: int = 0  # and confirmed by the model
+    context_tokens: int = 0  # context files' tokens in the prompt (repository context, input_extra)
+    context_tokens_reused: int = 0  # of which the KV cache already held
 
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)

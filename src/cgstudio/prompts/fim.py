@@ -9,7 +9,7 @@ No whitespace is added around the user's prefix or suffix and none is stripped.
 from __future__ import annotations
 
 from cgstudio.core.errors import ContextOverflowError
-from cgstudio.core.prompt import ContextFile, GuardWarning, Prompt
+from cgstudio.core.prompt import ContextEntry, ContextFile, GuardWarning, Prompt
 from cgstudio.families.base import FimTokens
 from cgstudio.prompts.vocab import Vocab
 
@@ -34,11 +34,14 @@ def build_fim(
     n_ctx: int,
     max_tokens: int,
     prefix_share: float = 0.75,
+    context_budget: int | None = None,
 ) -> Prompt:
     """Render a PSM FIM prompt that fits ``n_ctx`` with room for ``max_tokens``.
 
-    Trimming keeps the text nearest the cursor: context files go first (oldest dropped),
-    then the prefix loses its start and the suffix its end, split by ``prefix_share``.
+    Context files get at most ``context_budget`` tokens (None: half the context less the
+    completion's tokens) and never the prefix's or suffix's room; whole files that do not fit are
+    dropped, the least valuable first (``ContextFile.rank``). Then the prefix loses its start and
+    the suffix its end, split by ``prefix_share``.
     """
     warnings: list[GuardWarning] = []
     reserve = min(max_tokens, max(n_ctx // 2, 1))
@@ -78,7 +81,9 @@ def build_fim(
         room = 0
     else:
         room -= len(pre_ids) + len(suf_ids)
-    ctx_ids = _context_files(vocab, spec, files, room, warnings)
+    default_budget = max(0, n_ctx // 2 - reserve)
+    ctx_room = min(room, default_budget if context_budget is None else context_budget)
+    ctx_ids, entries = _context_files(vocab, spec, files, ctx_room, warnings)
     tokens = [
         *head,
         *ctx_ids,
@@ -97,6 +102,8 @@ def build_fim(
         suffix=suffix,
         prefix_tail=prefix[-2000:],
         max_tokens=reserve,
+        context=entries,
+        context_span=(len(head), len(head) + len(ctx_ids)),
     )
 
 
@@ -110,9 +117,15 @@ def _split_room(n_pre: int, n_suf: int, room: int, share: float) -> tuple[int, i
 
 def _context_files(
     vocab: Vocab, spec: FimSpec, files: tuple[ContextFile, ...], room: int, warnings: list[GuardWarning]
-) -> list[int]:
+) -> tuple[list[int], list[ContextEntry]]:
+    """The context files' tokens in the family's layout, in the given order, and what each took.
+
+    CodeGemma (arXiv 2406.11409): ``path\n{text}<|file_separator|>`` per file. Qwen2.5-Coder:
+    ``<|repo_name|>repo\n``, then ``<|file_sep|>path\n{text}\n`` per file. The most valuable
+    files are kept while they fit ``room`` (lowest ``rank`` first; among equals, the latest in
+    the list); the others are dropped and named in a ``context_files_dropped`` warning."""
     if not files:
-        return []
+        return [], []
     sep = vocab.id(spec.file_sep)
     blocks: list[list[int]] = []
     for f in files:
@@ -123,21 +136,25 @@ def _context_files(
     header: list[int] = []
     if spec.repo_style and spec.repo_name is not None and vocab.has(spec.repo_name):
         header = [vocab.id(spec.repo_name), *vocab.plain("repo\n")]
-    # The files nearest the end of the list are kept first: callers put the most relevant last.
-    kept: list[list[int]] = []
+    by_value = sorted(range(len(files)), key=lambda i: (files[i].rank, -i))
+    kept: set[int] = set()
     used = len(header)
-    for block in reversed(blocks):
-        if used + len(block) > room:
-            break
-        kept.insert(0, block)
-        used += len(block)
-    if len(kept) < len(blocks):
+    for i in by_value:
+        if used + len(blocks[i]) <= room:
+            kept.add(i)
+            used += len(blocks[i])
+    if len(kept) < len(files):
+        gone = [f"{files[i].path} ({files[i].reason})" for i in range(len(files)) if i not in kept]
         warnings.append(
             GuardWarning(
                 "context_files_dropped",
-                f"{len(blocks) - len(kept)} of {len(blocks)} context files did not fit the token budget",
+                f"{len(gone)} of {len(files)} context files did not fit the {room}-token context "
+                f"budget and were left out: {', '.join(gone)}. Raise --context-tokens or --ctx-size "
+                "to keep them.",
             )
         )
     if not kept:
-        return []
-    return [*header, *(t for b in kept for t in b)]
+        return [], []
+    order = sorted(kept)
+    entries = [ContextEntry(files[i].path, len(blocks[i]), files[i].reason) for i in order]
+    return [*header, *(t for i in order for t in blocks[i])], entries

@@ -123,6 +123,11 @@ class ServerSettings(BaseModel):
         description="--embedding-model: the embedding GGUF (BERT, nomic-bert) behind /v1/embeddings and "
         "/api/embed; None = those endpoints answer 400.",
     )
+    workspaces: list[Path] = Field(
+        default_factory=list,
+        description="--workspace: project folders; a FIM request whose filepath lies inside one gets "
+        "repository context (cgstudio.repo). Empty: nothing from disk is read.",
+    )
 
     @field_validator("api_key", "admin_key")
     @classmethod

@@ -213,6 +213,7 @@ class Runner:
             raise ShuttingDownError(SHUTDOWN_MESSAGE, self.retry_after_s)
         entry, substituted = self.registry.resolve(spec.model, spec.capability, spec.unknown_model)
         client = client_key(request, self._request_key(request))
+        spec.client = client.key  # repository context keeps each client's recent edits apart
         if spec.supersedable:
             self._supersede(client, spec)
         self._refuse_if_full()

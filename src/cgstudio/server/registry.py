@@ -41,6 +41,7 @@ from cgstudio.core.prompt import GuardWarning
 from cgstudio.core.settings import LoadProfile, Settings, format_validation_error
 from cgstudio.families import profile
 from cgstudio.generation.request import Capability
+from cgstudio.repo import RepoContext
 from cgstudio.server.config import ModelSpec, ServerSettings
 from cgstudio.server.prometheus import Metrics
 from cgstudio.session import remote
@@ -123,8 +124,10 @@ class ModelEntry:
         order: int,
         loader: Loader,
         inspector: Inspector,
+        repo: RepoContext | None = None,
     ) -> None:
         self.alias = spec.alias
+        self.repo = repo
         self.path = spec.path
         self.notice = spec.notice
         self.settings = settings
@@ -163,7 +166,7 @@ class ModelEntry:
             t0 = time.perf_counter()
             engine = self._loader(self.path, self.settings)
             try:
-                model = CodeModel(engine, self.settings, self.alias)
+                model = CodeModel(engine, self.settings, self.alias, self.repo)
             except BaseException:
                 engine.close()
                 raise
@@ -194,9 +197,11 @@ class Registry:
         if config.upstream is not None:  # --backend openai: an OpenAI-compatible server generates
             loader = loader or remote.remote_loader(config.upstream)
             inspector = inspector or remote.remote_inspector(config.upstream)
+        # One repository context for every model: the index and the clients' recent edits are shared.
+        self.repo = RepoContext(config.workspaces) if config.workspaces else None
         self.entries: dict[str, ModelEntry] = {
             spec.alias: ModelEntry(
-                spec, config.settings, i, loader or _llama_loader, inspector or _llama_inspector
+                spec, config.settings, i, loader or _llama_loader, inspector or _llama_inspector, self.repo
             )
             for i, spec in enumerate(config.models)
         }

@@ -115,6 +115,7 @@ def describe_prompt(spec: GenSpec, model: CodeModel) -> dict[str, Any]:
             "strings": [*prompt.stop_strings, *extra_stops],
         },
         "warnings": warnings,
+        "context": [c.as_dict() for c in prompt.context],
     }
 
 

@@ -39,33 +39,24 @@ from cgstudio.prompts.generate import completion_request_text
 from cgstudio.prompts.registry import FamilyFormat, get_format
 from cgstudio.prompts.tools import plan_tools
 from cgstudio.prompts.vocab import Vocab
+from cgstudio.repo import RepoContext
+from cgstudio.session.inputs import check_text  # also imported from here by the faces
 
 ESTIMATE_WARNING = GuardWarning(
     "token_estimate",
     "no tokenizer for this model: token counts (context budget, truncation, usage) are estimates; "
     "pass --tokenizer PATH.gguf (the model's GGUF) for exact counts",
 )
-MAX_INPUT_CHARS = 4_000_000  # far beyond any context; stops 10 MB pastes before tokenizing
-
-
-def check_text(name: str, text: str) -> str:
-    if not isinstance(text, str):
-        raise InvalidInputError(f"{name} must be text")
-    if "\x00" in text:
-        raise InvalidInputError(f"{name} contains NUL characters; remove them (is it a binary file?)")
-    if len(text) > MAX_INPUT_CHARS:
-        raise InvalidInputError(
-            f"{name} is {len(text):,} characters; the limit is {MAX_INPUT_CHARS:,}. "
-            "Send the text near the cursor."
-        )
-    return text
 
 
 class CodeModel:
     """A loaded model with its prompt format, guards and settings."""
 
-    def __init__(self, engine: Engine, settings: Settings, alias: str = "") -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, alias: str = "", repo: RepoContext | None = None
+    ) -> None:
         self.engine = engine
+        self.repo = repo  # --workspace: repository context for FIM requests inside a workspace
         self.settings = settings
         self.alias = alias or Path(engine.info.path).stem
         self.vocab = Vocab(engine)
@@ -133,6 +124,7 @@ class CodeModel:
             n_ctx=self.engine.n_ctx,
             max_tokens=max_tokens,
             prefix_share=self.settings.guards.fim_prefix_share,
+            context_budget=self.settings.guards.context_tokens,
         )
         return self._mark(prompt), problem
 
@@ -317,10 +309,18 @@ class CodeModel:
             )
         if req.mode == "generate":
             return self._generate_prompt(req.prompt, req.language, req.explain, max_tokens, cancel=cancel)
+        notes: list[GuardWarning] = []
+        if self.repo is not None and self.format.fim is not None:  # fim, plain and infill only
+            req, notes = self.repo.extend(req, self.engine.n_ctx)
         if req.mode == "infill":
-            return self._infill_prompt(req, max_tokens)
-        suffix = req.suffix if req.mode == "fim" else ""
-        return self._fim_prompt(req.prompt, suffix, req.files, path=req.path, max_tokens=max_tokens)
+            prompt, problem = self._infill_prompt(req, max_tokens)
+        else:
+            suffix = req.suffix if req.mode == "fim" else ""
+            prompt, problem = self._fim_prompt(
+                req.prompt, suffix, req.files, path=req.path, max_tokens=max_tokens
+            )
+        prompt.warnings.extend(notes)
+        return prompt, problem
 
     def stream(
         self,

@@ -28,12 +28,17 @@ class PromptRequest(WithGuards):
     input_prefix: str | None = None
     input_suffix: str | None = None
     input_extra: list[ContextChunk] = Field(default_factory=list, description="Context files.")
+    context_files: list[ContextChunk] = Field(
+        default_factory=list,
+        description="Extension: other files to show the model, [{filename, text}]; a filename is a "
+        "label, never a path cgstudio opens.",
+    )
     max_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
 
     def to_spec(self) -> GenSpec:
         sampling: dict[str, Any] = {"max_tokens": self.max_tokens, "stop": clean_stop(self.stop)}
-        files = context_files(self.input_extra)
+        files = context_files([*self.input_extra, *self.context_files])
         if self.messages is not None:
             return GenSpec(
                 "chat", model=self.model, messages=[chat_message(m) for m in self.messages], sampling=sampling

@@ -85,6 +85,8 @@ def timings_extra(result: Result, load_s: float = 0.0) -> dict[str, Any]:
         "prompt_tokens_reused": t.prompt_tokens_reused,
         "draft_tokens": t.draft_tokens,
         "draft_tokens_accepted": t.draft_tokens_accepted,
+        "context_tokens": t.context_tokens,
+        "context_tokens_reused": t.context_tokens_reused,
         "finish_reason": result.finish_reason,
         "load_s": load_s,
     }

@@ -112,6 +112,11 @@ class InfillRequest(_LlamaSampling):
         "", description="The cursor line left of the cursor; placed after the FIM middle token."
     )
     filepath: FilePathText = Field(None, description="Extension: the current file's path (prompt path line).")
+    context_files: list[ContextChunk] = Field(
+        default_factory=list,
+        description="Extension: other files to show the model, [{filename, text}]; a filename is a "
+        "label, never a path cgstudio opens.",
+    )
 
     def to_spec(self) -> GenSpec:
         self.check_common()
@@ -121,7 +126,7 @@ class InfillRequest(_LlamaSampling):
             prompt=self.input_prefix,
             suffix=self.input_suffix,
             middle=self.prompt,
-            files=context_files(self.input_extra),
+            files=context_files([*self.input_extra, *self.context_files]),
             path=self.filepath,
             sampling=self.sampling(),
             unknown_model="any",

@@ -21,7 +21,14 @@ from cgstudio.core.errors import InvalidInputError, UnsupportedModeError
 from cgstudio.core.prompt import ChatMessage
 from cgstudio.families import get as get_family
 from cgstudio.generation.pipeline import Result
-from cgstudio.server.protocol.common import FilePathText, OpenModel, WithGuards, timings_extra, warnings_extra
+from cgstudio.server.protocol.common import (
+    ContextChunk,
+    FilePathText,
+    OpenModel,
+    WithGuards,
+    timings_extra,
+    warnings_extra,
+)
 from cgstudio.server.protocol.tools import ToolCallIn, ToolDef, history_calls
 from cgstudio.server.registry import ModelEntry
 from cgstudio.server.service import FILL_CONTEXT, clean_seed, clean_stop
@@ -94,6 +101,11 @@ class GenerateRequest(_Common):
     )
     images: list[str] | None = Field(None, description="Not supported.")
     filepath: FilePathText = Field(None, description="Extension: the current file's path (prompt path line).")
+    context_files: list[ContextChunk] = Field(
+        default_factory=list,
+        description="Extension: other files to show the model, [{filename, text}]; a filename is a "
+        "label, never a path cgstudio opens.",
+    )
 
     def verbatim(self) -> bool:
         """Whether the prompt goes to the model as given: ``raw``, or the ``{{ .Prompt }}`` template.

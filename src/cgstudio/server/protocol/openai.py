@@ -22,9 +22,11 @@ from cgstudio.core.errors import InvalidInputError, UnsupportedModeError
 from cgstudio.core.prompt import ChatMessage
 from cgstudio.generation.pipeline import Result
 from cgstudio.server.protocol.common import (
+    ContextChunk,
     FilePathText,
     OpenModel,
     WithGuards,
+    context_files,
     one_prompt,
     timings_extra,
     warnings_extra,
@@ -117,6 +119,11 @@ class CompletionRequest(_Sampling):
     prompt: str | list[str] = Field(..., description="Text before the cursor, or a client-rendered prompt.")
     suffix: str | None = Field(None, description="Text after the cursor; present = FIM.")
     filepath: FilePathText = Field(None, description="Extension: the current file's path (prompt path line).")
+    context_files: list[ContextChunk] = Field(
+        default_factory=list,
+        description="Extension: other files to show the model, [{filename, text}]; a filename is a "
+        "label, never a path cgstudio opens.",
+    )
     echo: bool | None = Field(None, description="Not supported.")
     best_of: int | None = Field(None, ge=1, le=128, description="Only 1 is supported.")
     logprobs: int | None = Field(None, ge=0, le=20, description="Not supported.")
@@ -136,6 +143,7 @@ class CompletionRequest(_Sampling):
                 model=self.model,
                 prompt=prompt,
                 suffix=self.suffix,
+                files=context_files(self.context_files),
                 path=self.filepath,
                 sampling=self.sampling(),
                 unknown_model="fit",
@@ -146,6 +154,7 @@ class CompletionRequest(_Sampling):
             "raw",
             model=self.model,
             prompt=prompt,
+            files=context_files(self.context_files),
             path=self.filepath,
             sampling=self.sampling(),
             unknown_model="fit",

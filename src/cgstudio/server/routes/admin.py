@@ -87,6 +87,7 @@ async def playground(request: Request) -> Response:
 async def show_prompt(body: PromptRequest, request: Request) -> dict[str, Any]:
     spec = body.to_spec()
     spec.guards = body.guard_overrides()
+    spec.client = client_key(request, getattr(request.state, "api_key", None)).key
     reg = registry(request)
     entry = reg.route(spec.model, spec.capability)
     # A preview tokenizes (and may trim a long chat): it waits for a slot like a generation.

@@ -13,7 +13,7 @@ from cgstudio.core.tools import ToolCall
 from cgstudio.server.config import parse_duration
 from cgstudio.server.errors import COMMON_ERRORS, classify
 from cgstudio.server.protocol import ollama as proto
-from cgstudio.server.protocol.common import ndjson
+from cgstudio.server.protocol.common import context_files, ndjson
 from cgstudio.server.protocol.tools import ollama_calls, tool_specs
 from cgstudio.server.queue import Job
 from cgstudio.server.registry import KEEP_DEFAULT
@@ -47,6 +47,7 @@ async def generate(body: proto.GenerateRequest, request: Request) -> Any:
             "done_reason": reason,
         }
     common: dict[str, Any] = {"sampling": body.sampling(), "keep_alive": keep, "endpoint": "/api/generate"}
+    common["files"] = context_files(body.context_files)
     if body.verbatim():
         spec = GenSpec("raw", model=body.model, prompt=body.prompt, path=body.filepath, **common)
     elif body.suffix is not None:

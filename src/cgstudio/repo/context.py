@@ -1,0 +1,89 @@
+"""``RepoContext``: the repository context of a request whose file lies inside a workspace.
+
+``extend(req, n_ctx)`` returns the request with the context files put before the client's own
+(``input_extra``, ``context_files``): the files the current file imports, its test, BM25-retrieved
+chunks and the client's recent edits (``sources``), in prompt order and ranked by value
+(``packing``). A request whose ``path`` is missing or names no workspace file comes back as it
+was, so without ``--workspace`` nothing from disk is read. ``prompts.fim`` then packs the files in
+the family's multi-file format within the token budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+from cgstudio.core.prompt import GuardWarning
+from cgstudio.generation.request import GenerationRequest
+from cgstudio.repo.index import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_TOTAL_BYTES, WorkspaceIndex
+from cgstudio.repo.packing import Candidate, pack
+from cgstudio.repo.sources import RecentChunks, cursor_query, import_closure, partner
+from cgstudio.repo.workspace import locate, workspace_root
+
+MODES = ("fim", "plain", "infill")  # the requests that show context files
+CHARS_PER_CTX_TOKEN = 6  # the character cap before tokenizing: generous, tokens are ~3-4 characters
+
+
+class RepoContext:
+    """The configured workspaces, their indexes, and the per-client ring buffer of recent edits."""
+
+    def __init__(
+        self,
+        folders: Sequence[str | os.PathLike[str]],
+        *,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+        retrieve_k: int = 3,
+        recent_k: int = 3,
+        min_interval_s: float = 1.0,
+    ) -> None:
+        self.roots = tuple(dict.fromkeys(workspace_root(f) for f in folders))
+        self.indexes = [
+            WorkspaceIndex(
+                r,
+                max_file_bytes=max_file_bytes,
+                max_total_bytes=max_total_bytes,
+                min_interval_s=min_interval_s,
+            )
+            for r in self.roots
+        ]
+        self.recent = RecentChunks()
+        self.retrieve_k, self.recent_k = retrieve_k, recent_k
+
+    def extend(self, req: GenerationRequest, n_ctx: int) -> tuple[GenerationRequest, list[GuardWarning]]:
+        """``req`` with its repository context, and warnings (a capped index, files left out)."""
+        if req.mode not in MODES or (where := locate(req.path, self.roots)) is None:
+            return req, []
+        index = self.indexes[where.workspace]
+        index.refresh()
+        rel, suffix = where.rel, req.suffix if req.mode != "plain" else ""
+        prefix = req.prompt + req.middle
+        imports = import_closure(index, rel, prefix + suffix)
+        cands = [Candidate("import", p, index.text(p) or "", level) for p, level in imports]
+        whole = {rel, *(p for p, _ in imports)}
+        if (test := partner(index, rel)) is not None and test not in whole:
+            cands.append(Candidate("test", test, index.text(test) or "", 0))
+            whole.add(test)
+        skip = frozenset(whole)
+        found = index.search(cursor_query(prefix, suffix), self.retrieve_k, skip=skip)
+        retrieved = sorted(enumerate(found), key=lambda p: (p[1].path, p[1].start))
+        cands += [Candidate("retrieved", c.path, c.text, score_rank) for score_rank, c in retrieved]
+        recent = self.recent.recent(req.client, self.recent_k, skip)
+        cands += [Candidate("recent", c.path, c.text, age) for age, c in reversed(list(enumerate(recent)))]
+        self.recent.note(req.client, rel, prefix, suffix)
+        n = len(req.files)
+        cands += [Candidate("client", f.path, f.text, n - j) for j, f in enumerate(req.files)]
+        files, warnings = pack(cands, CHARS_PER_CTX_TOKEN * n_ctx)
+        if index.capped:
+            warnings.insert(0, _capped(index))
+        return dataclasses.replace(req, files=files, path=rel), warnings
+
+
+def _capped(index: WorkspaceIndex) -> GuardWarning:
+    return GuardWarning(
+        "workspace_capped",
+        f"workspace {index.root} holds more than {index.max_total_bytes // (1 << 20)} MiB of text "
+        "files; the rest were not indexed. Add .gitignore rules for generated or vendored files, "
+        "or serve a smaller folder as --workspace.",
+    )

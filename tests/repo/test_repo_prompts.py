@@ -1,0 +1,167 @@
+"""Repository context in prompts, token-exact on the synthetic CodeGemma GGUF, and through the server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import cgstudio
+from cgstudio.core.prompt import ContextFile
+from cgstudio.generation.request import GenerationRequest
+from cgstudio.repo import RepoContext
+from cgstudio.session.model import CodeModel
+
+BOS, FIM_PRE, FIM_SUF, FIM_MID, FILE_SEP = 2, 67, 69, 68, 70
+BASE = "class Base:\n    pass\n"
+UTIL = "from pkg.base import Base\n\ndef helper():\n    return Base()\n"
+TEST = "from pkg.app import run\n\ndef test_run():\n    assert run()\n"
+PREFIX = "from pkg.util import helper\n\ndef run():\n    return "
+SUFFIX = "\n"
+
+
+@pytest.fixture(scope="module")
+def model(codegemma_paths: dict[str, Path]) -> Iterator[CodeModel]:
+    m = cgstudio.load(str(codegemma_paths["control"]), n_ctx=1024)
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    for rel, text in {
+        "pkg/__init__.py": "",
+        "pkg/base.py": BASE,
+        "pkg/util.py": UTIL,
+        "pkg/app.py": PREFIX + "helper()\n",
+        "tests/test_app.py": TEST,
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (tmp_path / "outside.py").write_text("OUTSIDE_SECRET = 1\n")
+    return root
+
+
+def fim(path: str | None, files: tuple[ContextFile, ...] = (), prefix: str = PREFIX) -> GenerationRequest:
+    return GenerationRequest("fim", prefix, SUFFIX, files=files, path=path)
+
+
+def test_codegemma_packing_is_token_exact(model: CodeModel, ws: Path) -> None:
+    """Path lines, <|file_separator|> after each file, dependencies before importers, test after
+    imports, client files last, the current file's path line, and one BOS."""
+    v = model.vocab
+    bare, _ = model.prompt(fim("pkg/app.py", (ContextFile("notes.txt", "N = 1\n"),)))
+    model.repo = RepoContext([ws], min_interval_s=0)
+    try:
+        prompt, _ = model.prompt(fim(str(ws / "pkg/app.py"), (ContextFile("notes.txt", "N = 1\n"),)))
+    finally:
+        model.repo = None
+    assert prompt.tokens == [
+        BOS,
+        *v.plain("pkg/base.py\n" + BASE),
+        FILE_SEP,
+        *v.plain("pkg/util.py\n" + UTIL),
+        FILE_SEP,
+        *v.plain("tests/test_app.py\n" + TEST),
+        FILE_SEP,
+        *bare.tokens[1:],  # the client's file, then the current file's path line and the FIM prompt
+    ]
+    assert prompt.tokens.count(BOS) == 1
+    assert [(c.path, c.reason) for c in prompt.context] == [
+        ("pkg/base.py", "import"),
+        ("pkg/util.py", "import"),
+        ("tests/test_app.py", "test"),
+        ("notes.txt", "client"),
+    ]
+    start, end = prompt.context_span
+    assert (start, end) == (1, 1 + sum(c.tokens for c in prompt.context))
+    assert prompt.tokens[end:][: len(v.plain("pkg/app.py\n"))] == v.plain("pkg/app.py\n")
+
+
+def test_budget_drops_the_least_valuable_whole_files(model: CodeModel, ws: Path) -> None:
+    model.repo = RepoContext([ws], min_interval_s=0)
+    try:
+        full, _ = model.prompt(fim("pkg/app.py", (ContextFile("notes.txt", "N = 1\n"),)))
+        sizes = {c.path: c.tokens for c in full.context}
+        keep = sizes["pkg/util.py"] + sizes["pkg/base.py"]
+        model.settings.guards.context_tokens = keep  # the imports fit, the test and client file do not
+        cut, _ = model.prompt(fim("pkg/app.py", (ContextFile("notes.txt", "N = 1\n"),)))
+    finally:
+        model.repo, model.settings.guards.context_tokens = None, None
+    assert [c.path for c in cut.context] == ["pkg/base.py", "pkg/util.py"]
+    [warning] = [w for w in cut.warnings if w.code == "context_files_dropped"]
+    assert "tests/test_app.py (test)" in warning.message and "notes.txt (client)" in warning.message
+    assert "pkg/util.py" not in warning.message
+    # The default budget is half the context less max_tokens: all of this fits in 1024.
+    assert not [w for w in full.warnings if w.code == "context_files_dropped"]
+
+
+def test_confinement_filepath_and_client_filenames_are_labels(model: CodeModel, ws: Path) -> None:
+    model.repo = RepoContext([ws], min_interval_s=0)
+    outside = str(ws.parent / "outside.py")
+    try:
+        for label in ("../outside.py", outside, "pkg/../../outside.py", "/etc/passwd"):
+            prompt, _ = model.prompt(fim(label, (ContextFile(outside, "GIVEN = 1\n"),)))
+            text = model.vocab.render(prompt.tokens)
+            assert "OUTSIDE_SECRET" not in text and "class Base" not in text, label
+            assert [(c.path, c.reason) for c in prompt.context] == [(outside, "client")]
+            assert "GIVEN = 1" in text  # what the client sent, under its label
+        os.symlink(ws.parent / "outside.py", ws / "pkg" / "linked.py")
+        prompt, _ = model.prompt(fim("pkg/linked.py"))
+        assert prompt.context == [] and "OUTSIDE_SECRET" not in model.vocab.render(prompt.tokens)
+    finally:
+        model.repo = None
+
+
+def test_without_a_workspace_nothing_is_read(model: CodeModel, ws: Path) -> None:
+    prompt, _ = model.prompt(fim(str(ws / "pkg/app.py")))
+    assert prompt.context == [] and "class Base" not in model.vocab.render(prompt.tokens)
+
+
+def test_retrieved_and_recent_sources(model: CodeModel, ws: Path) -> None:
+    (ws / "pkg/ledger.py").write_text(
+        "class Ledger:\n    def reconcile_quarterly_totals(self):\n        pass\n"
+    )
+    model.repo = RepoContext([ws], min_interval_s=0)
+    try:
+        model.prompt(GenerationRequest("fim", "x = 1\n", "", path="pkg/scratch.py", client="me"))
+        prompt, _ = model.prompt(fim("pkg/app.py", prefix=PREFIX + "book.reconcile_quarterly"))
+        other, _ = model.prompt(
+            GenerationRequest("fim", PREFIX, SUFFIX, path="pkg/app.py", client="someone-else")
+        )
+    finally:
+        model.repo = None
+    reasons = {c.path: c.reason for c in prompt.context}
+    assert reasons.get("pkg/ledger.py") == "retrieved"
+    assert ("pkg/scratch.py", "recent") not in [(c.path, c.reason) for c in prompt.context]  # another client
+    assert "pkg/scratch.py" not in [c.path for c in other.context]
+
+
+def test_recent_edits_of_the_same_client(model: CodeModel, ws: Path) -> None:
+    model.repo = RepoContext([ws], min_interval_s=0)
+    try:
+        model.prompt(GenerationRequest("fim", "draft_value = 41\n", "", path="pkg/scratch.py", client="me"))
+        prompt, _ = model.prompt(GenerationRequest("fim", PREFIX, SUFFIX, path="pkg/app.py", client="me"))
+    finally:
+        model.repo = None
+    assert ("pkg/scratch.py", "recent") in [(c.path, c.reason) for c in prompt.context]
+    assert "draft_value = 41" in model.vocab.render(prompt.tokens)
+
+
+def test_context_tokens_and_reuse_in_timings(model: CodeModel, ws: Path) -> None:
+    model.repo = RepoContext([ws], min_interval_s=0)
+    try:
+        req = fim("pkg/app.py")
+        first = model._final(req, {"max_tokens": 2, "temperature": 0}, None)
+        second = model._final(
+            fim("pkg/app.py", prefix=PREFIX + "h"), {"max_tokens": 2, "temperature": 0}, None
+        )
+    finally:
+        model.repo = None
+    assert first.timings.context_tokens > 0
+    assert second.timings.context_tokens == first.timings.context_tokens
+    # The next keystroke keeps the context in the KV cache: all of it is reused.
+    assert second.timings.context_tokens_reused == second.timings.context_tokens

@@ -128,3 +128,22 @@ def test_other_json_fences_stay_content() -> None:
     reply = 'Here:\n```json\n{"a": 1}\n```\nand ```json\n[1, 2'
     content, calls = feed_all(QWEN, chars(reply))
     assert content == reply and calls == []
+
+
+def test_reply_that_is_a_bare_json_call_is_a_call() -> None:
+    # What Qwen2.5-Coder-0.5B writes for some schemas with tool_choice auto.
+    reply = ' {"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}'
+    content, calls = feed_all(QWEN, chars(reply))
+    assert content == "" and calls == [("get_weather", {"city": "Paris", "unit": "c"})]
+
+
+def test_reply_that_starts_with_other_json_is_content() -> None:
+    for reply in ['{"city": "Paris"} is the answer', '{"unfinished": [1, 2']:
+        content, calls = feed_all(QWEN, chars(reply))
+        assert content == reply and calls == []
+
+
+def test_bare_json_calls_one_after_another() -> None:
+    reply = '{"name": "add", "arguments": {"a": 1}}\n{"name": "add", "arguments": {"a": 2}}\n'
+    content, calls = feed_all(QWEN, chars(reply))
+    assert content == "" and calls == [("add", {"a": 1}), ("add", {"a": 2})]

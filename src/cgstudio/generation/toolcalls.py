@@ -14,7 +14,8 @@ format: a fenced ```` ```tool_call ```` block). The parser splits it as it strea
   a body that never parses, is not a call: it is reported in a ``tool_call_invalid`` warning;
 * a fenced ```` ```json ```` block whose body is a call to an offered function is a call too (small
   models write calls that way; llama.cpp's Hermes parser accepts it as well). Another ```` ```json ````
-  block is content, shown when its fence closes.
+  block is content, shown when its fence closes. So is a reply that starts with a bare JSON call
+  (held until that JSON is complete; llama.cpp's and Ollama's parsers accept it too).
 
 ``with_tool_calls`` applies the parser to the pipeline's chunks: chunks carry the calls completed
 in them, and the final ``Result`` carries the content, every call and ``finish_reason`` "tool_calls".
@@ -98,6 +99,7 @@ class ToolCallParser:
         self._buf = ""  # text not yet decided
         self._inside = False
         self._scan = 0  # inside: where to look for the next close markup in _buf
+        self._bare: bool | None = None  # the reply starts with "{": held until its JSON decides
         # (open, close, strict): the format's own markup, then a ```json fence that may hold a call.
         self._pairs = [(reply.open, reply.close, True)]
         if reply.open != JSON_FENCE:
@@ -111,7 +113,21 @@ class ToolCallParser:
         self._buf += text
         shown: list[str] = []
         calls: list[ToolCall] = []
+        if self._bare is None:
+            if not self._buf.strip():
+                return "", []  # leading blank space: held until the reply's first character decides
+            self._bare = self._buf.lstrip().startswith("{")
         while True:
+            if self._bare or (self._bare is False and not self._inside and self._after_call_json()):
+                done = self._bare_call()
+                if done is None:
+                    break
+                if isinstance(done, str):
+                    shown.append(done)
+                else:
+                    calls += done
+                    self.calls += done
+                continue
             if self._inside:
                 done = self._close()
                 if done is None:
@@ -147,7 +163,7 @@ class ToolCallParser:
                 text = self._show(self._open + self._buf)
             elif self._buf.strip():
                 self._invalid(self._buf)
-        elif not self.calls or self._buf.strip():
+        elif self._bare or not self.calls or self._buf.strip():
             text = self._show(self._buf)
         self._buf, self._inside = "", False
         self.calls += calls
@@ -169,6 +185,29 @@ class ToolCallParser:
                 self._inside = False
                 return found if found is not None else block
             self._scan = at + 1
+
+    def _after_call_json(self) -> bool:
+        """After a call, only blank space and then "{": another bare call may follow."""
+        if not self.calls or not self._buf.strip():
+            return False
+        if self._buf.lstrip().startswith("{"):
+            self._bare = True
+        return bool(self._bare)
+
+    def _bare_call(self) -> list[ToolCall] | str | None:
+        """A reply that starts with "{": once its first JSON value is complete, the calls it makes
+        (and the rest goes on as usual), or its text when it is not a call; None while incomplete."""
+        start = len(self._buf) - len(self._buf.lstrip())
+        try:
+            _, end = json.JSONDecoder().raw_decode(self._buf, start)
+        except ValueError:
+            return None
+        self._bare = False
+        found = parse_calls(self._buf[:end], self.reply.names)
+        head, self._buf = self._buf[:end], self._buf[end:]
+        if found is None and self.calls:
+            head = head.lstrip()
+        return found if found is not None else head
 
     def _held_tail(self) -> int:
         """How much of the buffer's end to hold: a start of an open markup, and after a call,

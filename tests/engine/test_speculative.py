@@ -76,18 +76,21 @@ def test_accepted_count_is_the_confirmed_prefix() -> None:
 
 
 @pytest.mark.parametrize(
-    ("mode", "requested", "expected"),
+    ("mode", "requested", "greedy", "expected"),
     [
-        ("auto", None, True),
-        ("on", None, True),
-        ("off", None, False),
-        ("off", True, True),
-        ("on", False, False),
-        ("auto", False, False),
+        ("auto", None, False, True),
+        ("auto", None, True, False),  # greedy output must be plain decoding's, token for token
+        ("on", None, False, True),
+        ("on", None, True, True),
+        ("off", None, False, False),
+        ("off", True, True, True),
+        ("on", False, False, False),
+        ("auto", False, False, False),
+        ("auto", True, True, True),  # the request's explicit choice wins
     ],
 )
-def test_starts_speculating(mode: str, requested: bool | None, expected: bool) -> None:
-    assert starts_speculating(mode, requested) is expected
+def test_starts_speculating(mode: str, requested: bool | None, greedy: bool, expected: bool) -> None:
+    assert starts_speculating(mode, requested, greedy) is expected
 
 
 def test_auto_stops_drafting_after_a_probe_with_low_acceptance() -> None:

@@ -19,6 +19,7 @@ from cgstudio.session.model import CodeModel
 
 TARGETS = {
     "decode_vs_raw_llama_cpp": 0.97,
+    "decode_default_vs_raw_llama_cpp": 0.98,  # the default load profile (speculation "auto")
     "http_stream_vs_raw_llama_cpp": 0.95,
     "http_stream_vs_llama_cpp_server": 1.0,
     "keystroke_ttft_speedup": 50.0,

@@ -103,7 +103,8 @@ class DecodeRequest:
     cancel: threading.Event | None = None
     # Reuse cached KV chunks of >= this many tokens by shifting (None = engine default, 0 = prefix only).
     reuse_min: int | None = None
-    # Prompt-lookup speculation: None = engine default ("auto": only while drafts are accepted).
+    # Prompt-lookup speculation: None = engine default ("auto": sampled requests only, while drafts
+    # are accepted).
     speculative: bool | None = None
     cache: bool = True  # False: evaluate the whole prompt, reusing nothing
     # A GBNF grammar (root rule "root") every sampled token must fit; None: unconstrained. Engines

@@ -109,7 +109,10 @@ class LoadProfile(_Strict):
         "common prefix is reused.",
     )
     speculative: Literal["auto", "off", "on"] = Field(
-        "auto", description="Prompt-lookup speculative decoding: auto = only while drafts are accepted."
+        "auto",
+        description="Prompt-lookup speculative decoding: auto = for sampled requests only, and only while "
+        "drafts are accepted (greedy output stays plain decoding's, token for token); on = always, also "
+        "under greedy, where llama.cpp's batched verification can flip a near-tie.",
     )
 
     @field_validator("rope_freq_base", "rope_freq_scale", mode="before")

@@ -215,7 +215,8 @@ class Scheduler:
         seq.sampler = _Sampler(req.sampler, self.model.vocab, req.grammar)
         if req.sampler.repeat_penalty != 1.0:
             seq.sampler.accept(req.tokens[-req.sampler.repeat_last_n :])
-        seq.speculate = spec.starts_speculating(self.speculative, req.speculative)
+        greedy = req.sampler.temperature <= 0.0
+        seq.speculate = spec.starts_speculating(self.speculative, req.speculative, greedy)
         seq.history = list(req.tokens)
 
     def _reuse(

@@ -586,6 +586,8 @@ def markdown(results: list[Result], model: str) -> str:
         rows.append(
             f"| {s.client} | {s.name} | `{s.path}` | {verdict} | `{s.source.path}` @ {s.source.commit[:7]} |"
         )
+    repos = dict.fromkeys((r.scenario.source.repo, r.scenario.source.commit) for r in results)
+    rows += ["", "Sources: " + ", ".join(f"{repo} @ `{commit}`" for repo, commit in repos) + "."]
     return "\n".join(rows)
 
 

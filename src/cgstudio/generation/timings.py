@@ -30,8 +30,10 @@ class Timings:
     draft_tokens_accepted: int = 0  # and confirmed by the model
     context_tokens: int = 0  # context files' tokens in the prompt (repository context, input_extra)
     context_tokens_reused: int = 0  # of which the KV cache already held
+    # Who answered: "engine", or "typed_ahead" (the rest of the client's ghost text, no engine).
+    source: str = "engine"
 
-    def as_dict(self) -> dict[str, float | int | None]:
+    def as_dict(self) -> dict[str, float | int | str | None]:
         return asdict(self)
 
 

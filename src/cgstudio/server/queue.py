@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import threading
 import time
@@ -36,10 +35,12 @@ from cgstudio.core.errors import CGStudioError, OverloadedError
 from cgstudio.core.prompt import GuardWarning, Prompt
 from cgstudio.generation.pipeline import Chunk, Result
 from cgstudio.generation.timings import Timings, Usage
+from cgstudio.server.clients import ClientKey, client_key, same_document
 from cgstudio.server.errors import ShuttingDownError
 from cgstudio.server.prometheus import Metrics
 from cgstudio.server.registry import ModelEntry, Registry
 from cgstudio.server.service import GenSpec, open_stream
+from cgstudio.server.typed_ahead import TypedAhead, answer, ghost_of, spec_key
 from cgstudio.session.model import CodeModel
 
 log = logging.getLogger("cgstudio.server")
@@ -104,37 +105,6 @@ class FairGate:
             fut.set_result(True)
             return
         self.free += 1
-
-
-@dataclass(frozen=True)
-class ClientKey:
-    key: str
-    explicit: bool  # from X-Client-Id
-
-
-def client_key(request: Request, api_key: str | None) -> ClientKey:
-    cid = request.headers.get("x-client-id", "").strip()
-    if cid:
-        return ClientKey("id:" + cid[:256], True)
-    digest = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
-    host = request.client.host if request.client else "-"
-    return ClientKey(f"key:{digest}@{host}", False)
-
-
-def same_document(old: GenSpec, new: GenSpec) -> bool:
-    if old.path != new.path:
-        return False
-    a, b = old.document_head, new.document_head
-    if a == b:
-        return False
-    common = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        common += 1
-    # They differ only within the last line of one of them (typing, backspace, Enter),
-    # or one extends the other.
-    return "\n" not in a[common:] or "\n" not in b[common:]
 
 
 class Job:
@@ -203,6 +173,7 @@ class Runner:
         self.api_key = api_key
         self.stream_factory = stream_factory
         self.inflight: set[Job] = set()
+        self.typed_ahead = TypedAhead()  # each client's last ghost text (server/typed_ahead.py)
         self._pool = ThreadPoolExecutor(max_workers=parallel + 1, thread_name_prefix="cgstudio-gen")
         self._closing = False
 
@@ -216,6 +187,13 @@ class Runner:
         spec.client = client.key  # repository context keeps each client's recent edits apart
         if spec.supersedable:
             self._supersede(client, spec)
+        if (key := spec_key(spec, entry.alias)) and (
+            hit := self.typed_ahead.lookup(client.key, key, spec.document_head)
+        ):
+            job = Job(spec, entry, client, asyncio.get_running_loop().create_future())
+            job.result = answer(hit, spec, job.t_start)  # the engine is not touched
+            job.results, job.first, job.finished = [job.result], Chunk(hit.text, result=job.result), True
+            return job
         self._refuse_if_full()
         job = Job(spec, entry, client, self.gate.enqueue(client.key))
         job._gate = self.gate
@@ -400,11 +378,18 @@ class Runner:
                             r.warnings.append(GuardWarning(reason, CANCEL_MESSAGES[reason]))
                             r.finish_reason = "cancelled"
                     job.result, job.results = chunk.result, chunk.choices
+                    # Before the last chunk reaches the client, which may type ahead at once.
+                    loop.call_soon_threadsafe(self._remember, job, chunk.result)
                 put(chunk)
         except BaseException as exc:
             put(_Failure(exc))
         finally:
             put(END)
+
+    def _remember(self, job: Job, result: Result) -> None:
+        """Keep the client's ghost text for typed-ahead (event loop thread)."""
+        if (ghost := ghost_of(job.spec, job.alias, result)) is not None:
+            self.typed_ahead.remember(job.client.key, ghost)
 
     def _finish_unstarted(self, job: Job, put: Callable[[Any], None] | None = None) -> None:
         reason = job.cancel_reason or "disconnect"

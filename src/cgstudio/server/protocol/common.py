@@ -87,6 +87,7 @@ def timings_extra(result: Result, load_s: float = 0.0) -> dict[str, Any]:
         "draft_tokens_accepted": t.draft_tokens_accepted,
         "context_tokens": t.context_tokens,
         "context_tokens_reused": t.context_tokens_reused,
+        "source": t.source,
         "finish_reason": result.finish_reason,
         "load_s": load_s,
     }

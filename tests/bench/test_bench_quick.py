@@ -18,6 +18,7 @@ RATIOS = {
     "http_stream_vs_llama_cpp_server",
     "keystroke_ttft_speedup",
     "keystroke_agreement_vs_cold",
+    "keystroke_bare_vs_context_ttft",
     "concurrency_4_vs_1_throughput",
     "speculation_speedup",
 }

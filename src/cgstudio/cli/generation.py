@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Any
@@ -87,6 +88,9 @@ def _dry_run(m: Any, prompt: Prompt, as_json: bool) -> None:
     click.echo(text)
     click.echo(f"--- {len(prompt.tokens)} tokens ({prompt.mode}): {prompt.tokens}", err=True)
     click.echo(f"--- stop ids: {stops}", err=True)
+    if prompt.context:
+        listed = ", ".join(f"{c.path} ({c.tokens} tokens, {c.reason})" for c in prompt.context)
+        click.echo(f"--- context: {listed}", err=True)
 
 
 def _split_at_cursor(text: str, cursor: str | None) -> tuple[str, str]:
@@ -168,6 +172,8 @@ def complete(
         from cgstudio.repo import RepoContext  # here: only complete with --workspace pays for bm25s
 
         m.repo = RepoContext(workspaces)
+        if file_ is not None and path == file_:  # --file is relative to here, not to a workspace
+            path = os.path.abspath(file_)
     guards = {"fim_single_line": single_line or None, "fim_block_end": block or None}
     guards = {k: v for k, v in guards.items() if v is not None}
     if raw:

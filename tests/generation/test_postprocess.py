@@ -53,7 +53,9 @@ def test_block_end_from_a_blank_cursor_line() -> None:
     out = "    if n < 2:\n        return False\n    return True\n\n# Example usage\nprint(1)\n"
     rules = FimRules("", 'def f(n):\n    """Doc."""\n', stop_at_suffix=False, block_end=True)
     cut = feed_all(rules, out)
-    assert cut is not None and out[:cut] == "    if n < 2:\n        return False\n    return True\n\n"
+    # The blank line before the dedent is dropped (the code after the cursor brings its own).
+    assert cut is not None and out[:cut] == "    if n < 2:\n        return False\n    return True\n"
+    assert rules.rule == "block_end"
 
 
 def test_block_end_after_indented_cursor() -> None:

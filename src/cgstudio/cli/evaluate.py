@@ -157,11 +157,12 @@ def tasks_command(task: str, limit: int | None, sample_n: int | None, sample_see
 @click.option(
     "--guards",
     "guard_set",
-    type=click.Choice(["paper", "editor"]),
+    type=click.Choice(["paper", "suffix", "editor"]),
     default="paper",
     show_default=True,
-    help="paper: the paper's protocol (FIM output is not cut); editor: also stop a FIM completion "
-    "where it repeats the suffix, as cgstudio does for editors (local models only; reported apart).",
+    help="paper: the paper's protocol (FIM output is not cut); suffix: stop a FIM completion where it "
+    "repeats the suffix (the editor guards before issue 16); editor: every editor ending (block end, "
+    "line end, bracket overlap, token healing) as editors get them (local models only; reported apart).",
 )
 @click.option("--workers", type=int, default=2, show_default=True, help="Tests run in parallel.")
 @click.option(
@@ -224,8 +225,8 @@ def run_command(
         raise UsageError("--canonical needs no model: drop --base-url")
     if base_url and not model and remote_backend == "server":
         raise UsageError("--base-url needs --model: the server's name for the model (or --backend openai)")
-    if guard_set == "editor" and (base_url or canonical):
-        raise UsageError("--guards editor needs a local model (a server applies its own guards)")
+    if guard_set != "paper" and (base_url or canonical):
+        raise UsageError(f"--guards {guard_set} needs a local model (a server applies its own guards)")
     if workers < 1 or parallel < 1 or timeout_s <= 0:
         raise UsageError("--workers and --parallel must be at least 1, --timeout above 0")
     chosen = select_tasks(task, limit, sample_n, sample_seed)

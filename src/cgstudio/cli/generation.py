@@ -126,7 +126,16 @@ def _split_at_cursor(text: str, cursor: str | None) -> tuple[str, str]:
 )
 @click.option("--context-file", multiple=True, help="Other files for multi-file context (repeatable).")
 @click.option("--single-line", is_flag=True, help="Return at most one line.")
-@click.option("--block", is_flag=True, help="Stop at the end of the cursor's block (indentation).")
+@click.option(
+    "--block/--no-block",
+    default=None,
+    help="Stop at the end of the cursor's block (an editor ending) [on; profile: guards.fim_block_end].",
+)
+@click.option(
+    "--endings/--no-endings",
+    default=None,
+    help="Every editor ending: block end, mid-line line end, bracket overlap, token healing [on].",
+)
 @click.option(
     "--raw",
     is_flag=True,
@@ -143,7 +152,8 @@ def complete(
     path: str | None,
     context_file: tuple[str, ...],
     single_line: bool,
-    block: bool,
+    block: bool | None,
+    endings: bool | None,
     raw: bool,
     workspaces: tuple[str, ...],
     dry_run: bool,
@@ -174,7 +184,11 @@ def complete(
         m.repo = RepoContext(workspaces)
         if file_ is not None and path == file_:  # --file is relative to here, not to a workspace
             path = os.path.abspath(file_)
-    guards = {"fim_single_line": single_line or None, "fim_block_end": block or None}
+    ending_names = ("fim_block_end", "fim_line_end", "fim_bracket_overlap", "fim_token_healing")
+    guards: dict[str, bool | None] = dict.fromkeys(ending_names, endings)
+    guards["fim_single_line"] = single_line or None
+    if block is not None:
+        guards["fim_block_end"] = block
     guards = {k: v for k, v in guards.items() if v is not None}
     if raw:
         req = GenerationRequest("raw", prefix, guards=guards)

@@ -110,6 +110,9 @@ class DecodeRequest:
     # A GBNF grammar (root rule "root") every sampled token must fit; None: unconstrained. Engines
     # that cannot constrain refuse it (UnsupportedModeError) rather than ignore it.
     grammar: str | None = None
+    # Token healing: the reply's first token must start with this text (engines that can, say so
+    # with ``Engine.forces_start``; "" = unconstrained).
+    starts_with: str = ""
     # Choices: n sequences decoded from one evaluation of ``tokens`` (``Engine.stream_choices``),
     # each sampled on its own (choice i's seed is ``seed + i``, or its own random seed).
     n: int = 1
@@ -229,6 +232,12 @@ class Engine(ABC):
                 s.close()
             raise
         return streams
+
+    @property
+    def forces_start(self) -> bool:
+        """True when ``stream`` honours ``DecodeRequest.starts_with`` (token healing); others never
+        get a healed prompt."""
+        return False
 
     @property
     def exact_token_counts(self) -> bool:

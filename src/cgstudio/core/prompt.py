@@ -46,6 +46,13 @@ class Prompt:
     max_tokens: int | None = None  # clamped when the context is short
     tools: ToolReply | None = None  # set when the reply may carry tool calls
     grammar: str | None = None  # GBNF (root rule "root") that constrains the reply
+    # Editor paths (FIM with a suffix, /infill, cgstudio complete): the editor endings apply, and
+    # ``path`` (the current file's) tells the block style.
+    editor: bool = False
+    path: str | None = None
+    # Token healing: the text of the prompt's last token, taken off; the reply must start with it
+    # (DecodeRequest.starts_with) and the pipeline emits only what follows it.
+    heal: str = ""
     context: list[ContextEntry] = field(default_factory=list)  # the context files kept, in prompt order
     context_span: tuple[int, int] = (0, 0)  # where their tokens lie in ``tokens`` (start, end)
 

@@ -194,7 +194,25 @@ class GuardSettings(_Strict):
     strict: bool = Field(False, description="Turn variant_mismatch warnings into errors.")
     fim_stop_at_suffix: bool = Field(True, description="Stop when a FIM completion repeats the suffix.")
     fim_single_line: bool = Field(False, description="FIM returns at most one line.")
-    fim_block_end: bool = Field(False, description="Stop FIM at the end of the block (by indentation).")
+    # The editor endings (issue 16): on by default, applied on editor paths only (FIM with a suffix,
+    # /infill, cgstudio complete); plain continuations and the eval's paper protocol never get them.
+    fim_block_end: bool = Field(
+        True,
+        description="Editor paths: stop at the end of the cursor's block (a dedent below it in "
+        "indentation languages; the '}' that closes it in brace languages).",
+    )
+    fim_line_end: bool = Field(
+        True, description="Editor paths: a cursor with text on both sides completes its line only."
+    )
+    fim_bracket_overlap: bool = Field(
+        True,
+        description="Editor paths: end before a closing bracket or quote that the suffix already has.",
+    )
+    fim_token_healing: bool = Field(
+        True,
+        description="Editor paths: back the prompt up to the last token boundary and make the first "
+        "token start with the text removed (no doubled space after 'return ').",
+    )
     fim_prefix_share: float = Field(
         0.75, gt=0.0, lt=1.0, description="Share of the FIM token budget kept for the prefix when trimming."
     )

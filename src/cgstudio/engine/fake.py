@@ -35,8 +35,12 @@ class FakeEngine(Engine):
         n_ctx: int = 4096,
         choices: list[list[bytes]] | None = None,
         max_choices: int = 4,
+        forces_start: bool = False,
     ) -> None:
+        """``forces_start``: claim to honour ``DecodeRequest.starts_with`` (token healing); the
+        script must then start with the healed text, as llama.cpp's masked first token would."""
         self.pieces = list(pieces)
+        self._forces_start = forces_start
         self._scripts = [list(range(10, 10 + len(pieces)))]
         for script in choices or []:
             start = 10 + len(self.pieces)
@@ -83,6 +87,10 @@ class FakeEngine(Engine):
 
     def token_kind(self, token: int) -> TokenKind:
         return self.info.special_kinds.get(token, TokenKind.NORMAL)
+
+    @property
+    def forces_start(self) -> bool:
+        return self._forces_start
 
     def stream(self, request: DecodeRequest) -> TokenStream:
         self.requests.append(request)

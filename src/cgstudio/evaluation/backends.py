@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from cgstudio.core.settings import Settings
 from cgstudio.evaluation.cache import gguf_fingerprint, remote_fingerprint
-from cgstudio.evaluation.protocol import EDITOR_GUARDS, EVAL_GUARDS, Generated, GenRequest
+from cgstudio.evaluation.protocol import EVAL_GUARDS, GUARD_SETS, Generated, GenRequest
 from cgstudio.generation.request import GenerationRequest
 from cgstudio.session.model import CodeModel
 
@@ -36,7 +36,7 @@ class Backend(Protocol):
 class LocalBackend:
     """A loaded GGUF (``cgstudio.session.model.CodeModel``), run through the one generation pipeline.
 
-    ``guards``: the paper's protocol (``EVAL_GUARDS``) or ``EDITOR_GUARDS``, what an editor gets."""
+    ``guards``: the paper's protocol (``EVAL_GUARDS``) or another of ``GUARD_SETS``."""
 
     def __init__(
         self,
@@ -136,8 +136,8 @@ class EngineBackend(LocalBackend):
 def open_local_backend(
     path: Path, alias: str, settings: Settings, parallel: int, guard_set: str = "paper"
 ) -> LocalBackend:
-    """A GGUF loaded for an eval: ``parallel`` sequences, ``guard_set`` "paper" (``EVAL_GUARDS``) or
-    "editor" (``EDITOR_GUARDS``). ``settings`` is changed in place (KV reuse, ``n_parallel``)."""
+    """A GGUF loaded for an eval: ``parallel`` sequences, ``guard_set`` a name in ``GUARD_SETS``
+    ("paper", "suffix" or "editor"). ``settings`` is changed in place (KV reuse, ``n_parallel``)."""
     # Imported here: it imports llama_cpp, which a server-backed eval does not need.
     from cgstudio.engine.llamacpp import LlamaCppEngine
 
@@ -145,6 +145,6 @@ def open_local_backend(
     settings.load.cache_reuse = 0
     settings.load.kv_shift_reuse = False
     settings.load.n_parallel = parallel
-    guards = EDITOR_GUARDS if guard_set == "editor" else EVAL_GUARDS
+    guards = GUARD_SETS[guard_set]
     model = CodeModel(LlamaCppEngine(path, settings.load), settings, alias)
     return LocalBackend(model, guards)

@@ -45,11 +45,24 @@ EVAL_GUARDS = {
     "fim_stop_at_suffix": False,
     "fim_single_line": False,
     "fim_block_end": False,
+    "fim_line_end": False,
+    "fim_bracket_overlap": False,
+    "fim_token_healing": False,
     "repetition": True,
     "strict": False,
 }
-# What an editor gets: the completion ends where it starts to repeat the text after the cursor.
-EDITOR_GUARDS = {**EVAL_GUARDS, "fim_stop_at_suffix": True}
+# Before issue 16's endings, an editor got this: the completion ends where it starts to repeat the
+# text after the cursor (``--guards suffix``).
+SUFFIX_GUARDS = {**EVAL_GUARDS, "fim_stop_at_suffix": True}
+# What an editor gets: every editor ending on (``--guards editor``; GuardSettings' defaults).
+EDITOR_GUARDS = {
+    **SUFFIX_GUARDS,
+    "fim_block_end": True,
+    "fim_line_end": True,
+    "fim_bracket_overlap": True,
+    "fim_token_healing": True,
+}
+GUARD_SETS = {"paper": EVAL_GUARDS, "suffix": SUFFIX_GUARDS, "editor": EDITOR_GUARDS}
 PASS_AT_K = (1, 10, 100)
 
 

@@ -253,9 +253,15 @@ def _inline(counts: dict[str, int]) -> str:
 
 
 def _guards_line(guards: dict[str, bool]) -> str:
+    if guards.get("fim_block_end"):
+        return (
+            "- Guards: **editor** (`--guards editor`, not the paper's protocol): every editor ending "
+            "(suffix overlap, block end, line end, bracket overlap, token healing); the repetition "
+            "guard on."
+        )
     if guards.get("fim_stop_at_suffix"):
         return (
-            "- Guards: **editor** (`--guards editor`, not the paper's protocol): a FIM completion stops "
+            "- Guards: **suffix** (`--guards suffix`, not the paper's protocol): a FIM completion stops "
             "where it starts repeating the suffix, as cgstudio does for editors; single-line and "
             "block-end rules off; the repetition guard on."
         )

@@ -1,7 +1,8 @@
 """The one generation pipeline. The CLI, the server, eval and bench all consume ``run``.
 
-engine tokens -> UTF-8-safe text -> stop strings (held back) -> FIM rules -> repetition guard
--> ``Chunk``s, and a final ``Result`` with finish reason, warnings, usage and timings.
+engine tokens -> UTF-8-safe text -> token healing (the healed text is dropped) -> stop strings
+(held back) -> FIM rules -> repetition guard -> ``Chunk``s, and a final ``Result`` with finish
+reason (and ``stop_rule``: which FIM ending stopped it), warnings, usage and timings.
 Text a FIM rule may still cut is held back too (``FimRules.settled``), so the chunks' texts add
 up to the final ``Result.text`` (unless the repetition guard cuts a loop already streamed).
 
@@ -21,6 +22,7 @@ from cgstudio.core.engine import DecodeRequest, Engine, SamplerConfig, TokenStre
 from cgstudio.core.prompt import GuardWarning, Prompt
 from cgstudio.core.settings import GuardSettings, SamplingParams
 from cgstudio.core.tools import ToolCall
+from cgstudio.generation.brackets import block_style, comment_start
 from cgstudio.generation.diagnose import empty_output_warning
 from cgstudio.generation.postprocess import FimRules
 from cgstudio.generation.repetition import RepetitionConfig, RepetitionGuard
@@ -39,11 +41,15 @@ class Result:
     timings: Timings
     mode: str
     tool_calls: list[ToolCall] = field(default_factory=list)  # set by generation.toolcalls
+    # The FIM rule that ended the text (finish_reason "stop"): suffix_overlap, single_line,
+    # block_end, line_end or bracket_overlap (postprocess.FimRules); None for any other end.
+    stop_rule: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
             "text": self.text,
             "finish_reason": self.finish_reason,
+            "stop_rule": self.stop_rule,
             "warnings": [w.as_dict() for w in self.warnings],
             "usage": self.usage.as_dict(),
             "timings": self.timings.as_dict(),
@@ -118,6 +124,7 @@ def run(
         speculative=sampling.speculative,
         cache=sampling.cache_prompt,
         grammar=prompt.grammar,
+        starts_with=prompt.heal,
         n=n,
     )
     # The request's stop strings are checked before any decoding (the server checks them at parse).
@@ -165,17 +172,8 @@ def _choice(
     protected = ctx.protected_ids
     markup = prompt.tools.markup_ids if prompt.tools is not None else frozenset()  # for the tool-call parser
     utf8 = Utf8Stream()
-    fim = (
-        FimRules(
-            prompt.suffix,
-            prompt.prefix_tail,
-            guards.fim_stop_at_suffix,
-            guards.fim_single_line,
-            guards.fim_block_end,
-        )
-        if prompt.mode == "fim"
-        else None
-    )
+    fim = fim_rules(prompt, guards) if prompt.mode == "fim" else None
+    heal = prompt.heal  # still to drop from the front of the output
     rep = RepetitionGuard(
         RepetitionConfig(
             enabled=guards.repetition,
@@ -205,7 +203,10 @@ def _choice(
                 continue  # control tokens never reach the text
             else:
                 data = engine.piece(tok)
-            text, stopped = stops.feed(utf8.feed(data))
+            text = utf8.feed(data)
+            if heal and text:
+                text, heal = _healed(text, heal)
+            text, stopped = stops.feed(text)
             if stopped:
                 finish = "stop"
             if text:
@@ -286,8 +287,38 @@ def _choice(
         usage=Usage(prompt_tokens=len(prompt.tokens), completion_tokens=stats.n_generated),
         timings=timings,
         mode=prompt.mode,
+        stop_rule=fim.rule if fim is not None and keep is not None else None,
     )
     yield Chunk("", result=result)
+
+
+def fim_rules(prompt: Prompt, guards: GuardSettings) -> FimRules:
+    """The FIM rules for a prompt: the suffix rule and single line wherever FIM runs; the editor
+    endings (block end, line end, bracket overlap) on editor paths only (``Prompt.editor``)."""
+    editor = prompt.editor
+    style = block_style(prompt.path, prompt.prefix_tail)
+    return FimRules(
+        prompt.suffix,
+        prompt.prefix_tail,
+        guards.fim_stop_at_suffix,
+        guards.fim_single_line,
+        block_end=guards.fim_block_end and editor,
+        line_end=guards.fim_line_end and editor,
+        closers=guards.fim_bracket_overlap and editor,
+        style=style,
+        comment=comment_start(prompt.path, style),
+    )
+
+
+def _healed(text: str, heal: str) -> tuple[str, str]:
+    """Drop the healed text from the output's front: (text left, healed text still to come).
+
+    The engine made the first token start with it; output that does not (an engine that ignored
+    the constraint) is kept whole."""
+    n = min(len(text), len(heal))
+    if text[:n] != heal[:n]:
+        return text, ""
+    return text[n:], heal[n:]
 
 
 def distinct(results: list[Result]) -> list[Result]:

@@ -40,6 +40,7 @@ from cgstudio.prompts.registry import FamilyFormat, get_format
 from cgstudio.prompts.tools import plan_tools
 from cgstudio.prompts.vocab import Vocab
 from cgstudio.repo import RepoContext
+from cgstudio.session.editor import healed, mark_editor, with_middle
 from cgstudio.session.inputs import check_text  # also imported from here by the faces
 
 ESTIMATE_WARNING = GuardWarning(
@@ -264,11 +265,7 @@ class CodeModel:
             prefix, req.suffix, req.files, path=req.path, max_tokens=max_tokens
         )
         if middle:
-            prompt.tokens.extend(self.vocab.plain(middle))
-            prompt.prefix_tail = (prefix + middle)[-2000:]
-            if prompt.max_tokens is not None:
-                room = self.engine.n_ctx - len(prompt.tokens) - 1
-                prompt.max_tokens = max(1, min(prompt.max_tokens, room))
+            with_middle(prompt, self.vocab, prefix, middle, self.engine.n_ctx)
         return prompt, problem
 
     def _translated_prompt(self, req: GenerationRequest, template: ForeignFim) -> tuple[Prompt, str | None]:
@@ -312,6 +309,7 @@ class CodeModel:
         notes: list[GuardWarning] = []
         if self.repo is not None and self.format.fim is not None:  # fim, plain and infill only
             req, notes = self.repo.extend(req, self.engine.n_ctx)
+        req, heal = healed(req, self.vocab, self.fim_capable and self.guards(req.guards).fim_token_healing)
         if req.mode == "infill":
             prompt, problem = self._infill_prompt(req, max_tokens)
         else:
@@ -320,6 +318,7 @@ class CodeModel:
                 req.prompt, suffix, req.files, path=req.path, max_tokens=max_tokens
             )
         prompt.warnings.extend(notes)
+        mark_editor(prompt, req, heal)  # editor paths: endings and token healing (session/editor.py)
         return prompt, problem
 
     def stream(

@@ -9,6 +9,7 @@ from pathlib import Path
 from cgstudio.core.engine import DecodeRequest, Engine, EngineCounters, ModelInfo, TokenKind, TokenStream
 from cgstudio.core.settings import LoadProfile
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle
+from cgstudio.engine.llamacpp.healing import piece_index
 from cgstudio.engine.llamacpp.scheduler import Scheduler
 
 
@@ -73,7 +74,17 @@ class LlamaCppEngine(Engine):
         return kind if kind is not None else self._model.token_kind(token)
 
     def stream(self, request: DecodeRequest) -> TokenStream:
+        self._index_for(request)
         return self._scheduler.submit(request)
+
+    @property
+    def forces_start(self) -> bool:
+        return True
+
+    def _index_for(self, request: DecodeRequest) -> None:
+        """A healed request's token index, built here (the caller's thread), not in the decode loop."""
+        if request.starts_with:
+            piece_index(self._model, frozenset(self.info.protected_tokens().values()))
 
     @property
     def max_choices(self) -> int:
@@ -85,6 +96,7 @@ class LlamaCppEngine(Engine):
 
     def stream_choices(self, request: DecodeRequest) -> list[TokenStream]:
         """One prompt evaluation, its KV cells shared by ``request.n`` sequences (see scheduler)."""
+        self._index_for(request)
         return self._scheduler.submit_choices(request)
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ Order: the grammar (when the request has one) first, so every later sampler choo
 tokens it allows; then repetition penalties; then greedy, or top-k, top-p, min-p, temperature
 and a seeded draw. The prompt is shown to the penalties only: the grammar constrains the reply,
 and llama.cpp aborts the process when a grammar accepts a token it does not allow.
+Token healing (``healing``) samples its first token(s) from a masked chain of their own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import llama_cpp as lc
 from cgstudio.core.engine import SamplerConfig
 from cgstudio.core.errors import InvalidInputError
 from cgstudio.engine.llamacpp.handle import llama_log_tail
+from cgstudio.engine.llamacpp.healing import Healer
 
 MAX_GRAMMAR_CHARS = 1_000_000
 
@@ -32,13 +34,41 @@ def grammar_sampler(vocab: Any, grammar: str) -> Any:
     return sampler
 
 
+def _add_draw(chain: Any, cfg: SamplerConfig, seed: int | None) -> None:
+    """Greedy, or top-k, top-p, min-p, temperature and a seeded draw, at the chain's end."""
+    if cfg.temperature <= 0.0:
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+        return
+    if cfg.top_k > 0:
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(cfg.top_k))
+    if cfg.top_p < 1.0:
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(cfg.top_p, 1))
+    if cfg.min_p > 0.0:
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(cfg.min_p, 1))
+    lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(cfg.temperature))
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**32 - 1)
+    lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed))
+
+
+def _new_chain() -> Any:
+    params = lc.llama_sampler_chain_default_params()
+    params.no_perf = True
+    return lc.llama_sampler_chain_init(params)
+
+
 class SamplerChain:
-    def __init__(self, cfg: SamplerConfig, vocab: Any, grammar: str | None = None) -> None:
+    def __init__(
+        self, cfg: SamplerConfig, vocab: Any, grammar: str | None = None, healer: Healer | None = None
+    ) -> None:
+        """``healer``: token healing; its tokens come from a masked chain of their own."""
+        if grammar and healer is not None:
+            raise InvalidInputError("a grammar and token healing cannot constrain one reply together")
         n_vocab = lc.llama_vocab_n_tokens(vocab)
         first = grammar_sampler(vocab, grammar) if grammar else None  # raises before anything is owned
-        params = lc.llama_sampler_chain_default_params()
-        params.no_perf = True
-        chain = lc.llama_sampler_chain_init(params)
+        self.cfg = cfg
+        self.healer = healer
+        self._steps = 0
+        chain = _new_chain()
         if first is not None:
             lc.llama_sampler_chain_add(chain, first)
         self.penalties = None
@@ -47,18 +77,7 @@ class SamplerChain:
                 n_vocab, cfg.repeat_last_n, cfg.repeat_penalty, 0.0, 0.0
             )
             lc.llama_sampler_chain_add(chain, self.penalties)
-        if cfg.temperature <= 0.0:
-            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
-        else:
-            if cfg.top_k > 0:
-                lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(cfg.top_k))
-            if cfg.top_p < 1.0:
-                lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(cfg.top_p, 1))
-            if cfg.min_p > 0.0:
-                lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(cfg.min_p, 1))
-            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(cfg.temperature))
-            seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**32 - 1)
-            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed))
+        _add_draw(chain, cfg, cfg.seed)
         self.chain = chain
 
     def accept(self, tokens: list[int]) -> None:
@@ -69,8 +88,24 @@ class SamplerChain:
             lc.llama_sampler_accept(self.penalties, t)
 
     def sample(self, ctx: object, idx: int) -> int:
-        """Sample from row ``idx`` of the last decode; the whole chain (grammar too) accepts it."""
-        return int(lc.llama_sampler_sample(self.chain, ctx, idx))
+        """Sample from row ``idx`` of the last decode; the whole chain (grammar too) accepts it.
+
+        While token healing is owed text, the token comes from a chain of its own: the healer's
+        mask, then the same draw (seeded with seed + step); the main chain then accepts it."""
+        if self.healer is None or not self.healer.rest:
+            return int(lc.llama_sampler_sample(self.chain, ctx, idx))
+        step = _new_chain()
+        try:
+            lc.llama_sampler_chain_add(step, self.healer.mask())
+            seed = None if self.cfg.seed is None else (self.cfg.seed + self._steps) & 0xFFFFFFFF
+            _add_draw(step, self.cfg, seed)
+            tok = int(lc.llama_sampler_sample(step, ctx, idx))
+        finally:
+            lc.llama_sampler_free(step)
+        self._steps += 1
+        lc.llama_sampler_accept(self.chain, tok)
+        self.healer.advance(tok)
+        return tok
 
     def free(self) -> None:
         if self.chain:

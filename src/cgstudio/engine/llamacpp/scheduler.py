@@ -39,6 +39,7 @@ from cgstudio.core.engine import (
 from cgstudio.core.errors import CGStudioError, ContextOverflowError, SettingsError
 from cgstudio.engine.llamacpp import speculative as spec
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle, llama_log_tail
+from cgstudio.engine.llamacpp.healing import Healer, built_index
 from cgstudio.engine.llamacpp.kvcache import Slot, choose_slot, cold_plan, plan_reuse
 from cgstudio.engine.llamacpp.sampler import SamplerChain as _Sampler
 from cgstudio.engine.llamacpp.sequence import Seq, SeqStream, put_token
@@ -212,7 +213,8 @@ class Scheduler:
     def _start_sampling(self, seq: Seq) -> None:
         """The sequence's sampler chain (it has seen the prompt), speculation state and history."""
         req = seq.req
-        seq.sampler = _Sampler(req.sampler, self.model.vocab, req.grammar)
+        healer = Healer(built_index(self.model), req.starts_with) if req.starts_with else None
+        seq.sampler = _Sampler(req.sampler, self.model.vocab, req.grammar, healer)
         if req.sampler.repeat_penalty != 1.0:
             seq.sampler.accept(req.tokens[-req.sampler.repeat_last_n :])
         greedy = req.sampler.temperature <= 0.0

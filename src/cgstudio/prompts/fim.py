@@ -120,8 +120,9 @@ def _context_files(
 ) -> tuple[list[int], list[ContextEntry]]:
     """The context files' tokens in the family's layout, in the given order, and what each took.
 
-    CodeGemma (arXiv 2406.11409): ``path\n{text}<|file_separator|>`` per file. Qwen2.5-Coder:
-    ``<|repo_name|>repo\n``, then ``<|file_sep|>path\n{text}\n`` per file. The most valuable
+    CodeGemma (arXiv 2406.11409): ``path\n{text}`` then the file separator, per file.
+    Qwen2.5-Coder: the repo-name token and ``repo\n``, then the file separator and
+    ``path\n{text}\n`` per file (the spellings are in families/). The most valuable
     files are kept while they fit ``room`` (lowest ``rank`` first; among equals, the latest in
     the list); the others are dropped and named in a ``context_files_dropped`` warning."""
     if not files:

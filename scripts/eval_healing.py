@@ -62,14 +62,10 @@ def main() -> None:
             result = run_eval(args.task_set, tasks, backend, style="fim", workers=args.workers)
             passed = sum(r.status == "passed" for r in result.records)
             lengths = [len(r.completion) for r in result.records]
-            prompts = {t.task_id: t.prompt for t in tasks}
             summary["healing_on" if healing else "healing_off"] = {
                 "passed": passed,
                 "pass_at_1": passed / len(result.records),
                 "mean_chars": sum(lengths) / len(lengths),
-                "doubled_space": sum(
-                    r.completion.startswith(" ") and prompts[r.task_id].endswith(" ") for r in result.records
-                ),
             }
     finally:
         backend.close()

@@ -182,14 +182,18 @@ def test_completion_ghost_text_tab_accepts_and_prompt_shows_fim_ids(
     assert code.input_value() == original[:pos] + suggestion + original[pos:]
     assert code.evaluate("el => el.selectionStart") == pos + len(suggestion)
 
-    # Esc dismisses a suggestion and leaves the document alone.
-    accepted = code.input_value()
+    shot(page, "completion-accepted")
+
+    # Esc dismisses a suggestion and leaves the document alone. Asked again at the first cursor
+    # of the first document: after an accepted suggestion the editor endings may rightly offer
+    # nothing more (the block is done), so no ghost would show there.
+    code.fill(original)
+    code.evaluate(f"el => el.setSelectionRange({pos}, {pos})")
     page.keyboard.press("Control+Enter")
     expect(ghost).to_be_visible()
     page.keyboard.press("Escape")
     expect(ghost).to_have_count(0)
-    assert code.input_value() == accepted
-    shot(page, "completion-accepted")
+    assert code.input_value() == original
 
 
 def test_changed_temperature_and_guards_ride_on_the_next_requests(

@@ -40,11 +40,18 @@ async def list_models(request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/completions", summary="Completion: FIM with suffix, raw continuation without")
-async def completions(body: proto.CompletionRequest, request: Request) -> Any:
+async def _start(
+    body: proto.CompletionRequest | proto.ChatRequest | mistral.FimRequest, request: Request
+) -> Job:
+    """Admit the request: its ``GenSpec`` with the body's per-request guard overrides."""
     spec = body.to_spec()
     spec.guards = body.guard_overrides()
-    job = await runner(request).start(request, spec)
+    return await runner(request).start(request, spec)
+
+
+@router.post("/v1/completions", summary="Completion: FIM with suffix, raw continuation without")
+async def completions(body: proto.CompletionRequest, request: Request) -> Any:
+    job = await _start(body, request)
     cid, created = new_id("cmpl"), now_s()
     if body.stream:
         return event_stream(_completion_events(request, job, cid, created, body.include_usage))
@@ -75,9 +82,7 @@ async def _completion_events(
 
 @router.post("/v1/chat/completions", summary="Chat completion")
 async def chat_completions(body: proto.ChatRequest, request: Request) -> Any:
-    spec = body.to_spec()
-    spec.guards = body.guard_overrides()
-    job = await runner(request).start(request, spec)
+    job = await _start(body, request)
     cid, created = new_id("chatcmpl"), now_s()
     if body.stream:
         return event_stream(_chat_events(request, job, cid, created, body.include_usage))
@@ -91,9 +96,7 @@ async def chat_completions(body: proto.ChatRequest, request: Request) -> Any:
     summary="Fill in the middle, Mistral's FIM API (Continue's fimStream): chat-shaped answer",
 )
 async def fim_completions(body: mistral.FimRequest, request: Request) -> Any:
-    spec = body.to_spec()
-    spec.guards = body.guard_overrides()
-    job = await runner(request).start(request, spec)
+    job = await _start(body, request)
     cid, created = new_id("cmpl"), now_s()
     if body.stream:
         return event_stream(_chat_events(request, job, cid, created, body.include_usage))

@@ -142,5 +142,13 @@ class Live:
         assert model is not None, f"{alias} is not loaded"
         return model.engine
 
+    def settled(self, timeout_s: float = 30.0) -> None:
+        """Wait until no job is in flight: a response can reach the client before its worker has
+        finished (e.g. the last sampled token is decoded into the KV for the next request)."""
+        deadline = time.monotonic() + timeout_s
+        while self.app.state.runner.inflight:
+            assert time.monotonic() < deadline, "a job stayed in flight"
+            time.sleep(0.01)
+
 
 LiveFactory = Callable[..., contextlib.AbstractContextManager[Live]]

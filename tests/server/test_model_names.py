@@ -149,10 +149,12 @@ def test_chat_n_predict_zero_prewarms_and_generates_nothing(oai: openai.OpenAI, 
     ]
     oai.chat.completions.create(model="cg-it", messages=[{"role": "user", "content": "hi"}], max_tokens=1)
     engine = live.engine("cg-it")
+    live.settled()
     before = (engine.counters.evaluated_tokens, engine.counters.generated_tokens)
     warm = oai.chat.completions.create(
         model="cg-it", messages=messages, max_tokens=64, extra_body={"n_predict": 0}
     )
+    live.settled()
     assert warm.choices[0].message.content == ""
     assert warm.usage is not None and warm.usage.completion_tokens == 0 and warm.usage.prompt_tokens > 10
     assert engine.counters.evaluated_tokens - before[0] >= 10  # the prompt went into the cache

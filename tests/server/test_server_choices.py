@@ -29,6 +29,7 @@ def oai(live: Live) -> openai.OpenAI:
 
 
 def _evaluated(live: Live) -> int:
+    live.settled()
     return int(live.engine("cg").counters.evaluated_tokens)
 
 

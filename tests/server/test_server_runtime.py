@@ -63,6 +63,7 @@ def slow(live_server: LiveFactory, synthetic: dict[str, Path]) -> Iterator[Live]
 
 
 def generated(live: Live) -> int:
+    live.settled()
     return int(live.engine("cg-pt").counters.generated_tokens)
 
 

@@ -33,6 +33,7 @@ def _complete(live: Live, prompt: str, **extra: Any) -> dict[str, Any]:
 
 
 def _counters(live: Live) -> tuple[int, int, int]:
+    live.settled()
     c = live.engine("cg").counters
     return int(c.evaluated_tokens), int(c.generated_tokens), int(c.decode_calls)
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from cgstudio.testing.subprocess_server import ServeProcess, ServerStartError
 
 PREFIX = "def add(a, b):\n    return "
 SUFFIX = "\n\n\nprint(add(1, 2))\n"
@@ -592,43 +593,17 @@ def markdown(results: list[Result], model: str) -> str:
 
 
 # -- the server ----------------------------------------------------------------------------------
-class Server:
+def start_server(models: list[str], workdir: Path, extra: list[str]) -> ServeProcess:
     """``cgstudio serve`` in a subprocess on a free loopback port, with a synthetic embedding model."""
+    from cgstudio.testing.synthetic_embedding import write_bert_embedding_gguf
 
-    def __init__(self, models: list[str], workdir: Path, extra: list[str]) -> None:
-        from cgstudio.testing.loopback import free_port
-        from cgstudio.testing.synthetic_embedding import write_bert_embedding_gguf
-
-        embed = write_bert_embedding_gguf(workdir / "tiny-embed.gguf")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "server.log"
-        self.log = self.log_path.open("w")
-        cmd = [sys.executable, "-m", "cgstudio.cli.main", "serve", *models, "--embedding-model",
-               f"{EMBED_ALIAS}={embed}", "--port", str(self.port), "--keep-alive", "-1",
-               "--log-level", "warning", *extra]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(
-                    f"the server exited with {self.proc.returncode}:\n{self.log_path.read_text()}"
-                )
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit("the server did not start in 300 s")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+    embed = write_bert_embedding_gguf(workdir / "tiny-embed.gguf")
+    args = [*models, "--embedding-model", f"{EMBED_ALIAS}={embed}", "--keep-alive", "-1",
+            "--log-level", "warning", *extra]  # fmt: skip
+    try:
+        return ServeProcess(args, log=workdir / "server.log", start_timeout_s=300).start()
+    except ServerStartError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def model_args(model: str, workdir: Path) -> tuple[list[str], str]:
@@ -663,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         server, description = None, args.url or "the server at --url"
         if not args.url:
             models, description = model_args(args.model, Path(tmp))
-            server = Server(models, Path(tmp), ["-c", "4096", *args.server_arg])
+            server = start_server(models, Path(tmp), ["-c", "4096", *args.server_arg])
         url = args.url or (server.url if server else "")
         try:
             with httpx.Client(base_url=url, timeout=args.timeout) as client:

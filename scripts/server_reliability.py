@@ -44,54 +44,27 @@ from typing import Any
 import httpx
 import psutil
 
+from cgstudio.testing.subprocess_server import ServeProcess, ServerStartError
+
 KEY = "reliability-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """``cgstudio serve`` in a subprocess on a free loopback port."""
+class Server(ServeProcess):
+    """``cgstudio serve`` in a subprocess on a free loopback port, started at once; with a key unless
+    ``api_key`` is None."""
 
     def __init__(self, args: list[str], log: Path, api_key: str | None = KEY) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log.open("w")
-        cmd = [
-            sys.executable,
-            "-m",
-            "cgstudio.cli.main",
-            "serve",
-            *args,
-            "--port",
-            str(self.port),
-            *(["--api-key", api_key] if api_key else []),
-            "--log-level",
-            "warning",
-            "--keep-alive",
-            "-1",
-            "--max-queue",
-            "64",
-        ]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the server exited with {self.proc.returncode}; see {log}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit("the server did not start in 300 s")
+        key = ["--api-key", api_key] if api_key else []
+        args = [*args, *key, "--log-level", "warning", "--keep-alive", "-1", "--max-queue", "64"]
+        super().__init__(args, log=log, start_timeout_s=300)
+        try:
+            self.start()
+        except ServerStartError as exc:
+            raise SystemExit(str(exc)) from exc
 
     def rss_mib(self) -> float:
-        return psutil.Process(self.proc.pid).memory_info().rss / (1 << 20)
+        return psutil.Process(self.process.pid).memory_info().rss / (1 << 20)
 
     def server_errors(self) -> int:
         text = httpx.get(self.url + "/metrics", headers=AUTH, timeout=30).text
@@ -101,14 +74,6 @@ class Server:
                 r'^cgstudio_requests_total\{endpoint="[^"]*",status="(5\d\d)"\} (\S+)$', text, re.M
             )
         )
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 # -- phase 1: schemathesis ------------------------------------------------------------------------
@@ -160,7 +125,7 @@ def fuzz(examples: int, workdir: Path) -> dict[str, Any]:
             "cases_generated": int(cases.group(1)) if cases else None,
             "cases_passed": int(cases.group(2)) if cases else None,
             "server_5xx": server.server_errors(),
-            "server_alive": server.proc.poll() is None,
+            "server_alive": server.process.poll() is None,
             "seconds": round(time.monotonic() - t0, 1),
         }
         (workdir / "schemathesis.txt").write_text(out)
@@ -527,7 +492,7 @@ def edge_cases(workdir: Path) -> dict[str, Any]:
         out["half_open_still_open_after_s"] = {"open": open_left, "waited_s": 60 if open_left else None}
         for s in socks:
             s.close()
-        out["server_alive"] = server.proc.poll() is None
+        out["server_alive"] = server.process.poll() is None
         out["server_5xx"] = server.server_errors()
     finally:
         server.stop()
@@ -573,21 +538,18 @@ def _sigterm_mid_stream(workdir: Path) -> dict[str, Any]:
                     error_event = error_event or '"error"' in line
                     done_marker = done_marker or line == "data: [DONE]"
                 if not sent and len(events) >= 3:
-                    server.proc.send_signal(signal.SIGTERM)
+                    server.process.send_signal(signal.SIGTERM)
                     sent = True
             stream_s = round(time.monotonic() - t0, 1)
-        rc = server.proc.wait(60)
+        rc = server.process.wait(60)
         clean_end = True
     except httpx.HTTPError as exc:
-        rc = server.proc.wait(60)
+        rc = server.process.wait(60)
         clean_end = False
         stream_s = None
         events.append(f"client error: {type(exc).__name__}: {exc}")
     finally:
-        if server.proc.poll() is None:
-            server.stop()
-        else:
-            server.log.close()
+        server.stop()
     text = log.read_text()
     return {
         "exit_code": rc,

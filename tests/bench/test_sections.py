@@ -9,10 +9,10 @@ import pytest
 
 from cgstudio.bench import sections, suite
 from cgstudio.bench.context import BenchContext, Plan
-from cgstudio.bench.process import free_port, server_process
 from cgstudio.cli import bench as cli_bench
 from cgstudio.cli.main import main
 from cgstudio.core.settings import LoadProfile
+from cgstudio.testing.subprocess_server import free_port, server_process
 
 
 def _context(tmp_path: Path) -> BenchContext:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from cgstudio.bench.process import server_process
 from cgstudio.evaluation.protocol import EVAL_GUARDS
 from cgstudio.testing.loopback import free_port
+from cgstudio.testing.subprocess_server import server_process
 from cgstudio.testing.synthetic_gguf import write_codegemma_gguf
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python's server extra")

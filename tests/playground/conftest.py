@@ -7,13 +7,9 @@ without it.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
-from cgstudio.testing.loopback import free_port
+from cgstudio.testing.subprocess_server import ServeProcess
 
 API_KEY = "studio-test-key"
 QWEN = "qwen2.5-coder-0.5b"
 GEMMA3 = "gemma3-270m"
 MAX_TOKENS = 32  # keeps each generation to a few seconds on a CPU
 STORE_KEY = "cgstudio.playground.v1"
+SLOW_PREFILL_SERVE = Path(__file__).with_name("slow_prefill_serve.py")
+PREFILL_DELAY_S = 2.0  # the studio polls the phase every 250 ms
 
 
 def chromium_path() -> str | None:
@@ -55,50 +53,22 @@ class Studio:
         )
 
 
-def _serve_command() -> list[str]:
-    script = Path(sys.executable).with_name("cgstudio")
-    if script.exists():
-        return [str(script), "serve"]
-    return [sys.executable, "-c", "from cgstudio.cli.main import main; main()", "serve"]
-
-
-class ServeProcess:
-    """One ``cgstudio serve`` subprocess on a fixed port, that a test may stop and start again."""
-
-    def __init__(self, home: Path, port: int, args: list[str]) -> None:
-        self.home, self.port, self.args = home, port, args
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = home / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CGSTUDIO_")}
-        config = self.home / "config"
-        env.update(XDG_CONFIG_HOME=str(config), CGSTUDIO_PROFILE=str(config / "profile.toml"))
-        cmd = [*_serve_command(), *self.args, "--port", str(self.port), "--log-level", "warning"]
-        with self.log.open("a") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"cgstudio serve exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                pytest.fail(f"cgstudio serve did not answer /health in 60 s:\n{self.log.read_text()}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+def serve_process(
+    home: Path, args: list[str], env: dict[str, str] | None = None, **options: Any
+) -> ServeProcess:
+    """``cgstudio serve`` for a browser test: the caller's CGSTUDIO_* variables dropped, the config
+    and profile under ``home``, the log in ``home/serve.log``; not started yet. ``options`` go to
+    ``ServeProcess``."""
+    config = home / "config"
+    env = {"XDG_CONFIG_HOME": str(config), "CGSTUDIO_PROFILE": str(config / "profile.toml"), **(env or {})}
+    return ServeProcess(
+        [*args, "--log-level", "warning"],
+        log=home / "serve.log",
+        env=env,
+        inherit_cgstudio=False,
+        start_timeout_s=60,
+        **options,
+    )
 
 
 def demo_serve_args(qwen_path: Path, gemma3_path: Path) -> list[str]:
@@ -109,24 +79,27 @@ def demo_serve_args(qwen_path: Path, gemma3_path: Path) -> list[str]:
 def studio(qwen_path: Path, gemma3_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     """``cgstudio serve`` with both demo models, an API key and a 2048-token context."""
     args = [*demo_serve_args(qwen_path, gemma3_path), "--api-key", API_KEY, "--keep-alive", "-1"]
-    server = ServeProcess(tmp_path_factory.mktemp("studio-home"), free_port(), args)
-    server.start()
-    try:
+    with serve_process(tmp_path_factory.mktemp("studio-home"), args) as server:
         yield Studio(server.url, API_KEY, server.log)
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def own_server(qwen_path: Path, gemma3_path: Path, tmp_path: Path) -> Iterator[ServeProcess]:
     """A fresh ``cgstudio serve`` (no model loaded yet) for this test alone; it may stop and restart it."""
     args = [*demo_serve_args(qwen_path, gemma3_path), "--api-key", API_KEY]
-    server = ServeProcess(tmp_path, free_port(), args)
-    server.start()
-    try:
+    with serve_process(tmp_path, args) as server:
         yield server
-    finally:
-        server.stop()
+
+
+@pytest.fixture
+def slow_prefill_server(qwen_path: Path, gemma3_path: Path, tmp_path: Path) -> Iterator[ServeProcess]:
+    """Like ``own_server``, but each prompt's evaluation takes ``PREFILL_DELAY_S`` seconds longer
+    (slow_prefill_serve.py), so the studio's "Evaluating prompt" phase lasts long enough to see."""
+    args = [*demo_serve_args(qwen_path, gemma3_path), "--api-key", API_KEY]
+    program = [sys.executable, str(SLOW_PREFILL_SERVE)]
+    env = {"SLOW_PREFILL_S": str(PREFILL_DELAY_S)}
+    with serve_process(tmp_path, args, env, program=program) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from cgstudio.bench.process import server_process
 from cgstudio.core.settings import Settings, load_settings
 from cgstudio.engine.remote import OpenAIEngine, upstream_settings
 from cgstudio.server import ServerSettings, create_app
 from cgstudio.server.config import ModelSpec
 from cgstudio.testing.loopback import free_port, serve_app
+from cgstudio.testing.subprocess_server import server_process
 
 N_CTX = 2048
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +20,7 @@ from cgstudio.server.config import ServerSettings, parse_duration, server_settin
 from cgstudio.server.protocol import llamacpp
 from cgstudio.server.queue import FairGate, same_document
 from cgstudio.server.service import GenSpec
+from cgstudio.testing.subprocess_server import ServeProcess
 
 PREFIX = "def total(rows):\n    result = 0\n    for row in rows:\n        "
 
@@ -353,45 +352,10 @@ def test_cli_refuses_public_bind_without_key(synthetic: dict[str, Path]) -> None
 
 
 def test_cli_serve_starts_and_answers(synthetic: dict[str, Path], tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "CGSTUDIO_PROFILE": str(tmp_path / "none.toml")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cgstudio.cli.main",
-            "serve",
-            "-m",
-            f"pt={synthetic['cg-pt']}",
-            "-m",
-            str(synthetic["cg-it"]),
-            "--port",
-            str(port),
-            "-c",
-            "512",
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return httpx.get(url + "/health", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return proc.poll() is not None
-
-        wait_for(up, timeout=60)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        ids = [m["id"] for m in httpx.get(url + "/v1/models").json()["data"]]
+    models = ["-m", f"pt={synthetic['cg-pt']}", "-m", str(synthetic["cg-it"])]
+    args = [*models, "-c", "512", "--log-level", "warning"]
+    env = {"CGSTUDIO_PROFILE": str(tmp_path / "none.toml")}
+    with ServeProcess(args, log=tmp_path / "serve.log", env=env, start_timeout_s=60) as server:
+        ids = [m["id"] for m in httpx.get(server.url + "/v1/models").json()["data"]]
         assert ids == ["pt", "codegemma-7b-it"]
-    finally:
-        proc.terminate()
-        proc.wait(20)
+        assert server.process.poll() is None

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import psutil
 
-from cgstudio.bench.process import free_port, server_process
 from cgstudio.core.settings import LoadProfile
 from cgstudio.engine.remote.client import UpstreamClient
+from cgstudio.testing.subprocess_server import free_port, server_process
 
 
 @dataclass

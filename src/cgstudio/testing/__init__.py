@@ -9,4 +9,8 @@ real loading, tokenization and generation paths without downloading a model.
 
 `cgstudio.testing.loopback.serve_app` runs an ASGI app with uvicorn on a free loopback port in a
 thread (``with serve_app(app) as url``); `free_port` gives a port for servers run as subprocesses.
+
+`cgstudio.testing.subprocess_server.ServeProcess` runs ``cgstudio serve`` as a subprocess on a free
+loopback port until ``/health`` answers, and stops it (tests, scripts/, the bench);
+`server_process` does the same for any server command.
 """

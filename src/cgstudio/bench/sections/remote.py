@@ -7,9 +7,9 @@ import time
 
 from cgstudio.bench.context import BenchContext
 from cgstudio.bench.http import stream_completion
-from cgstudio.bench.process import free_port, server_process
 from cgstudio.bench.stats import summarize
 from cgstudio.engine.remote.client import UpstreamClient
+from cgstudio.testing.subprocess_server import free_port, server_process
 
 REMOTE_PROMPT = (
     "# A command-line todo manager: argparse subcommands, an sqlite store, and tests.\n\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ PageFactory = Callable[..., Any]
 ADD = "Write a Python function that adds two numbers."
 LISTS = "What is a Python list comprehension? One sentence."
 SHORT = 8  # tokens per reply: the CPU is shared, and these tests look at the UI, not the text
+EVALUATING = re.compile(r"Evaluating prompt \(([0-9][0-9,]*) tokens\)…")
 CONTINUE_PROMPT = "Continue exactly where your last reply stopped. Do not repeat what you already wrote."
 
 
@@ -174,26 +176,46 @@ def test_lost_server_is_shown_within_5_s_and_the_studio_recovers(
     expect(page.locator("#server-dot")).to_have_class(re.compile(r"\bon\b"))
 
 
-def test_first_request_shows_loading_then_the_reply(open_studio: PageFactory, own_server: Any) -> None:
-    page = open_studio(url=own_server.url, max_tokens=SHORT)
+def test_first_request_shows_loading_then_evaluating_then_the_reply(
+    open_studio: PageFactory, slow_prefill_server: Any
+) -> None:
+    # The server holds each first token back (slow_prefill_serve.py): the prompt's evaluation
+    # lasts long enough for the studio's 250 ms progress poll to see it.
+    page = open_studio(url=slow_prefill_server.url, max_tokens=SHORT)
     expect(page.locator("#model-list li")).to_have_count(2)
     dot = page.locator('#model-list li[data-model="qwen2.5-coder-0.5b"] .dot')
     expect(dot).to_have_attribute("title", "not loaded")
     page.evaluate(
         """() => {
-            window.__dots = [];
+            window.__dots = []; window.__lines = [];
             const dot = document.querySelector('#model-list li[data-model="qwen2.5-coder-0.5b"] .dot');
             new MutationObserver(() => window.__dots.push(dot.className)).observe(dot, { attributes: true });
+            const messages = document.querySelector('#messages');
+            new MutationObserver(() => {
+                const line = [...messages.querySelectorAll('.msg.assistant .msg-progress')].pop();
+                const text = line && !line.hidden ? line.textContent.replace(/ [0-9.]+ s$/, '') : '';
+                if (text && window.__lines[window.__lines.length - 1] !== text) window.__lines.push(text);
+            }).observe(messages, { childList: true, subtree: true, characterData: true, attributes: true });
         }"""
     )
     reply = send(page, "Say hi.")
     progress = reply.locator(".msg-progress")
     expect(progress).to_contain_text("Loading qwen2.5-coder-0.5b…")
     shot(page, "loading", docs="loading")
+    expect(progress).to_contain_text(EVALUATING, timeout=60_000)
+    shot(page, "evaluating")
     wait_first_piece(page)
     expect(progress).to_be_hidden()
     reply_done(page)
-    assert reply.get_attribute("data-phases").startswith("loading")
+
+    # Loading, then "Evaluating prompt (N tokens)…" with the prompt's real size, then the reply.
+    lines = page.evaluate("window.__lines")
+    kinds = ["evaluating" if line.startswith("Evaluating prompt") else line for line in lines]
+    assert [k for k, _ in groupby(kinds)] == ["Loading qwen2.5-coder-0.5b…", "evaluating"], lines
+    counts = {int(m.group(1).replace(",", "")) for line in lines if (m := EVALUATING.fullmatch(line))}
+    stored = "JSON.parse(localStorage.getItem('cgstudio.conversations.v1'))[0].messages[1].stats"
+    assert counts == {page.evaluate(stored)["promptTokens"]}, lines
+    assert reply.get_attribute("data-phases").startswith("loading evaluating")
     dots = page.evaluate("window.__dots")
     assert "dot loading" in dots and dots[-1] == "dot on", dots  # loading at once, then in memory
     expect(dot).to_have_attribute("title", "in memory")

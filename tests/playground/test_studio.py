@@ -102,6 +102,77 @@ def test_conversations_survive_reload_and_a_second_chat(open_studio: PageFactory
     expect(page.locator(".msg.user .msg-body")).to_have_text(LISTS)
 
 
+def test_narrow_window_opens_the_chat_list_as_a_drawer(open_studio: PageFactory, studio: Any) -> None:
+    # A phone-sized window: the sidebar is a top bar, and its Chats button opens the list.
+    page = open_studio(width=390, height=844, max_tokens=SHORT)
+    first = {"id": "chat-1", "title": "Adding numbers", "created": 1, "updated": 1, "titled": True}
+    first["messages"] = [
+        {"id": "m-1", "role": "user", "content": ADD},
+        {
+            "id": "m-2",
+            "role": "assistant",
+            "content": "def add(a, b):\n    return a + b",
+            "model": studio.qwen,
+        },
+    ]
+    page.evaluate(
+        """(c) => { localStorage.setItem('cgstudio.conversations.v1', JSON.stringify([c]));
+                    localStorage.setItem('cgstudio.activeConversation', c.id); }""",
+        first,
+    )
+    page.reload()
+    expect(page.locator(".msg.user .msg-body")).to_have_text(ADD)
+    chats, toggle, items = (
+        page.locator("#chats"),
+        page.locator("#btn-chats"),
+        page.locator("#conv-list .conv-item"),
+    )
+    expect(chats).to_be_hidden()
+    expect(toggle).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "narrow-chat")
+
+    # The drawer opens with focus on the shown chat; "New chat" closes it on an empty chat.
+    toggle.click()
+    expect(chats).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(items).to_have_count(1)
+    expect(items.first).to_be_focused()
+    box = chats.bounding_box()
+    assert box is not None and box["x"] == 0 and box["width"] <= 390, box
+    shot(page, "narrow-chats")
+    page.click("#conv-new")
+    expect(chats).to_be_hidden()
+    expect(page.locator("#chat-empty")).to_be_visible()
+    expect(page.locator("#chat-input")).to_be_focused()
+    send(page, LISTS)
+    reply_done(page)
+
+    # By keyboard: Enter on the button opens the list, Escape closes it and gives focus back.
+    toggle.focus()
+    page.keyboard.press("Enter")
+    expect(chats).to_be_visible()
+    expect(items).to_have_count(2)
+    expect(items.first).to_contain_text(LISTS)  # the newest chat first, and focused
+    expect(items.first).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(chats).to_be_hidden()
+    expect(toggle).to_be_focused()
+
+    # The first chat is found again: Tab to it in the list, Enter opens it and closes the drawer.
+    page.keyboard.press("Enter")
+    expect(items.first).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(items.nth(1)).to_be_focused()
+    expect(items.nth(1)).to_contain_text("Adding numbers")
+    page.keyboard.press("Enter")
+    expect(chats).to_be_hidden()
+    expect(page.locator(".msg.user .msg-body")).to_have_text(ADD)
+    expect(page.locator("#conv-title")).to_have_value("Adding numbers")
+    expect(page.locator("#chat-input")).to_be_focused()
+
+
 def test_edit_resend_continue_and_a_model_switch(open_studio: PageFactory, studio: Any) -> None:
     page = open_studio(max_tokens=6)  # every reply stops at length
     bodies: list[dict[str, Any]] = []

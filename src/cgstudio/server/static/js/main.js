@@ -5,8 +5,8 @@ import { $, $$, debounce } from './dom.js';
 import { askKey } from './api.js';
 import { bindChat, renderChat } from './chat.js';
 import { check, onHealth, onServerBack, startMonitor } from './connection.js';
-import { activeConversation, deleteConversation, download, newConversation, renameConversation,
-  renderConversationList } from './conversations.js';
+import { activeConversation, deleteConversation, download, newConversation, onConversationChange,
+  renameConversation, renderConversationList } from './conversations.js';
 import { bindContextFiles, renderContextFiles } from './context.js';
 import { bindEditor, renderEditor } from './editor.js';
 import { bindLoad, buildLoad, refreshAdmin } from './load.js';
@@ -41,6 +41,14 @@ function setParamsOpen(open) {
   $('#btn-params').setAttribute('aria-expanded', String(open));
   if (open) $('.tabs [aria-selected=true]').focus(); else $('#btn-params').focus();
 }
+/** The chat list as a drawer (narrow windows, where the sidebar is a top bar). ``focus``: move focus
+ * into the drawer when it opens and back to its button when it closes. */
+function setChatsOpen(open, focus = true) {
+  $('#chats').classList.toggle('open', open);
+  $('#btn-chats').setAttribute('aria-expanded', String(open));
+  if (!focus) return;
+  if (open) ($('#conv-list [aria-current=true]') || $('#conv-new')).focus(); else $('#btn-chats').focus();
+}
 
 function bindUI() {
   $$('.nav [data-view]').forEach((b) => b.addEventListener('click', () => setView(b.dataset.view)));
@@ -71,6 +79,12 @@ function bindUI() {
 }
 
 function bindConversations() {
+  const chatsOpen = () => $('#chats').classList.contains('open');
+  $('#btn-chats').addEventListener('click', () => setChatsOpen(!chatsOpen()));
+  $('#btn-chats-close').addEventListener('click', () => setChatsOpen(false));
+  $('#chats').addEventListener('keydown', (e) => { if (e.key === 'Escape' && chatsOpen()) { e.preventDefault(); setChatsOpen(false); } });
+  // Picking a chat, or a new one, closes the drawer: the chat it shows is what the user asked for.
+  onConversationChange(() => { if (chatsOpen()) { setChatsOpen(false, false); $('#chat-input').focus(); } });
   $('#conv-new').addEventListener('click', () => { newConversation(); $('#chat-input').focus(); });
   $('#conv-title').addEventListener('change', (e) => { const c = activeConversation(); if (c) renameConversation(c, e.target.value); });
   $('#conv-title').addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); e.target.blur(); } });

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from server_testing import Live, LiveFactory, TestEngine, isolated_settings
+from server_testing import API_KEY, Live, LiveFactory, TestEngine, isolated_settings
 
 from cgstudio.core.engine import Engine
 from cgstudio.core.settings import Settings
@@ -47,6 +48,21 @@ def live_server() -> LiveFactory:
             yield Live(url, app)
 
     return start
+
+
+@pytest.fixture(scope="module")
+def live(live_server: LiveFactory, synthetic: dict[str, Path]) -> Iterator[Live]:
+    """The three synthetic models behind ``API_KEY``: one server per test module. A module that
+    needs other models or settings defines its own ``live``."""
+    with live_server(synthetic, api_key=API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def client(live: Live) -> Iterator[httpx.Client]:
+    """An httpx client on ``live`` that sends the API key."""
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from server_testing import API_KEY, Live, LiveFactory
+from server_testing import API_KEY, Live
 
 PACKAGE = "@continuedev/openai-adapters@1.37.0"
 FIM = {"prompt": "def add(a, b):\n    return ", "suffix": "\n\nprint(add(1, 2))\n"}
@@ -58,12 +57,6 @@ def adapters(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
             pytest.skip(f"SKIPPED LOUDLY: npm could not install {PACKAGE}: {proc.stderr.strip()[-400:]}")
     (root / "fim.mjs").write_text(SCRIPT)
     return root
-
-
-@pytest.fixture(scope="module")
-def live(live_server: LiveFactory, synthetic: dict[str, Path]) -> Iterator[Live]:
-    with live_server(synthetic, api_key=API_KEY) as server:
-        yield server
 
 
 @pytest.mark.parametrize("provider", ["openai", "llama.cpp", "mistral"])

@@ -8,7 +8,6 @@ gemma-nofim (pretrained, no FIM tokens).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,6 @@ from server_testing import API_KEY, Live, LiveFactory
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 PROMPT, SUFFIX = "def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n"
 FIM = {"prompt": PROMPT, "suffix": SUFFIX}
-
-
-@pytest.fixture(scope="module")
-def live(live_server: LiveFactory, synthetic: dict[str, Path]) -> Iterator[Live]:
-    with live_server(synthetic, api_key=API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def client(live: Live) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.url, headers=AUTH, timeout=60) as c:
-        yield c
 
 
 @pytest.fixture

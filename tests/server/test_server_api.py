@@ -24,18 +24,6 @@ SPECIAL = {
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
-@pytest.fixture(scope="module")
-def live(live_server: LiveFactory, synthetic: dict[str, Path]) -> Iterator[Live]:
-    with live_server(synthetic, api_key=API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def client(live: Live) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.url, headers=AUTH, timeout=60) as c:
-        yield c
-
-
 def count(tokens: list[int], name: str) -> int:
     return tokens.count(SPECIAL[name])
 

@@ -1,8 +1,9 @@
-"""A scripted engine for unit tests: it "generates" a fixed list of byte pieces."""
+"""A scripted engine for unit tests: it "generates" a fixed list of byte pieces, or a reply computed
+from the prompt."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from cgstudio.core.engine import (
     DecodeRequest,
@@ -25,6 +26,11 @@ class FakeEngine(Engine):
 
     ``choices`` scripts choices 1, 2, ... of ``stream_choices`` (choice 0, and any choice without
     a script, says ``pieces``); like llama.cpp's engine it evaluates the prompt once for all.
+
+    ``reply`` replaces the script with a function of the prompt: it gets the prompt's text (its
+    byte tokens; special tokens left out) and the strings it yields are streamed one byte token
+    each, as they come, so a reply may be slow or endless (the request's cancel or max_tokens ends
+    it). Every choice says the reply.
     """
 
     def __init__(
@@ -36,6 +42,7 @@ class FakeEngine(Engine):
         choices: list[list[bytes]] | None = None,
         max_choices: int = 4,
         forces_start: bool = False,
+        reply: Callable[[str], Iterable[str]] | None = None,
     ) -> None:
         """``forces_start``: claim to honour ``DecodeRequest.starts_with`` (token healing); the
         script must then start with the healed text, as llama.cpp's masked first token would."""
@@ -47,6 +54,7 @@ class FakeEngine(Engine):
             self.pieces.extend(script)
             self._scripts.append(list(range(start, start + len(script))))
         self._max_choices = max_choices
+        self._reply = reply
         self.end_with_eos = end_with_eos
         self.n_ctx = n_ctx
         self.counters = EngineCounters()
@@ -94,7 +102,7 @@ class FakeEngine(Engine):
 
     def stream(self, request: DecodeRequest) -> TokenStream:
         self.requests.append(request)
-        return self._stream(request, self._scripts[0], evaluate=True)
+        return self._stream(request, self._script(request, 0), evaluate=True)
 
     @property
     def max_choices(self) -> int:
@@ -106,10 +114,15 @@ class FakeEngine(Engine):
 
     def stream_choices(self, request: DecodeRequest) -> list[TokenStream]:
         check_choices(request.n, self.max_choices)
-        scripts = [self._scripts[i] if i < len(self._scripts) else self._scripts[0] for i in range(request.n)]
-        return [self._stream(request, script, evaluate=i == 0) for i, script in enumerate(scripts)]
+        return [self._stream(request, self._script(request, i), evaluate=i == 0) for i in range(request.n)]
 
-    def _stream(self, request: DecodeRequest, script: list[int], *, evaluate: bool) -> TokenStream:
+    def _script(self, request: DecodeRequest, choice: int) -> Iterable[int]:
+        if self._reply is None:
+            return self._scripts[choice] if choice < len(self._scripts) else self._scripts[0]
+        prompt = bytes(t - 1000 for t in request.tokens if t >= 1000).decode(errors="replace")
+        return (1000 + b for text in self._reply(prompt) for b in text.encode())
+
+    def _stream(self, request: DecodeRequest, script: Iterable[int], *, evaluate: bool) -> TokenStream:
         n = len(request.tokens)
         stats = DecodeStats(
             n_prompt=n,

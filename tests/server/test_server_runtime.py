@@ -15,6 +15,7 @@ import httpx
 import pytest
 from server_testing import API_KEY, Live, LiveFactory
 
+from cgstudio.core.engine import Priority
 from cgstudio.core.errors import SettingsError
 from cgstudio.server.config import ServerSettings, parse_duration, server_settings, split_model_arg
 from cgstudio.server.protocol import llamacpp
@@ -91,6 +92,40 @@ def test_fair_gate_serves_clients_round_robin() -> None:
     assert asyncio.run(scenario()) == ["a", "b", "c", "a", "a"]
 
 
+def test_fair_gate_admits_editor_keystrokes_before_queued_chat() -> None:
+    async def scenario() -> list[str]:
+        gate = FairGate(1)
+        assert gate.enqueue("chat", Priority.NORMAL).result() is True
+        waiting = [
+            ("chat-2", gate.enqueue("a", Priority.NORMAL)),
+            ("idle", gate.enqueue("a", Priority.IDLE)),
+            ("chat-3", gate.enqueue("b", Priority.NORMAL)),
+            ("fim", gate.enqueue("c", Priority.EDITOR)),
+        ]
+        order = []
+        for _ in range(4):
+            gate.release()
+            order += [name for name, f in waiting if f.done() and f.result()]
+            waiting = [(name, f) for name, f in waiting if not f.done()]
+        return order
+
+    # The keystroke that came last is served first; chat round-robin; idle work last.
+    assert asyncio.run(scenario()) == ["fim", "chat-2", "chat-3", "idle"]
+
+
+def test_request_priorities() -> None:
+    assert GenSpec("infill", prompt="x").admission_priority == Priority.EDITOR
+    assert GenSpec("fim", prompt="x").admission_priority == Priority.EDITOR
+    assert GenSpec("chat", messages=[]).admission_priority == Priority.NORMAL
+    # A raw prompt that holds a FIM template is a keystroke too.
+    raw = GenSpec("raw", prompt="<|fim_prefix|>def f():\n    re<|fim_suffix|>\n<|fim_middle|>")
+    assert raw.admission_priority == Priority.EDITOR
+    # A pre-warm fills the cache ahead of time: it waits with chat, and runs at chat's priority.
+    prewarm = GenSpec("infill", prompt="", prewarm=True)
+    assert prewarm.admission_priority == Priority.NORMAL
+    assert prewarm.generation().priority_class == Priority.NORMAL
+
+
 def test_same_document_rules() -> None:
     def fim(prefix: str, path: str | None = None) -> GenSpec:
         return GenSpec("fim", prompt=prefix, suffix="\n", path=path)
@@ -114,16 +149,19 @@ def test_line_limits_n_indent_and_time(monkeypatch: pytest.MonkeyPatch) -> None:
     out = lim.feed("x = 1\n    y = 2\n") + lim.feed("\n") + lim.feed("  ") + lim.feed("z = 3\n")
     assert lim.stopped and out == "x = 1\n    y = 2\n\n  " and lim.text == out
     assert lim.feed("more") == ""
-    clock = iter([0.0, 0.1, 0.2, 0.9])
+    # The clock is read at the first piece and on each piece that holds a new line.
+    clock = iter([0.0, 0.1, 0.9])
     monkeypatch.setattr(llamacpp.time, "perf_counter", lambda: next(clock))
     lim = llamacpp.LineLimits(n_indent=0, t_max_predict_ms=500)
     lim.feed("a")
     lim.feed("b\n")
     assert not lim.stopped  # 0.1 s after the first token
     lim.feed("c")
-    assert not lim.stopped
     lim.feed("d")
-    assert lim.stopped  # past 0.5 s and a new line exists
+    assert not lim.stopped  # past 0.5 s, but llama-server stops only on a token with a new line
+    assert lim.feed("e\n") == "e\n"
+    assert lim.stopped and lim.text == "ab\ncde\n"  # the text ends with the line
+    assert lim.feed("f") == ""
 
 
 def test_select_fields_lifts_nested() -> None:

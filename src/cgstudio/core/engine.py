@@ -11,7 +11,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from cgstudio.core.errors import InvalidInputError
 
@@ -92,6 +92,18 @@ class SamplerConfig:
     seed: int | None = None
 
 
+class Priority(IntEnum):
+    """Who waits for a sequence; lower values are served first (admission and prompt rows).
+
+    EDITOR: a FIM keystroke, the user is waiting with the cursor still. NORMAL: chat and other
+    completions. IDLE: work nobody asked for yet (a speculative next completion); engines run it
+    only when nothing else is active and drop it when real work arrives."""
+
+    EDITOR = 0
+    NORMAL = 1
+    IDLE = 2
+
+
 @dataclass
 class DecodeRequest:
     """One sequence to decode. ``stop_ids`` end it (the stop token is not yielded)."""
@@ -116,6 +128,10 @@ class DecodeRequest:
     # Choices: n sequences decoded from one evaluation of ``tokens`` (``Engine.stream_choices``),
     # each sampled on its own (choice i's seed is ``seed + i``, or its own random seed).
     n: int = 1
+    priority: Priority = Priority.NORMAL
+    # The prompt phase's budget in seconds, from when the engine takes the request up (llama.cpp's
+    # ``t_max_prompt_ms``); past it the request ends before generating (finish "time_limit").
+    max_prompt_s: float | None = None
 
     def for_choice(self, index: int) -> DecodeRequest:
         """Choice ``index``'s own request: one sequence, with its own sampler seed."""
@@ -133,12 +149,14 @@ class DecodeStats:
     n_reused: int = 0
     n_generated: int = 0
     prompt_eval_s: float = 0.0
-    finish: str | None = None  # "stop_token" | "max_tokens" | "context" | "cancelled"
+    finish: str | None = None  # "stop_token" | "max_tokens" | "context" | "cancelled" | "time_limit"
     stop_token: int | None = None
     n_drafted: int = 0  # speculative tokens proposed
     n_accepted: int = 0  # speculative tokens the model confirmed
     queued_s: float = 0.0  # time waiting for a free sequence slot
     n_shared: int = 0  # prompt tokens this choice took from choice 0's evaluation (KV copied, n > 1)
+    prefill_steps: int = 0  # decode steps that carried part of this sequence's prompt
+    held_steps: int = 0  # decode steps its prompt waited out for a more urgent sequence (priority)
 
 
 Piece = int | bytes

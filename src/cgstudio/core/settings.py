@@ -156,6 +156,13 @@ class SamplingParams(_Strict):
         None, description="Prompt-lookup speculation for this request; unset = the load profile's choice."
     )
     cache_prompt: bool = Field(True, description="Reuse the KV cache of earlier prompts (false = cold).")
+    t_max_prompt_ms: int | None = Field(
+        None,
+        ge=0,
+        le=86_400_000,
+        description="The prompt phase's budget in ms (llama.cpp's t_max_prompt_ms): past it the request "
+        "ends before generating; what was evaluated stays cached. Unset or 0 = no limit.",
+    )
     n: int = Field(
         1,
         ge=1,

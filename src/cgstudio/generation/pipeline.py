@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from cgstudio.core.engine import DecodeRequest, Engine, SamplerConfig, TokenStream
+from cgstudio.core.engine import DecodeRequest, Engine, Priority, SamplerConfig, TokenStream
 from cgstudio.core.prompt import GuardWarning, Prompt
 from cgstudio.core.settings import GuardSettings, SamplingParams
 from cgstudio.core.tools import ToolCall
@@ -29,7 +29,13 @@ from cgstudio.generation.repetition import RepetitionConfig, RepetitionGuard
 from cgstudio.generation.stops import StopMatcher, Utf8Stream, check_stop_strings
 from cgstudio.generation.timings import Timings, Usage, generation_rate, prompt_rate
 
-ENGINE_FINISH = {"stop_token": "eos", "max_tokens": "length", "context": "length", "cancelled": "cancelled"}
+ENGINE_FINISH = {
+    "stop_token": "eos",
+    "max_tokens": "length",
+    "context": "length",
+    "cancelled": "cancelled",
+    "time_limit": "length",  # the prompt outlasted t_max_prompt_ms (llama.cpp's stop_type "limit")
+}
 
 
 @dataclass
@@ -109,10 +115,15 @@ def run(
     *,
     profile_seed: int | None = None,
     cancel: threading.Event | None = None,
+    priority: Priority | None = None,
 ) -> Iterator[Chunk]:
+    """The chunks of one generation (see the module docstring). ``priority`` is the engine's
+    scheduling class; None: EDITOR for a FIM prompt, NORMAL otherwise."""
     t_start = time.perf_counter()
     max_tokens = min(sampling.max_tokens, prompt.max_tokens or sampling.max_tokens)
     n = min(sampling.n, engine.max_choices)
+    if priority is None:  # a FIM keystroke is served before chat at every decode step
+        priority = Priority.EDITOR if prompt.mode == "fim" else Priority.NORMAL
     request = DecodeRequest(
         tokens=prompt.tokens,
         max_tokens=max_tokens,
@@ -126,6 +137,8 @@ def run(
         grammar=prompt.grammar,
         starts_with=prompt.heal,
         n=n,
+        priority=priority,
+        max_prompt_s=sampling.t_max_prompt_ms / 1000 if sampling.t_max_prompt_ms else None,
     )
     # The request's stop strings are checked before any decoding (the server checks them at parse).
     stop_strings = [*prompt.stop_strings, *check_stop_strings(sampling.stop)]
@@ -252,7 +265,16 @@ def _choice(
     if len(full) > sent:
         yield Chunk(full[sent:])  # what was held back and kept: the chunks add up to the text
     stats = stream.stats
-    if not full.strip():
+    if stats.finish == "time_limit":
+        warnings.append(
+            GuardWarning(
+                "prompt_time_limit",
+                f"the prompt took longer than t_max_prompt_ms, after {stats.n_prompt_evaluated} of "
+                f"{stats.n_prompt} tokens; nothing was generated. The evaluated part stays cached, so "
+                "the next request continues from it; raise t_max_prompt_ms (0 = no limit) to wait longer.",
+            )
+        )
+    elif not full.strip():  # (after a prompt_time_limit stop the empty text is explained already)
         warnings.append(
             empty_output_warning(
                 prompt=prompt,

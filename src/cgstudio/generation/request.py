@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from cgstudio.core.engine import Priority
 from cgstudio.core.prompt import ChatMessage, ContextFile
 from cgstudio.core.tools import ToolChoice, ToolSpec
 from cgstudio.families.foreign_fim import ForeignFim, parse_foreign_fim
@@ -54,6 +55,7 @@ class GenerationRequest:
     tools: tuple[ToolSpec, ...] = ()  # chat: functions the model may call
     tool_choice: ToolChoice = field(default_factory=ToolChoice)  # chat: auto, none, required or one
     client: str = ""  # who asks (the server's client key): repository context keeps its recent edits
+    priority: Priority | None = None  # None: by what it needs (``priority_class``)
 
     @property
     def capability(self) -> Capability:
@@ -62,6 +64,14 @@ class GenerationRequest:
         if self.mode in ("fim", "infill") or self.fim_template is not None:
             return "fim"
         return "chat" if self.mode == "chat" else "completion"
+
+    @property
+    def priority_class(self) -> Priority:
+        """How urgent it is: a FIM request is an editor keystroke, served before chat (admission
+        and every decode step); ``priority`` overrides it."""
+        if self.priority is not None:
+            return self.priority
+        return Priority.EDITOR if self.capability == "fim" else Priority.NORMAL
 
     @property
     def fim_template(self) -> ForeignFim | None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from cgstudio.core.engine import Priority
 from cgstudio.core.errors import CGStudioError, OverloadedError
 from cgstudio.core.prompt import GuardWarning, Prompt
 from cgstudio.generation.pipeline import Chunk, Result
@@ -68,20 +69,23 @@ END = _End()
 
 
 class FairGate:
-    """``slots`` concurrent holders; waiters are served round-robin by client key. Loop thread only."""
+    """``slots`` concurrent holders. Waiters are served by priority (an editor's FIM keystroke
+    before queued chat), then round-robin by client key within a priority. Loop thread only."""
 
     def __init__(self, slots: int) -> None:
         self.free = slots
         self.n_waiting = 0
-        self._waiting: OrderedDict[str, deque[asyncio.Future[bool]]] = OrderedDict()
+        self._waiting: dict[Priority, OrderedDict[str, deque[asyncio.Future[bool]]]] = {
+            p: OrderedDict() for p in Priority
+        }
 
-    def enqueue(self, client: str) -> asyncio.Future[bool]:
+    def enqueue(self, client: str, priority: Priority = Priority.NORMAL) -> asyncio.Future[bool]:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         if self.free > 0 and self.n_waiting == 0:
             self.free -= 1
             fut.set_result(True)
             return fut
-        self._waiting.setdefault(client, deque()).append(fut)
+        self._waiting[priority].setdefault(client, deque()).append(fut)
         self.n_waiting += 1
         return fut
 
@@ -92,18 +96,19 @@ class FairGate:
             self.n_waiting -= 1
 
     def release(self) -> None:
-        while self._waiting:
-            client, queue = next(iter(self._waiting.items()))
-            fut = queue.popleft()
-            if queue:
-                self._waiting.move_to_end(client)
-            else:
-                del self._waiting[client]
-            if fut.done():  # withdrawn while waiting
-                continue
-            self.n_waiting -= 1
-            fut.set_result(True)
-            return
+        for waiting in self._waiting.values():  # most urgent priority first
+            while waiting:
+                client, queue = next(iter(waiting.items()))
+                fut = queue.popleft()
+                if queue:
+                    waiting.move_to_end(client)
+                else:
+                    del waiting[client]
+                if fut.done():  # withdrawn while waiting
+                    continue
+                self.n_waiting -= 1
+                fut.set_result(True)
+                return
         self.free += 1
 
 
@@ -195,7 +200,7 @@ class Runner:
             job.results, job.first, job.finished = [job.result], Chunk(hit.text, result=job.result), True
             return job
         self._refuse_if_full()
-        job = Job(spec, entry, client, self.gate.enqueue(client.key))
+        job = Job(spec, entry, client, self.gate.enqueue(client.key, spec.admission_priority))
         job._gate = self.gate
         if substituted is not None:
             job.notices.append(substituted)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from cgstudio.core.engine import Priority
 from cgstudio.core.prompt import GuardWarning, Prompt
 from cgstudio.families import FOREIGN_FIM_MARKERS
 from cgstudio.generation.pipeline import Chunk
@@ -46,6 +47,11 @@ class GenSpec(GenerationRequest):
         return self.mode != "chat" and not self.prewarm
 
     @property
+    def admission_priority(self) -> Priority:
+        """The fair queue's class: ``priority_class``, but a pre-warm waits with chat."""
+        return Priority.NORMAL if self.prewarm and self.priority is None else self.priority_class
+
+    @property
     def document_head(self) -> str:
         """The text before the cursor, to decide whether a new request edits the old one's document."""
         if (template := self.fim_template) is not None:
@@ -60,6 +66,7 @@ class GenSpec(GenerationRequest):
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(GenerationRequest)}
         if self.prewarm:
             fields["sampling"] = {**self.sampling, "max_tokens": 1, "n": 1}
+            fields["priority"] = Priority.NORMAL  # filling the cache ahead of time: no one waits on it
         return GenerationRequest(**fields)
 
 

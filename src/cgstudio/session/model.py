@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cgstudio.core.engine import Engine
+from cgstudio.core.engine import Engine, Priority
 from cgstudio.core.errors import (
     ContextOverflowError,
     InvalidInputError,
@@ -339,7 +339,9 @@ class CodeModel:
             return cancelled_run(req.mode)
         if on_prompt is not None:
             on_prompt(prompt)
-        return self.run_prompt(prompt, problem, sampling=req.sampling, guards=req.guards, cancel=cancel)
+        return self.run_prompt(
+            prompt, problem, sampling=req.sampling, guards=req.guards, cancel=cancel, priority=req.priority
+        )
 
     def run_prompt(
         self,
@@ -349,6 +351,7 @@ class CodeModel:
         sampling: Mapping[str, Any] | None = None,
         guards: Mapping[str, Any] | None = None,
         cancel: threading.Event | None = None,
+        priority: Priority | None = None,
     ) -> Iterator[Chunk]:
         """Generate from a built prompt: the one run path (``stream``, and benches that time a
         prebuilt prompt).
@@ -369,6 +372,7 @@ class CodeModel:
             RunContext(self.family, problem, self.vocab.protected_ids),
             profile_seed=self.settings.load.seed,
             cancel=cancel,
+            priority=priority,
         )
         yield from with_tool_calls(chunks, prompt.tools) if prompt.tools is not None else chunks
 

@@ -8,7 +8,16 @@ native sampler chain. New requests join between steps; finished or cancelled one
 KV reuse: each slot keeps the tokens its cache holds after a request ends; ``kvcache`` decides
 which free slot a request takes and what of its cache the prompt keeps (the exact common prefix;
 with ``shift_reuse``, the load setting ``kv_shift_reuse``, also a later chunk shifted to new
-positions, which is approximate), and this module applies that plan with ``llama_memory_*`` calls.
+positions, which is approximate), and ``reuse`` applies that plan with ``llama_memory_*`` calls.
+A request that ends while its prompt is being evaluated (cancelled, superseded, over its
+``max_prompt_s``) leaves the part already evaluated in the slot, so the next prompt that shares
+it does not evaluate it again.
+
+Priority (``DecodeRequest.priority``): queued requests are admitted most urgent first (FIFO
+within a class); each step gives every generating sequence its token and then the prompt rows to
+the most urgent active class (``batching``): a FIM keystroke's prompt is never stuck behind a chat
+prompt, and while it runs chat prompts wait. IDLE requests (speculative work) are cancelled as
+soon as any other request is submitted.
 
 Speculation: ``speculative`` proposes prompt-lookup drafts, verified here in the same batch
 as the pending token; rejected drafts leave the cache after the step.
@@ -33,22 +42,23 @@ from cgstudio.core.engine import (
     DecodeRequest,
     DecodeStats,
     EngineCounters,
+    Priority,
     TokenStream,
     check_choices,
 )
 from cgstudio.core.errors import CGStudioError, ContextOverflowError, SettingsError
 from cgstudio.engine.llamacpp import speculative as spec
+from cgstudio.engine.llamacpp.batching import BACKGROUND_CHUNK, prompt_shares
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle, llama_log_tail
 from cgstudio.engine.llamacpp.healing import Healer, built_index
-from cgstudio.engine.llamacpp.kvcache import Slot, choose_slot, cold_plan, plan_reuse
+from cgstudio.engine.llamacpp.kvcache import Slot, choose_slot
+from cgstudio.engine.llamacpp.reuse import SlotCache
 from cgstudio.engine.llamacpp.sampler import SamplerChain as _Sampler
-from cgstudio.engine.llamacpp.sequence import Seq, SeqStream, put_token
+from cgstudio.engine.llamacpp.sequence import DecodeError, Seq, SeqStream, put_token
+
+__all__ = ["DecodeError", "Scheduler"]
 
 _END = object()
-
-
-class DecodeError(CGStudioError):
-    code = "decode_failed"
 
 
 class Scheduler:
@@ -62,6 +72,7 @@ class Scheduler:
         reuse_min: int = 32,
         shift_reuse: bool = False,
         speculative: str = "auto",
+        background_chunk: int = BACKGROUND_CHUNK,
     ) -> None:
         self.model = model
         self.context = context
@@ -70,8 +81,9 @@ class Scheduler:
         self.reuse_min = reuse_min
         self.shift_reuse = shift_reuse
         self.speculative = speculative
+        self.background_chunk = background_chunk
         self._slots = [Slot(seq_id=i) for i in range(n_parallel)]
-        self._scratch = n_parallel  # the context has one extra sequence id for _fill_gap
+        self._scratch = n_parallel  # the context has one extra sequence id for SlotCache.fill_gap
         self._pending: list[Seq] = []
         self._active: list[Seq] = []
         self._cv = threading.Condition()
@@ -85,7 +97,9 @@ class Scheduler:
                 f"{n_parallel} sequences; raise --batch-size to at least {n_parallel}"
             )
         self._batch = lc.llama_batch_init(self._batch_cap, 0, 1)
-        self._can_shift = bool(lc.llama_memory_can_shift(context.memory))
+        self._cache = SlotCache(
+            context, counters, self._batch, self._batch_cap, self._scratch, shift_reuse=shift_reuse
+        )
         self._thread = threading.Thread(target=self._loop, name="cgstudio-scheduler", daemon=True)
         self._thread.start()
 
@@ -129,7 +143,13 @@ class Scheduler:
         for f in leader.followers:
             f.leader = leader
         with self._cv:
-            self._pending.append(leader)
+            if request.priority != Priority.IDLE:  # speculative work yields to any real request
+                for s in self._pending + self._active:
+                    if s.req.priority == Priority.IDLE:
+                        s.closed.set()
+            # Most urgent first; FIFO within a priority.
+            at = next((i for i, s in enumerate(self._pending) if s.req.priority > request.priority), None)
+            self._pending.insert(len(self._pending) if at is None else at, leader)
             self.counters.queued_requests = len(self._pending)
             self._cv.notify_all()
         return [SeqStream(self._consume(s), s, self._release) for s in seqs]
@@ -206,9 +226,9 @@ class Scheduler:
         self._start_sampling(seq)
         reuse_min = self.reuse_min if req.reuse_min is None else req.reuse_min
         if not req.cache:
-            self._clear(slot)
-        seq.todo = self._reuse(slot, req.tokens, reuse_min, seq.stats)
-        seq.t_prefill = time.perf_counter()
+            self._cache.clear(slot)
+        seq.t_prefill = time.perf_counter()  # the prompt phase starts: max_prompt_s counts from here
+        seq.todo = self._cache.reuse(slot, req.tokens, reuse_min, seq.stats)
 
     def _start_sampling(self, seq: Seq) -> None:
         """The sequence's sampler chain (it has seen the prompt), speculation state and history."""
@@ -221,80 +241,35 @@ class Scheduler:
         seq.speculate = spec.starts_speculating(self.speculative, req.speculative, greedy)
         seq.history = list(req.tokens)
 
-    def _reuse(
-        self, slot: Slot, prompt: list[int], reuse_min: int, stats: DecodeStats
-    ) -> list[tuple[int, int]]:
-        """Keep what the slot's cache can serve; return the (token, pos) pairs still to evaluate."""
-        mem, sid, cache = self.context.memory, slot.seq_id, slot.tokens
-        plan = plan_reuse(
-            cache, prompt, reuse_min=reuse_min, can_shift=self._can_shift, shift=self.shift_reuse
-        )
-        if (chunk := plan.shift) is not None:
-            ok = lc.llama_memory_seq_rm(mem, sid, chunk.old_end, -1)
-            ok = ok and lc.llama_memory_seq_rm(mem, sid, plan.common, chunk.old_start)
-            if ok:
-                if chunk.delta:
-                    lc.llama_memory_seq_add(mem, sid, chunk.old_start, chunk.old_end, chunk.delta)
-                if plan.gap:
-                    self._fill_gap(sid, prompt, plan.gap.start, plan.gap.stop)
-                slot.tokens = prompt[: chunk.new_start] + cache[chunk.old_start : chunk.old_end]
-                stats.n_prompt_evaluated += len(plan.gap)
-            else:
-                self._clear(slot)
-                plan = cold_plan(len(prompt))
-        if plan.shift is None:
-            if plan.common < len(cache) and not lc.llama_memory_seq_rm(mem, sid, plan.common, -1):
-                self._clear(slot)  # e.g. a sliding-window cache that cannot drop a tail
-                plan = cold_plan(len(prompt))
-            del slot.tokens[plan.common :]
-        stats.n_reused = plan.reused
-        self.counters.reused_tokens += plan.reused
-        return [(prompt[p], p) for p in plan.tail]
-
-    def _fill_gap(self, sid: int, prompt: list[int], start: int, end: int) -> None:
-        """Evaluate prompt[start:end] in front of a chunk already shifted to position ``end``.
-
-        llama.cpp requires each sequence's new positions to follow its last one, so the gap is
-        evaluated on a scratch sequence that shares the prefix cells (unified KV), then its cells
-        are added to the real sequence.
-        """
-        mem, scratch = self.context.memory, self._scratch
-        lc.llama_memory_seq_rm(mem, scratch, -1, -1)
-        lc.llama_memory_seq_cp(mem, sid, scratch, 0, start)
-        try:
-            for c0 in range(start, end, self._batch_cap):
-                c1 = min(end, c0 + self._batch_cap)
-                for i, p in enumerate(range(c0, c1)):
-                    put_token(self._batch, i, prompt[p], p, scratch, False)
-                self._batch.n_tokens = c1 - c0
-                rc = lc.llama_decode(self.context.ctx, self._batch)
-                self.counters.decode_calls += 1
-                self.counters.evaluated_tokens += c1 - c0
-                if rc != 0:
-                    raise DecodeError(f"llama_decode failed (code {rc}): {llama_log_tail() or 'no detail'}")
-            lc.llama_memory_seq_cp(mem, scratch, sid, start, end)
-        finally:
-            lc.llama_memory_seq_rm(mem, scratch, -1, -1)
-
-    def _clear(self, slot: Slot) -> None:
-        lc.llama_memory_seq_rm(self.context.memory, slot.seq_id, -1, -1)
-        slot.tokens = []
-
     def _cancelled(self, seq: Seq) -> bool:
         return seq.req.cancel is not None and seq.req.cancel.is_set()
 
+    def _over_prompt_budget(self, seq: Seq, now: float) -> bool:
+        """The prompt is still being evaluated after its ``max_prompt_s`` (checked between steps,
+        after at least one step of it)."""
+        limit = seq.req.max_prompt_s
+        return (
+            bool(seq.todo)
+            and limit is not None
+            and seq.stats.prefill_steps > 0
+            and now - seq.t_prefill > limit
+        )
+
     def _step(self) -> None:
         # Drop sequences whose consumer left or that were cancelled: within one decode step.
+        now = time.perf_counter()
         for seq in list(self._active):
             if seq.closed.is_set() or self._cancelled(seq):
                 self._finish(seq, "cancelled")
+            elif self._over_prompt_budget(seq, now):
+                self._finish(seq, "time_limit")
         if not self._active:
             return
         b = self._batch
         n = 0
         rows: list[tuple[Seq, int, int]] = []  # (seq, first batch index, number of logit rows)
         budget = self._batch_cap
-        generating = [s for s in self._active if s.pending is not None]
+        generating = sorted((s for s in self._active if s.pending is not None), key=lambda s: s.req.priority)
         # Drafts never take the last free row from a prompt waiting to be evaluated.
         reserve = 1 if any(s.todo for s in self._active) else 0
         for k, seq in enumerate(generating):  # generation first: one token (plus drafts) each, lowest latency
@@ -310,11 +285,20 @@ class Scheduler:
             rows.append((seq, n, len(toks)))
             seq.slot.tokens.extend(toks)
             n += len(toks)
-        for seq in self._active:  # then prompt chunks, fairly: each gets a share of what is left
-            if not seq.todo or n >= budget:
+        # Then prompt chunks: the most urgent active class first (batching.prompt_shares).
+        # Background prompts go in small chunks only while a free slot could take an editor request.
+        top = min(s.req.priority for s in self._active)
+        todo = [(s.req.priority, len(s.todo)) for s in self._active]
+        chunk_cap = self.background_chunk if any(not s.busy for s in self._slots) else budget
+        for seq, share in zip(
+            list(self._active), prompt_shares(todo, budget - n, top, chunk_cap), strict=True
+        ):
+            if share == 0:
+                if seq.todo and seq.req.priority > top:
+                    seq.stats.held_steps += 1
                 continue
             assert seq.slot is not None
-            share = max(1, (budget - n) // max(1, sum(1 for s in self._active if s.todo)))
+            seq.stats.prefill_steps += 1
             chunk, seq.todo = seq.todo[:share], seq.todo[share:]
             for i, (t, p) in enumerate(chunk):
                 put_token(b, n + i, t, p, seq.slot.seq_id, not seq.todo and i == len(chunk) - 1)
@@ -378,10 +362,7 @@ class Scheduler:
             seq.stats.n_drafted += len(drafted)
             seq.stats.n_accepted += accepted
             # Rejected drafts leave the cache: positions after the last confirmed one.
-            keep = len(slot.tokens) - (len(drafted) - accepted)
-            if keep < len(slot.tokens):
-                lc.llama_memory_seq_rm(self.context.memory, slot.seq_id, keep, -1)
-                del slot.tokens[keep:]
+            self._cache.drop_after(slot, len(slot.tokens) - (len(drafted) - accepted))
             if not spec.keeps_speculating(
                 self.speculative, seq.req.speculative, seq.stats.n_drafted, seq.stats.n_accepted
             ):
@@ -422,9 +403,9 @@ class Scheduler:
             seq.sampler.free()
             seq.sampler = None
         if seq.slot is not None:
+            # Ended mid-prompt: the slot keeps the positions evaluated so far (slot.tokens), a
+            # prefix of this prompt that the next request may reuse.
             slot = seq.slot
-            if seq.todo:  # cancelled mid-prompt: the cache holds an unknown part of it
-                self._clear(slot)
             slot.busy = False
             slot.last_used = time.perf_counter()
             seq.slot = None
@@ -438,7 +419,7 @@ class Scheduler:
         if seq.stats.finish is not None:  # already ended (a follower its leader failed)
             return
         if seq.slot is not None:
-            self._clear(seq.slot)
+            self._cache.clear(seq.slot)
         err = exc if isinstance(exc, CGStudioError) else DecodeError(str(exc))
         for s in [seq, *(f for f in seq.followers if f.leader is seq)]:  # _finish ends the followers
             s.stats.finish = "error"

@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cgstudio.core.engine import DecodeRequest, DecodeStats, TokenStream
+from cgstudio.core.errors import CGStudioError
 from cgstudio.engine.llamacpp.kvcache import Slot
+
+
+class DecodeError(CGStudioError):
+    code = "decode_failed"
 
 
 class Sampler(Protocol):

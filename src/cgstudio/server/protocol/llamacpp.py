@@ -6,9 +6,15 @@ cursor; placed after the FIM middle token), input_suffix, input_extra [{filename
 n_predict (or ``max_tokens``, as Twinny sends it; n_predict wins, as in llama-server).
 ``n_predict: 0`` with only input_extra pre-warms the KV cache. A ``model`` name that no served
 model has is ignored, as llama-server ignores it (``model_substituted`` warning). ``n_indent`` and
-``t_max_predict_ms`` stop generation as llama.cpp does; ``cache_prompt`` is always on (the
-engine reuses the longest common prefix); ``t_max_prompt_ms`` and ``samplers`` are accepted and
-ignored (the sampler order is fixed). ``n_cmpl`` (llama.vscode sends 3) asks for several
+``t_max_predict_ms`` stop generation as llama.cpp does (the time limit is checked on a token that
+holds a new line, so the text ends with that line). ``t_max_prompt_ms``, which llama-server
+parses but does not implement (a TODO in its server-schema.cpp at 0c1e570), is honoured: a prompt
+still being evaluated after that long ends the request before it generates (``stop_type``
+"limit", a ``prompt_time_limit`` warning), and the part evaluated stays cached; a pre-warm
+(``n_predict: 0``, sent by llama.vim with ``t_max_prompt_ms: 1``) is all prompt, so it has no such
+limit. -1 or 0 means no limit for both, as in llama-server. ``cache_prompt`` is always on (the
+engine reuses the longest common prefix); ``samplers`` is accepted and ignored (the sampler order
+is fixed). ``n_cmpl`` (llama.vscode sends 3) asks for several
 suggestions decoded from one prompt evaluation; with more than one the answer is a list of
 result objects, each with its ``index``, as llama-server answers, without repeated texts.
 """
@@ -34,6 +40,7 @@ from cgstudio.server.protocol.common import (
 from cgstudio.server.protocol.openai import ChatMessageIn
 from cgstudio.server.service import FILL_CONTEXT, GenSpec, clean_seed, clean_stop
 
+MAX_LIMIT_MS = 86_400_000  # a day: t_max_*_ms above it is a client bug, refused with a 400
 STOP_TYPE = {"eos": "eos", "stop": "word", "length": "limit", "repetition": "word", "cancelled": "none"}
 
 
@@ -57,10 +64,21 @@ class _LlamaSampling(WithGuards):
     n_indent: int = Field(0, ge=0, le=1000, description="Stop at a new line indented less than this.")
     t_max_predict_ms: int | None = Field(
         None,
-        ge=0,
-        description="Stop generating after this long (from the first token) once a new line exists.",
+        ge=-1,
+        le=MAX_LIMIT_MS,
+        strict=True,
+        description="Milliseconds: a token with a new line that arrives later than this after the "
+        "first one ends the text (after that line). -1 or 0 = no limit.",
     )
-    t_max_prompt_ms: int | None = Field(None, description="Accepted and ignored.")
+    t_max_prompt_ms: int | None = Field(
+        None,
+        ge=-1,
+        le=MAX_LIMIT_MS,
+        strict=True,
+        description="Milliseconds: a prompt still being evaluated after this long ends the request "
+        "before it generates (stop_type 'limit'); the evaluated part stays cached. Not applied to a "
+        "pre-warm (n_predict 0). -1 or 0 = no limit.",
+    )
     cache_prompt: bool = Field(True, description="Always on: the engine reuses the cached common prefix.")
     samplers: list[str] | None = Field(None, description="Accepted and ignored (fixed sampler order).")
     response_fields: list[str] | None = Field(
@@ -93,6 +111,8 @@ class _LlamaSampling(WithGuards):
             "stop": clean_stop(self.stop),
             "seed": clean_seed(self.seed),
             "n": self.n_cmpl,
+            # A pre-warm (n_predict 0) is all prompt: a prompt budget would only cut it short.
+            "t_max_prompt_ms": self.t_max_prompt_ms if n != 0 and (self.t_max_prompt_ms or 0) > 0 else None,
         }
 
     def check_common(self) -> None:
@@ -176,7 +196,7 @@ class LineLimits:
 
     def __init__(self, n_indent: int, t_max_predict_ms: int | None) -> None:
         self.n_indent = n_indent
-        self.t_max_s = t_max_predict_ms / 1000 if t_max_predict_ms else None
+        self.t_max_s = t_max_predict_ms / 1000 if t_max_predict_ms and t_max_predict_ms > 0 else None
         self.text = ""
         self.stopped = False
         self._t_first: float | None = None
@@ -196,10 +216,11 @@ class LineLimits:
             if cut is not None:
                 keep, self.stopped = max(cut, start), True
                 self.text = self.text[:keep]
+        # As llama-server: checked only on a piece that holds a new line, so the text ends there.
         if (
             not self.stopped
             and self.t_max_s is not None
-            and "\n" in self.text
+            and "\n" in self.text[start:keep]
             and time.perf_counter() - self._t_first > self.t_max_s
         ):
             self.stopped = True

@@ -1,0 +1,49 @@
+"""Which prompts a decode step advances, and by how many tokens. Pure: no llama.cpp here.
+
+Each step the scheduler first gives every generating sequence its pending token (plus drafts),
+then hands the rows left to prompts by :func:`prompt_shares`. Priority (``core.engine.Priority``)
+decides at step granularity:
+
+* prompt rows go to the most urgent class that has work in the engine. While an EDITOR sequence
+  (a FIM keystroke) is active, evaluating its prompt or generating, NORMAL and IDLE prompts wait:
+  on a CPU one chunk of a chat prompt costs as much as many single-token steps, and the editor's
+  next token would wait for it. Chat sequences that are generating keep their one token a step;
+* within the class the rows are shared evenly, in the order the sequences were admitted;
+* a prompt below EDITOR advances at most ``background_chunk`` tokens a step, so an editor request
+  that arrives in the middle of a step waits for at most that much of a chat prompt. The scheduler
+  asks for this only while a slot is free: with every slot busy no request can join the next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cgstudio.core.engine import Priority
+
+# Prompt tokens a NORMAL or IDLE prompt advances per step: small enough that an editor request
+# arriving mid-step waits little, large enough that llama.cpp's matrix kernels stay efficient.
+BACKGROUND_CHUNK = 128
+
+
+def prompt_shares(
+    todo: Sequence[tuple[Priority, int]],
+    rows: int,
+    top: Priority,
+    background_chunk: int = BACKGROUND_CHUNK,
+) -> list[int]:
+    """Prompt tokens each sequence evaluates this step.
+
+    ``todo`` holds (priority, prompt tokens left) per active sequence, in admission order; ``rows``
+    is what the batch has left; ``top`` is the most urgent priority among all active sequences
+    (generating ones too). A sequence gets 0 unless its class is ``top``.
+    """
+    shares = [0] * len(todo)
+    waiting = [i for i, (prio, left) in enumerate(todo) if left > 0 and prio == top]
+    cap = rows if top == Priority.EDITOR else min(rows, max(1, background_chunk))
+    for k, i in enumerate(waiting):
+        if rows <= 0:
+            break
+        even = max(1, rows // (len(waiting) - k))
+        shares[i] = min(todo[i][1], cap, even)
+        rows -= shares[i]
+    return shares

@@ -2,6 +2,7 @@
 
     cgstudio eval TASK [OPTIONS]          run a model on TASK (shorthand for ``cgstudio eval run TASK``)
     cgstudio eval tasks TASK [--jsonl]    print the task set
+    cgstudio eval repo [OPTIONS]          the cross-file benchmark of repository context (cli.eval_repo)
 
 TASK is humaneval, infill-single or infill-multi. The protocol is in ``evaluation.protocol``, the
 run in ``evaluation.job`` and ``evaluation.runner``, the progress display in ``cli.progress``.
@@ -18,6 +19,7 @@ from typing import Any
 
 import click
 
+from cgstudio.cli.eval_repo import repo_command
 from cgstudio.cli.options import emit_json, json_option, load_options, model_option, settings_from
 from cgstudio.cli.progress import EvalProgress, make_progress
 from cgstudio.core.errors import UsageError
@@ -49,6 +51,7 @@ def eval_group() -> None:
     \b
     cgstudio eval TASK --model M [OPTIONS]   same as `cgstudio eval run TASK ...`
     cgstudio eval tasks TASK --jsonl         print the task set
+    cgstudio eval repo --model M             cross-file completion with repository context
     TASK: humaneval (164), infill-single (1033) or infill-multi (5815).
     """
 
@@ -270,6 +273,9 @@ def run_command(
     else:
         click.echo(_headline(summary))
     click.echo(f"report: {summary['report']}", err=True)
+
+
+eval_group.add_command(repo_command)
 
 
 def _note(text: str) -> None:

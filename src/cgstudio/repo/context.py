@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-from cgstudio.core.prompt import GuardWarning
+from cgstudio.core.prompt import ContextReason, GuardWarning
 from cgstudio.generation.request import GenerationRequest
 from cgstudio.repo.index import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_TOTAL_BYTES, WorkspaceIndex
 from cgstudio.repo.packing import Candidate, pack
@@ -23,6 +23,7 @@ from cgstudio.repo.workspace import locate, workspace_root
 
 MODES = ("fim", "plain", "infill")  # the requests that show context files
 CHARS_PER_CTX_TOKEN = 6  # the character cap before tokenizing: generous, tokens are ~3-4 characters
+SOURCES: frozenset[ContextReason] = frozenset({"import", "test", "retrieved", "recent", "client"})
 
 
 class RepoContext:
@@ -37,7 +38,11 @@ class RepoContext:
         retrieve_k: int = 3,
         recent_k: int = 3,
         min_interval_s: float = 1.0,
+        sources: Collection[ContextReason] = SOURCES,
     ) -> None:
+        """``sources``: the sources that run (all by default); ``cgstudio eval repo`` measures
+        each alone by setting ``self.sources`` between requests."""
+        self.sources = frozenset(sources)
         self.roots = tuple(dict.fromkeys(workspace_root(f) for f in folders))
         self.indexes = [
             WorkspaceIndex(
@@ -59,21 +64,27 @@ class RepoContext:
         index.refresh()
         rel, suffix = where.rel, req.suffix if req.mode != "plain" else ""
         prefix = req.prompt + req.middle
-        imports = import_closure(index, rel, prefix + suffix)
+        on = self.sources
+        imports = import_closure(index, rel, prefix + suffix) if "import" in on else []
         cands = [Candidate("import", p, index.text(p) or "", level) for p, level in imports]
         whole = {rel, *(p for p, _ in imports)}
-        if (test := partner(index, rel)) is not None and test not in whole:
+        if "test" in on and (test := partner(index, rel)) is not None and test not in whole:
             cands.append(Candidate("test", test, index.text(test) or "", 0))
             whole.add(test)
         skip = frozenset(whole)
-        found = index.search(cursor_query(prefix, suffix), self.retrieve_k, skip=skip)
+        found = (
+            index.search(cursor_query(prefix, suffix), self.retrieve_k, skip=skip)
+            if "retrieved" in on
+            else []
+        )
         retrieved = sorted(enumerate(found), key=lambda p: (p[1].path, p[1].start))
         cands += [Candidate("retrieved", c.path, c.text, score_rank) for score_rank, c in retrieved]
-        recent = self.recent.recent(req.client, self.recent_k, skip)
+        recent = self.recent.recent(req.client, self.recent_k, skip) if "recent" in on else []
         cands += [Candidate("recent", c.path, c.text, age) for age, c in reversed(list(enumerate(recent)))]
         self.recent.note(req.client, rel, prefix, suffix)
         n = len(req.files)
-        cands += [Candidate("client", f.path, f.text, n - j) for j, f in enumerate(req.files)]
+        if "client" in on:
+            cands += [Candidate("client", f.path, f.text, n - j) for j, f in enumerate(req.files)]
         files, warnings = pack(cands, CHARS_PER_CTX_TOKEN * n_ctx)
         if index.capped:
             warnings.insert(0, _capped(index))

@@ -1,0 +1,182 @@
+"""``cgstudio eval repo``: the cross-file benchmark of repository context (issue 16 §3).
+
+    cgstudio eval repo --model M [--context C ...] [--limit N] [--seed S] [--json]
+
+Tasks come from the pinned corpus (``evaluation.repo_corpus``, downloaded once into the cache) or
+from local source trees (``--package DIR``); ``evaluation.repo_tasks`` builds them, ``repo_run``
+runs them through the server's FIM path, ``repo_report`` writes the table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cgstudio.cli.options import emit_json, json_option, load_options, model_option, settings_from
+from cgstudio.core.errors import UsageError
+from cgstudio.evaluation import repo_corpus, repo_report
+from cgstudio.evaluation.backends import open_local_backend
+from cgstudio.evaluation.repo_run import CONDITIONS, DEFAULT_MAX_TOKENS, REPO_GUARDS, RepoRecord, run_tasks
+from cgstudio.evaluation.repo_tasks import package_tasks, select_tasks
+from cgstudio.evaluation.report import default_out_dir
+from cgstudio.store.resolve import resolve
+
+
+def _conditions(values: tuple[str, ...]) -> list[str]:
+    chosen = [c.strip() for v in values for c in v.split(",") if c.strip()] or list(CONDITIONS)
+    bad = [c for c in chosen if c not in CONDITIONS]
+    if bad:
+        raise UsageError(f"--context {', '.join(bad)}: choose from {', '.join(CONDITIONS)} (or a comma list)")
+    return list(dict.fromkeys(chosen))
+
+
+def _packages(local: tuple[Path, ...], names: tuple[str, ...], cache: Path | None) -> list[dict[str, Any]]:
+    if local:
+        if names:
+            raise UsageError("choose --package DIR or --corpus NAME, not both")
+        out = []
+        for d in local:
+            if not d.is_dir():
+                raise UsageError(f"--package {d}: no such folder; give the root of a Python source tree")
+            out.append({"name": d.resolve().name, "version": "local", "root": d.resolve()})
+        return out
+    return [
+        {"name": s.name, "version": s.version, "sha256": s.sha256, "root": repo_corpus.fetch(s, cache)}
+        for s in repo_corpus.select(names)
+    ]
+
+
+@click.command("repo")
+@model_option
+@click.option(
+    "--context",
+    "contexts",
+    multiple=True,
+    help=f"Conditions to run, repeatable or comma-separated: {', '.join(CONDITIONS)} [all of them, "
+    "interleaved per task].",
+)
+@click.option("--limit", type=int, default=None, help="Only the first N tasks (after the seeded shuffle).")
+@click.option(
+    "--package",
+    "local",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A local Python source tree to build tasks from instead of the pinned corpus (repeatable).",
+)
+@click.option("--corpus", "names", multiple=True, help="Only these corpus packages (repeatable).")
+@click.option(
+    "--corpus-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the corpus sdists are cached [$CGSTUDIO_HOME/eval-repo or ~/.cache/cgstudio/eval-repo].",
+)
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=DEFAULT_MAX_TOKENS,
+    show_default=True,
+    help="Tokens per completion (one line).",
+)
+@click.option("--tasks-only", is_flag=True, help="List the tasks (JSON lines) and exit; no model.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Report folder [./eval-results/repo-<model>-<timestamp>].",
+)
+@load_options
+@json_option
+def repo_command(
+    model: str | None,
+    contexts: tuple[str, ...],
+    limit: int | None,
+    local: tuple[Path, ...],
+    names: tuple[str, ...],
+    corpus_dir: Path | None,
+    max_tokens: int,
+    tasks_only: bool,
+    out_dir: Path | None,
+    as_json: bool,
+    **opts: Any,
+) -> None:
+    """Cross-file completion: mask a line that needs another file of the package, and score exact
+    and identifier match with no context, each context source alone, and all of them.
+
+    --seed S picks the tasks (default 0; decoding is greedy). Progress goes to stderr; with
+    --json stdout carries only the document.
+    """
+    conditions = _conditions(contexts)
+    if (limit is not None and limit < 1) or not 1 <= max_tokens <= 512:
+        raise UsageError("--limit must be at least 1 and --max-tokens between 1 and 512")
+    seed = opts.get("seed__opt") or 0
+    packages = _packages(local, names, corpus_dir)
+    roots = [(p["name"], p["root"]) for p in packages]
+    available = sum(len(package_tasks(n, r)) for n, r in roots)
+    tasks = select_tasks(roots, seed, limit)
+    if tasks_only:
+        for t in tasks:
+            fields = ("task_id", "path", "line", "answer", "identifier", "kind", "def_path", "def_line")
+            click.echo(json.dumps({k: getattr(t, k) for k in fields}, ensure_ascii=False))
+        return
+    if not tasks:
+        raise UsageError(
+            "no task found: the packages have no line that uses a name defined only in another file"
+        )
+    settings = settings_from(opts)
+    resolved = resolve(model, configured=settings.model)
+    click.echo(f"loading {resolved.alias}; {len(tasks)} tasks × {len(conditions)} conditions", err=True)
+    backend = open_local_backend(resolved.path, resolved.alias, settings, 1, "editor")
+    started_at, t0 = datetime.now(UTC), time.perf_counter()
+    out = out_dir or default_out_dir("repo", backend.name, started_at)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / "results.jsonl"  # appended as records come, so a stopped run keeps its results
+    partial.write_text("", encoding="utf-8")
+    done = [0]
+
+    def note(r: RepoRecord) -> None:
+        with open(partial, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(r.as_dict(), ensure_ascii=False) + "\n")
+        done[0] += 1
+        mark = "=" if r.exact else ("~" if r.target_hit else "x")
+        click.echo(
+            f"[{done[0]}/{len(tasks) * len(conditions)}] {r.condition:<9} {mark} {r.task_id}", err=True
+        )
+
+    try:
+        records = run_tasks(backend.model, roots, tasks, conditions, max_tokens=max_tokens, on_record=note)
+    finally:
+        backend.close()
+    by = repo_report.summarise(records, conditions)
+    summary: dict[str, Any] = {
+        "benchmark": "eval-repo",
+        "model": backend.name,
+        "model_info": backend.describe(),
+        "packages": [{k: str(v) if k == "root" else v for k, v in p.items()} for p in packages],
+        "selection": {"seed": seed, "limit": limit, "n_tasks": len(tasks), "available": available},
+        "conditions": by,
+        "verdict": repo_report.verdict(by),
+        "protocol": {
+            "task": "one masked line (after its indentation) using a name defined only in another file",
+            "decoding": f"greedy, at most {max_tokens} tokens, FIM through CodeModel.stream",
+            "guards": ", ".join(k for k, v in REPO_GUARDS.items() if v),
+            "n_ctx": backend.model.engine.n_ctx,
+            "recent": "the lines around the definition in file B are noted as this client's recent edit",
+        },
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "duration_s": time.perf_counter() - t0,
+    }
+    summary["report"] = str(out / "report.md")
+    repo_report.write(out, summary, records)
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(repo_report.table(by))
+        if summary["verdict"]:
+            click.echo(summary["verdict"])
+    click.echo(f"report: {summary['report']}", err=True)

@@ -1,0 +1,84 @@
+"""`cgstudio eval repo` end to end: on the synthetic CodeGemma GGUF and a package written by the
+test (offline), and on Qwen2.5-Coder-0.5B with the pinned corpus (slow: downloads it once)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_eval_cli import cli
+from test_eval_repo_tasks import write_package
+
+
+def _check_document(doc: dict[str, Any], conditions: list[str], n_tasks: int, every: bool = True) -> None:
+    """``every``: each condition with context found some for its tasks (true of the tiny package;
+    a corpus task may have no test file, so only ``all`` is checked there)."""
+    assert doc["benchmark"] == "eval-repo"
+    assert list(doc["conditions"]) == conditions
+    assert doc["selection"]["n_tasks"] == n_tasks
+    for name, row in doc["conditions"].items():
+        assert row["n"] == n_tasks
+        assert 0.0 <= row["exact_match"] <= 1.0 and 0.0 <= row["identifier_f1"] <= 1.0
+        if not every:  # a real model: every completion has a first token
+            assert row["ttft_s_mean"] is not None and row["ttft_s_mean"] > 0
+        if name == "none":
+            assert row["context_tokens_mean"] == 0
+        elif every or name == "all":
+            assert row["context_tokens_mean"] > 0, name
+    report = Path(doc["report"])
+    assert report.is_file() and "| Context | Tasks | Exact match" in report.read_text()
+    rows = [json.loads(line) for line in (report.parent / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == n_tasks * len(conditions)
+    assert [r["condition"] for r in rows[: len(conditions)]] == conditions  # interleaved per task
+    assert not any(r["answer_in_context"] for r in rows if r["task_id"].startswith("tinypkg"))
+
+
+def test_eval_repo_on_a_local_package(tmp_path: Path, codegemma_paths: dict[str, Path]) -> None:
+    pkg = write_package(tmp_path / "tinypkg")
+    listed = cli("eval", "repo", "--package", str(pkg), "--tasks-only", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(json.loads(x)["identifier"] for x in listed.stdout.splitlines()) == [
+        "ZORBLAX_LIMIT",
+        "settle_quarterly_balance",
+    ]
+    r = cli(
+        "eval", "repo", "--model", str(codegemma_paths["control"]), "--package", str(pkg),
+        "--context", "none,imports", "--context", "all", "--max-tokens", "8",
+        "--ctx-size", "1024", "--json", "--out", str(tmp_path / "out"), cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    _check_document(json.loads(r.stdout), ["none", "imports", "all"], 2)
+    assert "[6/6]" in r.stderr
+
+
+def test_eval_repo_usage_errors(tmp_path: Path) -> None:
+    bad = cli("eval", "repo", "--context", "nothing", "--tasks-only", cwd=tmp_path)
+    assert bad.returncode == 2 and "choose from none, imports" in bad.stderr
+    missing = cli("eval", "repo", "--package", str(tmp_path / "nope"), "--tasks-only", cwd=tmp_path)
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "a.py").write_text("x = 1\n")
+    none = cli("eval", "repo", "--package", str(empty), "--model", "x.gguf", cwd=tmp_path)
+    assert none.returncode == 2 and "no task found" in none.stderr
+
+
+@pytest.mark.slow
+def test_eval_repo_on_qwen_with_the_corpus(tmp_path: Path, qwen_path: Path) -> None:
+    """Downloads the pinned sdists into the (isolated) cache, then three tasks on the real model:
+    the report's structure, not its scores."""
+    conditions = ["none", "imports", "test", "retrieved", "recent", "all"]
+    r = cli(
+        "eval", "repo", "--model", str(qwen_path), "--limit", "3", "--ctx-size", "2048",
+        "--json", "--out", str(tmp_path / "out"), cwd=tmp_path,
+        env={"CGSTUDIO_HOME": str(tmp_path / "home")}, timeout=1800,
+    )  # fmt: skip
+    if r.returncode != 0 and "Run again when online" in r.stderr:
+        pytest.skip("PyPI is unreachable: the corpus cannot be downloaded")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    _check_document(doc, conditions, 3, every=False)
+    assert [p["name"] for p in doc["packages"]][:3] == ["dacite", "tinydb", "cron-descriptor"]
+    assert doc["verdict"] and doc["protocol"]["n_ctx"] == 2048

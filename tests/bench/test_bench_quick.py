@@ -21,6 +21,7 @@ RATIOS = {
     "keystroke_bare_vs_context_ttft",
     "concurrency_4_vs_1_throughput",
     "speculation_speedup",
+    "fim_p95_with_chat_over_without",
 }
 
 

@@ -31,7 +31,7 @@ def test_an_unknown_section_is_a_clear_error() -> None:
         sections.select(["decode", "tffd", "nope"])
     message = str(exc.value)
     assert "unknown bench sections ['tffd', 'nope']" in message
-    assert "known: decode, ttft, keystroke, concurrency, speculation, http, remote" in message
+    assert "known: decode, ttft, keystroke, concurrency, speculation, http, priority, remote" in message
 
 
 def test_the_cli_rejects_an_unknown_section_before_loading_anything(

@@ -14,7 +14,7 @@ from cgstudio.cli.options import emit_json, json_option, load_options, model_opt
 
 # Spelled out here so that ``cgstudio bench --help`` needs no model runtime; the registry in
 # cgstudio.bench.sections must have every one of these (tests/bench/test_sections.py checks).
-SECTIONS = ("decode", "ttft", "keystroke", "concurrency", "speculation", "http")  # the default run
+SECTIONS = ("decode", "ttft", "keystroke", "concurrency", "speculation", "http", "priority")  # default
 KNOWN = (*SECTIONS, "remote")  # remote: with --base-url
 
 

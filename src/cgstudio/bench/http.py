@@ -34,10 +34,43 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(kind: str, model: Path, profile: LoadProfile, log_dir: Path) -> Iterator[Served]:
+def serve(
+    kind: str,
+    model: Path,
+    profile: LoadProfile,
+    log_dir: Path,
+    *,
+    parallel: int = 1,
+    binary: Path | None = None,
+) -> Iterator[Served]:
+    """``kind`` is cgstudio, llama_cpp (llama-cpp-python's server) or llama-server (``binary``,
+    llama.cpp's own server, as ``make peer`` builds it), each on a free loopback port."""
     port = free_port()
     threads = str(profile.n_threads or os.cpu_count() or 1)
-    if kind == "cgstudio":
+    if kind == "llama-server":
+        if binary is None:
+            raise ValueError("llama-server needs the binary's path")
+        # Its defaults otherwise: prompt caching on, exact prefix reuse only (no --cache-reuse).
+        # Its n_ctx is shared by the slots, so each slot gets what cgstudio gives each sequence.
+        cmd = [
+            str(binary),
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--ctx-size",
+            str(profile.n_ctx * parallel),
+            "--threads",
+            threads,
+            "--threads-batch",
+            threads,
+            "--batch-size",
+            str(profile.n_batch),
+            "--parallel",
+            str(parallel),
+        ]
+        health = f"http://127.0.0.1:{port}/health"
+    elif kind == "cgstudio":
         cmd = [
             sys.executable,
             "-m",
@@ -54,7 +87,7 @@ def serve(kind: str, model: Path, profile: LoadProfile, log_dir: Path) -> Iterat
             "--batch-size",
             str(profile.n_batch),
             "--parallel",
-            "1",
+            str(parallel),
         ]
         health = f"http://127.0.0.1:{port}/health"
     else:

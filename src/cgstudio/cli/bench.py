@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from cgstudio.cli.options import emit_json, json_option, load_options, model_opt
 # Spelled out here so that ``cgstudio bench --help`` needs no model runtime; the registry in
 # cgstudio.bench.sections must have every one of these (tests/bench/test_sections.py checks).
 SECTIONS = ("decode", "ttft", "keystroke", "concurrency", "speculation", "http", "priority")  # default
-KNOWN = (*SECTIONS, "remote")  # remote: with --base-url
+KNOWN = (*SECTIONS, "remote", "peer")  # remote: with --base-url; peer: with --peer
 
 
 @click.command()
@@ -34,6 +35,13 @@ KNOWN = (*SECTIONS, "remote")  # remote: with --base-url
 )
 @click.option("--api-key-upstream", envvar="CGSTUDIO_UPSTREAM_API_KEY", default=None, help="Upstream key.")
 @click.option(
+    "--peer",
+    default=None,
+    metavar="llama-server=PATH",
+    help="llama.cpp's own server (`make peer` builds it): the 'peer' section runs the typing "
+    "traces and four concurrent streams on both, interleaved. Adds 'peer' to the default sections.",
+)
+@click.option(
     "--report",
     "report",
     default="BENCHMARKS.md",
@@ -48,6 +56,7 @@ def bench(
     sections: str | None,
     base_url: str | None,
     api_key_upstream: str | None,
+    peer: str | None,
     report: str,
     as_json: bool,
     **opts: Any,
@@ -63,16 +72,23 @@ def bench(
     from cgstudio.bench import report as rep
     from cgstudio.bench import suite
     from cgstudio.bench.context import BenchContext, Plan, Upstream
+    from cgstudio.bench.sections.peer import peer_binary
     from cgstudio.core.errors import UsageError
     from cgstudio.store.resolve import resolve
 
-    default = "remote" if base_url else ",".join(SECTIONS)
+    default = "remote" if base_url else ",".join(SECTIONS) + (",peer" if peer else "")
     chosen = [s.strip() for s in (sections or default).split(",") if s.strip()]
     unknown = [s for s in chosen if s not in KNOWN]
     if unknown:
         raise UsageError(f"unknown bench sections {unknown}; known: {', '.join(KNOWN)}")
     if "remote" in chosen and not base_url:
         raise UsageError("the remote section needs --base-url URL (an OpenAI-compatible upstream)")
+    if "peer" in chosen and not peer:
+        raise UsageError("the peer section needs --peer llama-server=PATH (`make peer` builds it)")
+    try:
+        peer_path = peer_binary(peer) if peer else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     settings = settings_from(opts)
     if base_url and chosen == ["remote"] and not model:
         resolved = None  # the front uses the upstream's tokenizer
@@ -88,6 +104,9 @@ def bench(
         else None
     )
     out_dir = Path(report).parent if report else Path(".")
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the servers the sections started as
+    # subprocesses are stopped by their context managers instead of being left running.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     console = Console(stderr=True)
     t0 = time.perf_counter()
     with Progress(
@@ -101,6 +120,7 @@ def bench(
             progress=lambda msg: progress.update(task, description=msg),
             log_dir=out_dir / "bench-logs",
             upstream=upstream,
+            peer=peer_path,
         )
         suite.run_sections(
             bc,
@@ -130,3 +150,7 @@ def bench(
     for key, r in bc.ratios.items():
         click.echo(f"{key:36s} {r.value.fmt()}  target ≥ {r.target}  {r.verdict()}")
     click.echo(json.dumps(doc["results"], indent=1, default=str)[:4000])
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)

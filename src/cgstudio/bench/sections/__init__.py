@@ -9,7 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from cgstudio.bench.context import BenchContext
-from cgstudio.bench.sections import concurrency, decode, http, keystroke, priority, remote, speculation, ttft
+from cgstudio.bench.sections import (
+    concurrency,
+    decode,
+    http,
+    keystroke,
+    peer,
+    priority,
+    remote,
+    speculation,
+    ttft,
+)
 
 Section = Callable[[BenchContext], None]
 
@@ -22,6 +32,7 @@ SECTIONS: dict[str, Section] = {
     "http": http.run,
     "priority": priority.run,  # FIM keystrokes beside a streaming chat
     "remote": remote.run,  # needs BenchContext.upstream (--base-url)
+    "peer": peer.run,  # needs BenchContext.peer (--peer llama-server=PATH)
 }
 
 

@@ -41,7 +41,7 @@ from cgstudio.prompts.tools import plan_tools
 from cgstudio.prompts.vocab import Vocab
 from cgstudio.repo import RepoContext
 from cgstudio.session.editor import healed, mark_editor, with_middle
-from cgstudio.session.inputs import check_text  # also imported from here by the faces
+from cgstudio.session.inputs import check_text, to_message  # check_text: also by the faces
 
 ESTIMATE_WARNING = GuardWarning(
     "token_estimate",
@@ -172,7 +172,7 @@ class CodeModel:
         choice: ToolChoice = AUTO,
     ) -> tuple[Prompt, str | None]:
         """The chat prompt (with tools: ``prompts.tools``); trimming stops once ``cancel`` is set."""
-        msgs = [m if isinstance(m, ChatMessage) else _to_message(m) for m in messages]
+        msgs = [m if isinstance(m, ChatMessage) else to_message(m) for m in messages]
         for m in msgs:
             check_text(f"{m.role} message", m.content)
         plan = plan_tools(self.vocab, self.profile, self.format.chat, msgs, tools, choice, model=self.alias)
@@ -426,15 +426,6 @@ class CodeModel:
 
     def close(self) -> None:
         self.engine.close()
-
-
-def _to_message(m: Mapping[str, str]) -> ChatMessage:
-    role, content = m.get("role"), m.get("content")
-    if role not in ("system", "user", "assistant"):
-        raise InvalidInputError(f"unknown chat role {role!r}; use system, user or assistant")
-    if not isinstance(content, str):
-        raise InvalidInputError("each chat message needs text content")
-    return ChatMessage(role, content)  # type: ignore[arg-type]  # role checked just above
 
 
 def load(model: str | Path | None = None, **profile: Any) -> CodeModel:

@@ -49,8 +49,16 @@ def test_eval_repo_on_a_local_package(tmp_path: Path, codegemma_paths: dict[str,
         "--ctx-size", "1024", "--json", "--out", str(tmp_path / "out"), cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    _check_document(json.loads(r.stdout), ["none", "imports", "all"], 2)
+    doc = json.loads(r.stdout)
+    _check_document(doc, ["none", "imports", "all"], 2)
     assert "[6/6]" in r.stderr
+    # A stopped run is summarised from its results.jsonl: only tasks whose conditions all finished.
+    results = tmp_path / "out" / "results.jsonl"
+    again = cli("eval", "repo", "--results", str(results), "--json", cwd=tmp_path)
+    assert again.returncode == 0 and json.loads(again.stdout) == doc["conditions"]
+    results.write_text("".join(results.read_text().splitlines(keepends=True)[:4]))
+    cut = json.loads(cli("eval", "repo", "--results", str(results), "--json", cwd=tmp_path).stdout)
+    assert [row["n"] for row in cut.values()] == [1, 1, 1]
 
 
 def test_eval_repo_usage_errors(tmp_path: Path) -> None:

@@ -140,3 +140,21 @@ def test_the_leak_check_can_fail(package: Path, tmp_path: Path) -> None:
         extended, _ = spaces.context.extend(req, 4096)
     # A line repeated in another file is fair context; the run's records flag it (answer_in_context).
     assert any(task.answer in f.text for f in extended.files)
+
+
+def test_imports_come_from_the_saved_file_when_the_window_leaves_them_out(
+    package: Path, tmp_path: Path
+) -> None:
+    """A client sends a window of the buffer; the import lines at the top are outside it. The
+    server reads them from the saved (masked) file. Fails when imports come only from the request."""
+    ws_dir = tmp_path / "ws"
+    ws_dir.mkdir()
+    spaces = Workspaces([("tinypkg", package)], ws_dir)
+    spaces.context.sources = CONDITION_SOURCES["imports"]
+    task = next(t for t in package_tasks("tinypkg", package) if t.line == 6)
+    prefix, suffix = task.window(1, 1)
+    assert "import" not in prefix + suffix
+    with spaces.masked(task):
+        req = GenerationRequest("fim", prefix, suffix, path=str(spaces.path(task)))
+        extended, _ = spaces.context.extend(req, 4096)
+    assert ("pkg/store.py", "import") in [(f.path, f.reason) for f in extended.files]

@@ -21,7 +21,14 @@ from cgstudio.cli.options import emit_json, json_option, load_options, model_opt
 from cgstudio.core.errors import UsageError
 from cgstudio.evaluation import repo_corpus, repo_report
 from cgstudio.evaluation.backends import open_local_backend
-from cgstudio.evaluation.repo_run import CONDITIONS, DEFAULT_MAX_TOKENS, REPO_GUARDS, RepoRecord, run_tasks
+from cgstudio.evaluation.repo_run import (
+    CONDITIONS,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_WINDOW,
+    REPO_GUARDS,
+    RepoRecord,
+    run_tasks,
+)
 from cgstudio.evaluation.repo_tasks import package_tasks, select_tasks
 from cgstudio.evaluation.report import default_out_dir
 from cgstudio.store.resolve import resolve
@@ -82,6 +89,21 @@ def _packages(local: tuple[Path, ...], names: tuple[str, ...], cache: Path | Non
     show_default=True,
     help="Tokens per completion (one line).",
 )
+@click.option(
+    "--window",
+    type=(int, int),
+    default=DEFAULT_WINDOW,
+    show_default=True,
+    help="Lines before and after the masked line that the request carries, as an editor sends a "
+    "window of the file (-1 -1: the whole file).",
+)
+@click.option(
+    "--results",
+    "results_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Only print the table of an existing results.jsonl (a stopped run's: its finished tasks).",
+)
 @click.option("--tasks-only", is_flag=True, help="List the tasks (JSON lines) and exit; no model.")
 @click.option(
     "--out",
@@ -100,6 +122,8 @@ def repo_command(
     names: tuple[str, ...],
     corpus_dir: Path | None,
     max_tokens: int,
+    window: tuple[int, int],
+    results_file: Path | None,
     tasks_only: bool,
     out_dir: Path | None,
     as_json: bool,
@@ -111,6 +135,13 @@ def repo_command(
     --seed S picks the tasks (default 0; decoding is greedy). Progress goes to stderr; with
     --json stdout carries only the document.
     """
+    if results_file is not None:
+        finished, run_conditions = repo_report.load(results_file)
+        by = repo_report.summarise(finished, run_conditions)
+        click.echo(json.dumps(by, indent=2) if as_json else repo_report.table(by))
+        if not as_json and (line := repo_report.verdict(by)):
+            click.echo(line)
+        return
     conditions = _conditions(contexts)
     if (limit is not None and limit < 1) or not 1 <= max_tokens <= 512:
         raise UsageError("--limit must be at least 1 and --max-tokens between 1 and 512")
@@ -149,7 +180,10 @@ def repo_command(
         )
 
     try:
-        records = run_tasks(backend.model, roots, tasks, conditions, max_tokens=max_tokens, on_record=note)
+        lines = (None if window[0] < 0 else window[0], None if window[1] < 0 else window[1])
+        records = run_tasks(
+            backend.model, roots, tasks, conditions, max_tokens=max_tokens, window=lines, on_record=note
+        )
     finally:
         backend.close()
     by = repo_report.summarise(records, conditions)
@@ -164,6 +198,7 @@ def repo_command(
         "protocol": {
             "task": "one masked line (after its indentation) using a name defined only in another file",
             "decoding": f"greedy, at most {max_tokens} tokens, FIM through CodeModel.stream",
+            "window": f"{window[0]} lines before and {window[1]} after the masked line (-1: all)",
             "guards": ", ".join(k for k, v in REPO_GUARDS.items() if v),
             "n_ctx": backend.model.engine.n_ctx,
             "recent": "the lines around the definition in file B are noted as this client's recent edit",

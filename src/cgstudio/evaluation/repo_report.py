@@ -121,6 +121,15 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load(path: Path) -> tuple[list[RepoRecord], list[str]]:
+    """The records of a results.jsonl (a stopped run's too) and its conditions in run order;
+    a task whose conditions did not all finish is left out, so every condition has the same tasks."""
+    records = [RepoRecord(**json.loads(x)) for x in path.read_text(encoding="utf-8").splitlines() if x]
+    conditions = list(dict.fromkeys(r.condition for r in records))
+    done = Counter(r.task_id for r in records)
+    return [r for r in records if done[r.task_id] == len(conditions)], conditions
+
+
 def write(out_dir: Path, summary: dict[str, Any], records: Sequence[RepoRecord]) -> Path:
     """report.md, results.jsonl and summary.json in ``out_dir``; the path of report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)

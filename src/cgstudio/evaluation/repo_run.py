@@ -16,6 +16,8 @@ around it are noted in the server's ring buffer (``RecentChunks.note``) for this
 client, exactly as an editor request at that spot would note them. Each task and condition has
 its own client, so no note of another task (whose text could hold this task's line) is seen.
 
+The request carries a window of file A, as editor clients send one: ``DEFAULT_WINDOW`` lines
+before and after the cursor line (the server still finds A's imports in the saved file).
 Decoding is greedy; the editor endings are on (``--guards editor``) with ``fim_single_line``, so
 a completion ends at the end of its line.
 """
@@ -52,6 +54,7 @@ CONDITION_SOURCES: dict[str, frozenset[ContextReason]] = {
 }
 REPO_GUARDS = {**EDITOR_GUARDS, "fim_single_line": True}
 DEFAULT_MAX_TOKENS = 64
+DEFAULT_WINDOW = (40, 10)  # lines before and after the cursor line that the request carries
 _IGNORED = shutil.ignore_patterns(".git", "__pycache__", ".venv", "node_modules", ".tox")
 
 
@@ -132,6 +135,7 @@ def run_tasks(
     conditions: Sequence[str],
     *,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    window: tuple[int | None, int | None] = DEFAULT_WINDOW,
     on_record: Callable[[RepoRecord], None] | None = None,
 ) -> list[RepoRecord]:
     """Every task under every condition, interleaved; the model's ``repo`` is restored after."""
@@ -143,7 +147,7 @@ def run_tasks(
             for task in tasks:
                 with spaces.masked(task):
                     for condition in conditions:
-                        record = _one(model, spaces, task, condition, max_tokens)
+                        record = _one(model, spaces, task, condition, max_tokens, window)
                         records.append(record)
                         if on_record is not None:
                             on_record(record)
@@ -152,7 +156,14 @@ def run_tasks(
     return records
 
 
-def _one(model: CodeModel, spaces: Workspaces, task: RepoTask, condition: str, max_tokens: int) -> RepoRecord:
+def _one(
+    model: CodeModel,
+    spaces: Workspaces,
+    task: RepoTask,
+    condition: str,
+    max_tokens: int,
+    window: tuple[int | None, int | None],
+) -> RepoRecord:
     sources = CONDITION_SOURCES[condition]
     client = f"eval-repo:{task.task_id}:{condition}"
     label = task.path
@@ -167,10 +178,11 @@ def _one(model: CodeModel, spaces: Workspaces, task: RepoTask, condition: str, m
             ctx.recent.note(client, task.def_path, before, after)
     else:
         model.repo = None
+    prefix, suffix = task.window(*window)
     req = GenerationRequest(
         "fim",
-        task.prefix,
-        task.suffix,
+        prefix,
+        suffix,
         path=label,
         sampling=sampling(max_tokens),
         guards=dict(REPO_GUARDS),

@@ -67,6 +67,15 @@ class RepoTask:
     def_path: str  # file B
     def_line: int
 
+    def window(self, before: int | None, after: int | None) -> tuple[str, str]:
+        """(prefix, suffix) as a client sends them: the last ``before`` lines before the cursor
+        line (and its indentation) and the first ``after`` lines after it; None keeps all."""
+        head = self.prefix.split("\n")
+        tail = self.suffix.split("\n")
+        prefix = "\n".join(head if before is None else head[-(before + 1) :])
+        suffix = "\n".join(tail if after is None else tail[: after + 1])
+        return prefix, suffix
+
     @property
     def masked(self) -> str:
         """File A as the editor holds it while the line is typed: the line's indentation only."""

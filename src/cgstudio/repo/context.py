@@ -65,7 +65,10 @@ class RepoContext:
         rel, suffix = where.rel, req.suffix if req.mode != "plain" else ""
         prefix = req.prompt + req.middle
         on = self.sources
-        imports = import_closure(index, rel, prefix + suffix) if "import" in on else []
+        # The saved file's imports too: clients send a window of the buffer (llama.vim, Continue),
+        # which often leaves out the import lines at the top.
+        own = f"{index.text(rel) or ''}\n{prefix}{suffix}"
+        imports = import_closure(index, rel, own) if "import" in on else []
         cands = [Candidate("import", p, index.text(p) or "", level) for p, level in imports]
         whole = {rel, *(p for p, _ in imports)}
         if "test" in on and (test := partner(index, rel)) is not None and test not in whole:

@@ -144,9 +144,11 @@ class Live:
 
     def settled(self, timeout_s: float = 30.0) -> None:
         """Wait until no job is in flight: a response can reach the client before its worker has
-        finished (e.g. the last sampled token is decoded into the KV for the next request)."""
+        finished (e.g. the last sampled token is decoded into the KV for the next request); nor a
+        speculative next completion (server/speculate.py), which starts once the server is idle."""
         deadline = time.monotonic() + timeout_s
-        while self.app.state.runner.inflight:
+        runner = self.app.state.runner
+        while runner.inflight or runner.speculator.busy:
             assert time.monotonic() < deadline, "a job stayed in flight"
             time.sleep(0.01)
 

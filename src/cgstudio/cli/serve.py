@@ -108,6 +108,13 @@ from cgstudio.store.demo import DEMO_MODELS
     help="Largest request body (MiB); also the CLI's cap on input files.",
 )
 @click.option(
+    "--speculate-next/--no-speculate-next",
+    default=True,
+    show_default=True,
+    help="After a greedy (or seeded) FIM answer, compute the answer for accepting it while the server "
+    "is idle; any real request cancels it.",
+)
+@click.option(
     "--strict-model-names",
     is_flag=True,
     help="Answer 404 to a model name that no served model has. Default: the llama.cpp routes ignore "
@@ -165,6 +172,7 @@ def serve(
     parallel: int | None,
     max_queue: int,
     max_body_mb: float,
+    speculate_next: bool,
     strict_model_names: bool,
     backend: str,
     base_url: str | None,
@@ -230,6 +238,7 @@ def serve(
         max_queue=max_queue,
         max_body_bytes=int(max_body_mb * (1 << 20)),
         strict_model_names=strict_model_names,
+        speculate_next=speculate_next,
         upstream=upstream,
         embedding_model=resolve_embedding_model(embedding_model) if embedding_model else None,
         workspaces=list(workspaces),

@@ -30,7 +30,8 @@ class Timings:
     draft_tokens_accepted: int = 0  # and confirmed by the model
     context_tokens: int = 0  # context files' tokens in the prompt (repository context, input_extra)
     context_tokens_reused: int = 0  # of which the KV cache already held
-    # Who answered: "engine", or "typed_ahead" (the rest of the client's ghost text, no engine).
+    # Who answered: "engine", "typed_ahead" (the rest of the client's ghost text, no engine) or
+    # "speculative" (the answer computed ahead, while idle, for accepting the last ghost text).
     source: str = "engine"
 
     def as_dict(self) -> dict[str, float | int | str | None]:

@@ -50,6 +50,7 @@ def create_app(
         max_queue=config.max_queue,
         retry_after_s=config.retry_after_s,
         api_key=config.api_key,
+        speculate_next=config.speculate_next,
     )
     embedder = EmbeddingHost(config.embedding_model, config.settings)
 

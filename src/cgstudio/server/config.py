@@ -123,6 +123,12 @@ class ServerSettings(BaseModel):
         description="--embedding-model: the embedding GGUF (BERT, nomic-bert) behind /v1/embeddings and "
         "/api/embed; None = those endpoints answer 400.",
     )
+    speculate_next: bool = Field(
+        default=True,
+        description="After a greedy (or seeded) FIM answer, compute the answer to the request that accepts "
+        "it while the server is idle, at the lowest priority; any real request cancels it "
+        "(--no-speculate-next turns it off).",
+    )
     workspaces: list[Path] = Field(
         default_factory=list,
         description="--workspace: project folders; a FIM request whose filepath lies inside one gets "

@@ -63,6 +63,21 @@ class Metrics:
             "Requests refused with 503 because the queue was full.",
             registry=r,
         )
+        # Speculative next completions (server/speculate.py): runs started, runs cancelled (by a
+        # real request), and requests answered from a speculated answer.
+        self.speculative_started = Counter(
+            "cgstudio_speculative_started", "Speculative next completions started.", registry=r
+        )
+        self.speculative_cancelled = Counter(
+            "cgstudio_speculative_cancelled",
+            "Speculative next completions cancelled by a real request (nothing kept).",
+            registry=r,
+        )
+        self.speculative_used = Counter(
+            "cgstudio_speculative_used",
+            "Requests answered from a speculative next completion (timings.source speculative).",
+            registry=r,
+        )
         self.loaded = Gauge("cgstudio_models_loaded", "Models loaded in memory now.", registry=r)
         self.load_seconds = Histogram(
             "cgstudio_model_load_seconds",

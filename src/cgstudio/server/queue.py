@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +41,8 @@ from cgstudio.server.errors import ShuttingDownError
 from cgstudio.server.prometheus import Metrics
 from cgstudio.server.registry import ModelEntry, Registry
 from cgstudio.server.service import GenSpec, open_stream
+from cgstudio.server.speculate import Speculator, StreamFactory
 from cgstudio.server.typed_ahead import TypedAhead, answer, ghost_of, spec_key
-from cgstudio.session.model import CodeModel
 
 log = logging.getLogger("cgstudio.server")
 
@@ -53,7 +53,6 @@ CANCEL_MESSAGES = {
     "limit": "stopped by the request's time or indentation limit",
 }
 SHUTDOWN_MESSAGE = "the server is shutting down; retry in a few seconds (on the restarted server)"
-StreamFactory = Callable[[GenSpec, CodeModel, threading.Event, Callable[[Prompt], None]], Iterator[Chunk]]
 
 
 class _End:
@@ -73,7 +72,7 @@ class FairGate:
     before queued chat), then round-robin by client key within a priority. Loop thread only."""
 
     def __init__(self, slots: int) -> None:
-        self.free = slots
+        self.slots = self.free = slots
         self.n_waiting = 0
         self._waiting: dict[Priority, OrderedDict[str, deque[asyncio.Future[bool]]]] = {
             p: OrderedDict() for p in Priority
@@ -169,6 +168,7 @@ class Runner:
         retry_after_s: int,
         api_key: str | None,
         stream_factory: StreamFactory = open_stream,
+        speculate_next: bool = True,
     ) -> None:
         self.registry = registry
         self.metrics = metrics
@@ -181,6 +181,9 @@ class Runner:
         self.typed_ahead = TypedAhead()  # each client's last ghost text (server/typed_ahead.py)
         self._pool = ThreadPoolExecutor(max_workers=parallel + 1, thread_name_prefix="cgstudio-gen")
         self._closing = False
+        self.speculator = Speculator(  # the next completion, computed while idle (server/speculate.py)
+            speculate_next, self.typed_ahead, metrics, registry, self._pool, stream_factory, self._idle
+        )
 
     # -- submit ----------------------------------------------------------------------------------
     async def start(self, request: Request, spec: GenSpec) -> Job:
@@ -195,11 +198,13 @@ class Runner:
         if (key := spec_key(spec, entry.alias)) and (
             hit := self.typed_ahead.lookup(client.key, key, spec.document_head)
         ):
+            self.metrics.speculative_used.inc(hit.ghost.speculative)
             job = Job(spec, entry, client, asyncio.get_running_loop().create_future())
             job.result = answer(hit, spec, job.t_start)  # the engine is not touched
             job.results, job.first, job.finished = [job.result], Chunk(hit.text, result=job.result), True
             return job
         self._refuse_if_full()
+        self.speculator.cancel_all()  # this request goes to the engine: speculation yields at once
         job = Job(spec, entry, client, self.gate.enqueue(client.key, spec.admission_priority))
         job._gate = self.gate
         if substituted is not None:
@@ -245,6 +250,7 @@ class Runner:
         finally:
             self.gate.release()
             self.metrics.queue_depth.set(self.gate.n_waiting)
+            self.speculator.poke()
 
     def _refuse_if_full(self) -> None:
         """503 + Retry-After when no slot is free and the queue already holds --max-queue requests."""
@@ -254,6 +260,9 @@ class Runner:
                 f"{self.gate.n_waiting} requests are already waiting; retry in {self.retry_after_s} s",
                 self.retry_after_s,
             )
+
+    def _idle(self) -> bool:  # no job queued or running, no slot held
+        return not self.inflight and not self.gate.n_waiting and self.gate.free == self.gate.slots
 
     def _request_key(self, request: Request) -> str | None:
         return getattr(request.state, "api_key", None)
@@ -355,6 +364,7 @@ class Runner:
                 raise
         finally:
             self.inflight.discard(job)
+            self.speculator.poke()
 
     def _work(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         """Worker thread: load if needed, iterate the chunks, hand each to the loop."""
@@ -392,9 +402,10 @@ class Runner:
             put(END)
 
     def _remember(self, job: Job, result: Result) -> None:
-        """Keep the client's ghost text for typed-ahead (event loop thread)."""
+        """Keep the client's ghost text for typed-ahead and speculate on its acceptance (loop thread)."""
         if (ghost := ghost_of(job.spec, job.alias, result)) is not None:
             self.typed_ahead.remember(job.client.key, ghost)
+            self.speculator.offer(job.client.key, job.spec, job.entry, result)
 
     def _finish_unstarted(self, job: Job, put: Callable[[Any], None] | None = None) -> None:
         reason = job.cancel_reason or "disconnect"
@@ -422,6 +433,7 @@ class Runner:
         worker is still inside a decode step or a load; the worker stops at its next cancel check.
         """
         self._closing = True
+        self.speculator.close()
         for job in list(self.inflight):
             if job.finished:
                 continue
@@ -431,6 +443,7 @@ class Runner:
     async def close(self, timeout_s: float = 10.0) -> None:
         self.begin_shutdown()
         drivers = [j.driver for j in self.inflight if j.driver is not None]
+        drivers += [t for t in (self.speculator.task,) if t is not None and not t.done()]
         if drivers:
             await asyncio.wait(drivers, timeout=timeout_s)
         self._pool.shutdown(wait=False, cancel_futures=True)

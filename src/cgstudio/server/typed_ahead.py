@@ -15,6 +15,12 @@ requests (temperature > 0) are reused too: the rest of a sample, given the chara
 sample of the same distribution. The answer is the rest of the text the model gave, not a new
 evaluation: where the new prompt tokenizes differently, a cold run may differ, as a cached answer
 may.
+
+Each client may also hold one speculated answer (``server/speculate.py``): the answer to the
+request that accepts its ghost text, computed in the background. A request for exactly that text
+before the cursor is answered from it whole (``timings.source: "speculative"``, even when it is
+empty); typing the start of it is served as typed-ahead serves a ghost. A new ghost for the client
+drops its speculated answer.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class Ghost:
     head: str  # the text before the cursor it answered
     text: str
     finish_reason: str
+    speculative: bool = False  # computed ahead for a text before the cursor not yet sent
 
 
 @dataclass(frozen=True)
@@ -72,32 +79,56 @@ class TypedAhead:
     def __init__(self, max_clients: int = MAX_CLIENTS) -> None:
         self.max_clients = max_clients
         self._ghosts: OrderedDict[str, Ghost] = OrderedDict()
+        self._speculated: OrderedDict[str, Ghost] = OrderedDict()
         self.hits = 0
 
     def remember(self, client: str, ghost: Ghost) -> None:
-        """Keep ``ghost`` as ``client``'s last completion, or forget the old one when it cannot serve."""
+        """Keep ``ghost`` as ``client``'s last completion, or forget the old one when it cannot serve.
+
+        Either way the client's speculated answer goes: it answered the old ghost's acceptance."""
         self._ghosts.pop(client, None)
+        self._speculated.pop(client, None)
         if ghost.finish_reason not in REUSABLE_FINISH or not ghost.text:
             return
-        self._ghosts[client] = ghost
-        while len(self._ghosts) > self.max_clients:
-            self._ghosts.popitem(last=False)
+        self._keep(self._ghosts, client, ghost)
+
+    def remember_speculated(self, client: str, ghost: Ghost) -> None:
+        """Keep ``ghost`` (``speculative``) as the answer to the exact text before the cursor
+        ``ghost.head``; an empty text is kept too (there is nothing more to offer there)."""
+        self._speculated.pop(client, None)
+        if ghost.finish_reason in REUSABLE_FINISH:
+            self._keep(self._speculated, client, ghost)
+
+    def _keep(self, store: OrderedDict[str, Ghost], client: str, ghost: Ghost) -> None:
+        store[client] = ghost
+        while len(store) > self.max_clients:
+            store.popitem(last=False)
 
     def lookup(self, client: str, key: str, head: str) -> Hit | None:
-        """The rest of ``client``'s ghost text when ``head`` extends its head by the text's start.
+        """The rest of ``client``'s ghost text when ``head`` extends its head by the text's start;
+        else the client's speculated answer when ``head`` is its head, or extends it so.
 
         A hit becomes the client's ghost (its head and rest), so each further typed character of
         the same ghost text hits again. Typing the whole ghost text leaves nothing to serve: a miss.
         """
-        ghost = self._ghosts.get(client)
+        hit = self._continue(client, self._ghosts.get(client), key, head)
+        if hit is None:
+            hit = self._continue(client, self._speculated.get(client), key, head)
+        return hit
+
+    def _continue(self, client: str, ghost: Ghost | None, key: str, head: str) -> Hit | None:
         if ghost is None or ghost.key != key or not head.startswith(ghost.head):
             return None
         typed = head[len(ghost.head) :]
-        if not typed or not ghost.text.startswith(typed) or len(typed) >= len(ghost.text):
+        whole = ghost.speculative and not typed  # the speculated request itself
+        if not whole and (not typed or not ghost.text.startswith(typed) or len(typed) >= len(ghost.text)):
             return None
         rest = Ghost(key, head, ghost.text[len(typed) :], ghost.finish_reason)
-        self._ghosts[client] = rest
-        self._ghosts.move_to_end(client)
+        self._ghosts.pop(client, None)
+        if ghost.speculative:  # now shown; a partly typed ghost keeps the speculation for its end
+            self._speculated.pop(client, None)
+        if rest.text:
+            self._keep(self._ghosts, client, rest)
         self.hits += 1
         return Hit(rest.text, typed, ghost)
 
@@ -123,11 +154,12 @@ def ghost_of(spec: GenSpec, model: str, result: Result) -> Ghost | None:
 def answer(hit: Hit, spec: GenSpec, t_start: float) -> Result:
     """The result a hit serves: the rest of the ghost text, no tokens evaluated or generated."""
     elapsed = time.perf_counter() - t_start
+    source = "speculative" if hit.ghost.speculative else "typed_ahead"
     return Result(
         text=hit.text,
         finish_reason=hit.ghost.finish_reason,
         warnings=[],
         usage=Usage(0, 0),
-        timings=Timings(elapsed, None, None, elapsed, source="typed_ahead"),
+        timings=Timings(elapsed, None, None, elapsed, source=source),
         mode=spec.mode,
     )

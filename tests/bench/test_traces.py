@@ -25,7 +25,7 @@ def test_traces_are_deterministic_and_every_kind_appears(quick: bool) -> None:
 
 
 def test_the_documents_are_about_the_size_asked() -> None:
-    for quick, lo, hi in ((True, 2000, 2700), (False, 8000, 9000)):
+    for quick, lo, hi in ((True, 2500, 3100), (False, 9000, 10_400)):
         for t in tr.typing_traces(0, quick=quick):
             first = t.steps[0]
             assert lo <= len(first.prefix + first.suffix) <= hi, (quick, t.name)

@@ -111,7 +111,7 @@ def markdown(doc: dict[str, Any], ratios: dict[str, Ratio], images: list[Path], 
         "|---|---|---|---|",
     ]
     for key, r in ratios.items():
-        lines.append(f"| `{key}` | {r.value.fmt(digits=2)} | ≥ {r.target} | {r.verdict()} |")
+        lines.append(f"| `{key}` | {r.value.fmt(digits=2)} | {r.target_text()} | {r.verdict()} |")
     lines += ["", "## Figures", ""]
     for section, value in doc["results"].items():
         if section == "raw_tg_samples":

@@ -47,15 +47,35 @@ class Ratio:
     key: str
     value: Summary
     target: float | None
+    lower_is_better: bool = False  # the target is a ceiling (a latency), not a floor
 
     def verdict(self) -> str:
+        """``met`` when the whole spread is on the target's good side, ``missed`` when all of it
+        is on the other, else ``within spread``."""
         if self.target is None or self.value.n == 0:
             return "n/a"
-        if self.value.lo >= self.target:
+        lo, hi = self.value.lo, self.value.hi
+        worst, best = (hi, lo) if self.lower_is_better else (lo, hi)
+        if self._good(worst):
             return "met"
-        if self.value.hi < self.target:
+        if not self._good(best):
             return "missed"
         return "within spread"
 
+    def _good(self, v: float) -> bool:
+        assert self.target is not None
+        return v <= self.target if self.lower_is_better else v >= self.target
+
+    def target_text(self) -> str:
+        """The target with its direction: ``≥ 0.95`` or ``≤ 2.0``; ``n/a`` without one."""
+        if self.target is None:
+            return "n/a"
+        return f"{'≤' if self.lower_is_better else '≥'} {self.target}"
+
     def as_dict(self) -> dict[str, object]:
-        return {**self.value.as_dict(), "target": self.target, "verdict": self.verdict()}
+        return {
+            **self.value.as_dict(),
+            "target": self.target,
+            "lower_is_better": self.lower_is_better,
+            "verdict": self.verdict(),
+        }

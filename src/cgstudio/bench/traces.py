@@ -16,9 +16,9 @@ to fill its cache without timing it. Then each step is one editor event:
 
 The documents are windows of real modules from the running Python's standard library (so every
 machine has them): from the start of the module's longest top-level class, as many whole lines as
-fit in about 9,000 characters (about 2,000 tokens of Qwen2.5-Coder or CodeGemma; ~2,700
-characters, about 600 tokens, in quick mode). A trace that types a line removes that line's code
-first, and types it back: the text after the cursor is the rest of the file, as an editor sends it.
+fit in 10,400 characters (about 2,000 tokens of Qwen2.5-Coder; 3,100 characters, about 600
+tokens, in quick mode). A trace that types a line removes that line's code first, and types it
+back: the text after the cursor is the rest of the file, as an editor sends it.
 The same ``seed`` and Python version give the same traces.
 
 Each trace is named after what it exercises; ``EXACT_REUSE`` names the traces whose every step only
@@ -71,8 +71,8 @@ class _Sizes:
     paste: tuple[int, int]  # lines of the two pasted blocks
 
 
-FULL = _Sizes(9000, 10, 5, 3, 1, 2, (JUMP_LINES, JUMP_LINES, -2 * JUMP_LINES), 3, (8, 6))
-QUICK = _Sizes(2700, 4, 3, 2, 0, 1, (JUMP_LINES, -JUMP_LINES), 2, (4, 3))
+FULL = _Sizes(10_400, 10, 5, 3, 1, 2, (JUMP_LINES, JUMP_LINES, -2 * JUMP_LINES), 3, (8, 6))
+QUICK = _Sizes(3100, 4, 3, 2, 0, 1, (JUMP_LINES, -JUMP_LINES), 2, (4, 3))
 
 
 def typing_traces(seed: int = 0, quick: bool = False) -> list[Trace]:

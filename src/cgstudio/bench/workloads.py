@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from dataclasses import dataclass
 
 from cgstudio.prompts.vocab import Vocab
 
@@ -31,42 +30,6 @@ def code_of_tokens(vocab: Vocab, n_tokens: int, module: str = "argparse") -> str
 def cold_marker() -> str:
     """A unique first line: no earlier prompt shares a prefix, so nothing can be reused."""
     return f"# run {uuid.uuid4().hex}\n"
-
-
-@dataclass(frozen=True)
-class KeystrokeCase:
-    path: str
-    before: str  # text before the cursor, up to the start of the typed text
-    after: str
-    typed: str  # what the user types, one character per request
-
-    def request(self, i: int) -> tuple[str, str]:
-        return self.before + self.typed[: i + 1], self.after
-
-
-def keystroke_case(
-    vocab: Vocab, n_tokens: int = 2000, keystrokes: int = 20, at: float = 0.6
-) -> KeystrokeCase:
-    """A real ~n_tokens-token Python file with the cursor inside a function, about ``at`` of the
-    way down the file (a share of its lines)."""
-    text = code_of_tokens(vocab, n_tokens, "argparse")
-    lines = text.splitlines(keepends=True)
-    start = int(len(lines) * at)
-    idx = next(
-        (
-            i
-            for i in range(start, len(lines))
-            if lines[i].startswith("        ") and lines[i].strip() and len(lines[i].strip()) >= keystrokes
-        ),
-        start,
-    )
-    line = lines[idx]
-    indent = line[: len(line) - len(line.lstrip())]
-    typed = line.strip()[:keystrokes]
-    before = "".join(lines[:idx]) + indent
-    # The user is writing this line anew: the rest of the file follows the cursor.
-    after = "\n" + "".join(lines[idx + 1 :])
-    return KeystrokeCase("argparse_part.py", before, after, typed)
 
 
 EDIT_CODE = """def summarize(records, key, threshold=0.5, limit=None):

@@ -148,7 +148,7 @@ def bench(
         emit_json(doc)
         return
     for key, r in bc.ratios.items():
-        click.echo(f"{key:36s} {r.value.fmt()}  target ≥ {r.target}  {r.verdict()}")
+        click.echo(f"{key:36s} {r.value.fmt()}  target {r.target_text()}  {r.verdict()}")
     click.echo(json.dumps(doc["results"], indent=1, default=str)[:4000])
 
 

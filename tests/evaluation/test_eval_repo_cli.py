@@ -74,19 +74,21 @@ def test_eval_repo_usage_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_eval_repo_on_qwen_with_the_corpus(tmp_path: Path, qwen_path: Path) -> None:
-    """Downloads the pinned sdists into the (isolated) cache, then three tasks on the real model:
-    the report's structure, not its scores."""
-    conditions = ["none", "imports", "test", "retrieved", "recent", "all"]
+    """Downloads the pinned sdists into the (isolated) cache, then two tasks on the real model with
+    and without context: the report's structure, not its scores (the full run is in EVALUATION.md)."""
+    conditions = ["none", "all"]
     r = cli(
-        "eval", "repo", "--model", str(qwen_path), "--limit", "3", "--ctx-size", "2048",
-        "--json", "--out", str(tmp_path / "out"), cwd=tmp_path,
-        env={"CGSTUDIO_HOME": str(tmp_path / "home")}, timeout=1800,
+        "eval", "repo", "--model", str(qwen_path), "--limit", "2", "--context", "none,all",
+        "--window", "20", "5", "--ctx-size", "1536", "--json", "--out", str(tmp_path / "out"),
+        cwd=tmp_path, env={"CGSTUDIO_HOME": str(tmp_path / "home")}, timeout=1700,
     )  # fmt: skip
     if r.returncode != 0 and "Run again when online" in r.stderr:
         pytest.skip("PyPI is unreachable: the corpus cannot be downloaded")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    _check_document(doc, conditions, 3, every=False)
-    assert [p["name"] for p in doc["packages"]][:3] == ["dacite", "tinydb", "cron-descriptor"]
-    assert doc["verdict"] and doc["protocol"]["n_ctx"] == 2048
+    _check_document(doc, conditions, 2, every=False)
+    assert [p["name"] for p in doc["packages"]][:2] == ["dacite", "tinydb"]
+    assert doc["verdict"] and doc["protocol"]["n_ctx"] == 1536
+    assert all(len(p["sha256"]) == 64 for p in doc["packages"])

@@ -11,7 +11,7 @@ import pytest
 import cgstudio
 from cgstudio.core.prompt import ContextFile
 from cgstudio.generation.request import GenerationRequest
-from cgstudio.repo import RepoContext
+from cgstudio.repo import RepoContext, chunks
 from cgstudio.session.model import CodeModel
 
 BOS, FIM_PRE, FIM_SUF, FIM_MID, FILE_SEP = 2, 67, 69, 68, 70
@@ -165,3 +165,70 @@ def test_context_tokens_and_reuse_in_timings(model: CodeModel, ws: Path) -> None
     assert second.timings.context_tokens == first.timings.context_tokens
     # The next keystroke keeps the context in the KV cache: all of it is reused.
     assert second.timings.context_tokens_reused == second.timings.context_tokens
+
+
+def big_module() -> str:
+    """A large module whose one relevant definition lies far down, among unrelated ones."""
+    parts = ['"""Invoices."""\n\nimport math\n\nRATE = 3\n']
+    for i in range(6):
+        parts.append(f"\n\ndef unrelated_{i}(x):\n    y = x * {i}\n    z = y + math.pi\n    return z - {i}\n")
+    parts.append("\n\ndef compute_invoice_total(items, discount_rate=0):\n    return sum(items)\n")
+    parts += [f"\n\ndef tail_{i}(a, b):\n    return a * b + {i}\n" for i in range(3)]
+    return "".join(parts)
+
+
+def test_budget_keeps_the_chunk_that_defines_the_name_at_the_cursor(
+    model: CodeModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large import is offered as chunks: with a small budget the definition of the name used
+    at the cursor is kept, the unrelated chunks go, and the file still has one path line. Whole-file
+    packing drops the file (checked with chunks.LARGE_CHARS raised past the file's size)."""
+    monkeypatch.setattr(chunks, "LARGE_CHARS", 400)  # the synthetic vocabulary: ~2 characters a token
+    big = big_module()
+    ws = tmp_path / "ws"
+    (ws / "pkg").mkdir(parents=True)
+    (ws / "pkg/big.py").write_text(big)
+    prefix = "from pkg.big import compute_invoice_total\n\ndef run(items):\n    return compute_invoice_total("
+    (ws / "pkg/app.py").write_text(prefix + "items)\n")
+    model.repo = RepoContext([ws], min_interval_s=0)
+    model.settings.guards.context_tokens = 60
+    try:
+        prompt, _ = model.prompt(fim("pkg/app.py", prefix=prefix))
+        again, _ = model.prompt(fim("pkg/app.py", prefix=prefix + "it"))
+    finally:
+        model.repo, model.settings.guards.context_tokens = None, None
+    text = model.vocab.render(prompt.tokens)
+    assert "def compute_invoice_total(items, discount_rate=0):" in text
+    assert "def unrelated_3" not in text and "def tail_0" not in text
+    assert text.count("pkg/big.py\n") == 1
+    assert [(c.path, c.reason) for c in prompt.context] == [("pkg/big.py", "import")]
+    assert prompt.context[0].tokens <= 60
+    [warning] = [w for w in prompt.warnings if w.code == "context_files_dropped"]
+    lines = big.splitlines()
+    n = next(i for i, ln in enumerate(lines) if ln.startswith("def unrelated_3")) + 1
+    assert f"pkg/big.py lines {n}-{n + 5} (import)" in warning.message  # a chunk, by its lines
+    # The next keystroke gets the same context bytes, so its KV cache is kept.
+    start, end = prompt.context_span
+    assert again.tokens[start:end] == prompt.tokens[start:end]
+
+
+def test_a_large_file_whose_chunks_all_fit_reads_as_the_whole_file(
+    model: CodeModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chunks, "LARGE_CHARS", 400)
+    big = big_module()
+    ws = tmp_path / "ws"
+    (ws / "pkg").mkdir(parents=True)
+    (ws / "pkg/big.py").write_text(big)
+    prefix = "from pkg.big import compute_invoice_total\n\nx = "
+    model.repo = RepoContext([ws], min_interval_s=0)
+    model.settings.guards.context_tokens = 1000
+    try:
+        prompt, _ = model.prompt(
+            GenerationRequest("fim", prefix, SUFFIX, path="pkg/app.py", sampling={"max_tokens": 16})
+        )
+    finally:
+        model.repo, model.settings.guards.context_tokens = None, None
+    start, end = prompt.context_span
+    assert prompt.tokens[start:end] == [*model.vocab.plain("pkg/big.py\n" + big), FILE_SEP]
+    assert not [w for w in prompt.warnings if w.code == "context_files_dropped"]

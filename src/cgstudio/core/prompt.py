@@ -71,12 +71,22 @@ class ContextFile:
 
     ``reason`` says where it came from (cgstudio.repo's sources, or ``client``: sent with the
     request). ``rank`` orders the files by value when the token budget cannot hold them all:
-    the highest rank is dropped first, and among equal ranks the earliest in the list."""
+    the highest rank is dropped first, and among equal ranks the earliest in the list.
+    ``lines`` marks a chunk of a file (0-based start, end excluded): adjacent chunks of the same
+    path and reason share one path line, in the order given, and the budget keeps or drops each
+    chunk on its own."""
 
     path: str
     text: str
     reason: ContextReason = "client"
     rank: int = 0
+    lines: tuple[int, int] | None = None
+
+
+def context_label(path: str, reason: str, lines: tuple[int, int] | None = None) -> str:
+    """How warnings name a context file, ``path (reason)``, or a chunk of one,
+    ``path lines a-b (reason)`` with 1-based line numbers."""
+    return f"{path} lines {lines[0] + 1}-{lines[1]} ({reason})" if lines else f"{path} ({reason})"
 
 
 @dataclass(frozen=True)

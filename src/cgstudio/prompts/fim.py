@@ -9,7 +9,7 @@ No whitespace is added around the user's prefix or suffix and none is stripped.
 from __future__ import annotations
 
 from cgstudio.core.errors import ContextOverflowError
-from cgstudio.core.prompt import ContextEntry, ContextFile, GuardWarning, Prompt
+from cgstudio.core.prompt import ContextEntry, ContextFile, GuardWarning, Prompt, context_label
 from cgstudio.families.base import FimTokens
 from cgstudio.prompts.vocab import Vocab
 
@@ -39,8 +39,8 @@ def build_fim(
     """Render a PSM FIM prompt that fits ``n_ctx`` with room for ``max_tokens``.
 
     Context files get at most ``context_budget`` tokens (None: half the context less the
-    completion's tokens) and never the prefix's or suffix's room; whole files that do not fit are
-    dropped, the least valuable first (``ContextFile.rank``). Then the prefix loses its start and
+    completion's tokens) and never the prefix's or suffix's room; files and chunks that do not fit
+    are dropped, the least valuable first (``ContextFile.rank``). Then the prefix loses its start and
     the suffix its end, split by ``prefix_share``.
     """
     warnings: list[GuardWarning] = []
@@ -122,40 +122,82 @@ def _context_files(
 
     CodeGemma (arXiv 2406.11409): ``path\n{text}`` then the file separator, per file.
     Qwen2.5-Coder: the repo-name token and ``repo\n``, then the file separator and
-    ``path\n{text}\n`` per file (the spellings are in families/). The most valuable
-    files are kept while they fit ``room`` (lowest ``rank`` first; among equals, the latest in
-    the list); the others are dropped and named in a ``context_files_dropped`` warning."""
+    ``path\n{text}\n`` per file (the spellings are in families/). Adjacent chunks of one file
+    (``ContextFile.lines``) share one block: its kept chunks joined in the given order, so a file
+    whose chunks are all kept reads exactly as the whole file. The most valuable files and chunks
+    are kept while they fit ``room`` (lowest ``rank`` first; among equals, the latest in the
+    list); the others are dropped and named in a ``context_files_dropped`` warning."""
     if not files:
         return [], []
     sep = vocab.id(spec.file_sep)
-    blocks: list[list[int]] = []
-    for f in files:
+
+    def block(path: str, text: str) -> list[int]:
         if spec.repo_style:
-            blocks.append([sep, *vocab.plain(f"{f.path}\n{f.text}\n")])
-        else:
-            blocks.append([*vocab.plain(f"{f.path}\n{f.text}"), sep])
+            return [sep, *vocab.plain(f"{path}\n{text}\n")]
+        return [*vocab.plain(f"{path}\n{text}"), sep]
+
+    groups = _groups(files)
     header: list[int] = []
     if spec.repo_style and spec.repo_name is not None and vocab.has(spec.repo_name):
         header = [vocab.id(spec.repo_name), *vocab.plain("repo\n")]
+    # What each file or chunk costs, and what its group's path line and separator cost once.
+    group_of = {i: g for g, members in enumerate(groups) for i in members}
+    cost = [len(block(f.path, f.text)) if f.lines is None else len(vocab.plain(f.text)) for f in files]
+    frame = [0 if files[m[0]].lines is None else len(block(files[m[0]].path, "")) for m in groups]
     by_value = sorted(range(len(files)), key=lambda i: (files[i].rank, -i))
     kept: set[int] = set()
     used = len(header)
     for i in by_value:
-        if used + len(blocks[i]) <= room:
+        g = group_of[i]
+        extra = cost[i] + (0 if any(j in kept for j in groups[g]) else frame[g])
+        if used + extra <= room:
             kept.add(i)
-            used += len(blocks[i])
+            used += extra
+    while True:  # chunks joined can tokenize longer than apart: drop until the exact count fits
+        blocks = [
+            (g, block(files[m[0]].path, "".join(files[i].text for i in m if i in kept)))
+            for g, m in enumerate(groups)
+            if any(i in kept for i in m)
+        ]
+        if not kept or len(header) + sum(len(b) for _, b in blocks) <= room:
+            break
+        kept.remove(max(kept, key=lambda i: (files[i].rank, -i)))
     if len(kept) < len(files):
-        gone = [f"{files[i].path} ({files[i].reason})" for i in range(len(files)) if i not in kept]
+        gone: list[str] = []
+        for m in groups:
+            out = [i for i in m if i not in kept]
+            if len(m) > 1 and len(out) == len(m):  # every chunk of the file: name the file
+                gone.append(context_label(files[m[0]].path, files[m[0]].reason))
+            else:
+                gone += [context_label(files[i].path, files[i].reason, files[i].lines) for i in out]
         warnings.append(
             GuardWarning(
                 "context_files_dropped",
-                f"{len(gone)} of {len(files)} context files did not fit the {room}-token context "
-                f"budget and were left out: {', '.join(gone)}. Raise --context-tokens or --ctx-size "
-                "to keep them.",
+                f"{len(gone)} context files or chunks did not fit the {room}-token context budget "
+                f"and were left out: {', '.join(gone)}. Raise "
+                "--context-tokens or --ctx-size to keep them.",
             )
         )
     if not kept:
         return [], []
-    order = sorted(kept)
-    entries = [ContextEntry(files[i].path, len(blocks[i]), files[i].reason) for i in order]
-    return [*header, *(t for i in order for t in blocks[i])], entries
+    entries = [ContextEntry(files[groups[g][0]].path, len(b), files[groups[g][0]].reason) for g, b in blocks]
+    return [*header, *(t for _, b in blocks for t in b)], entries
+
+
+def _groups(files: tuple[ContextFile, ...]) -> list[list[int]]:
+    """The files' indexes, adjacent chunks of one file (same path and reason, in line order)
+    together."""
+    groups: list[list[int]] = []
+    for i, f in enumerate(files):
+        prev = files[i - 1] if i else None
+        if (
+            prev is not None
+            and f.lines is not None
+            and prev.lines is not None
+            and (prev.path, prev.reason) == (f.path, f.reason)
+            and prev.lines[1] <= f.lines[0]
+        ):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups

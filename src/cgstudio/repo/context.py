@@ -3,7 +3,9 @@
 ``extend(req, n_ctx)`` returns the request with the context files put before the client's own
 (``input_extra``, ``context_files``): the files the current file imports, its test, BM25-retrieved
 chunks and the client's recent edits (``sources``), in prompt order and ranked by value
-(``packing``). A request whose ``path`` is missing or names no workspace file comes back as it
+(``packing``). A large import or test file is offered as chunks (``chunks``), ranked by the
+identifiers near the cursor, so the budget drops the chunks that matter least rather than the
+whole file. A request whose ``path`` is missing or names no workspace file comes back as it
 was, so without ``--workspace`` nothing from disk is read. ``prompts.fim`` then packs the files in
 the family's multi-file format within the token budget.
 """
@@ -16,9 +18,10 @@ from collections.abc import Collection, Sequence
 
 from cgstudio.core.prompt import ContextReason, GuardWarning
 from cgstudio.generation.request import GenerationRequest
+from cgstudio.repo.chunks import identifiers, rank_chunks, split
 from cgstudio.repo.index import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_TOTAL_BYTES, WorkspaceIndex
 from cgstudio.repo.packing import Candidate, pack
-from cgstudio.repo.sources import RecentChunks, cursor_query, import_closure, partner
+from cgstudio.repo.sources import RecentChunks, cursor_query, cursor_window, import_closure, partner
 from cgstudio.repo.workspace import locate, workspace_root
 
 MODES = ("fim", "plain", "infill")  # the requests that show context files
@@ -69,10 +72,11 @@ class RepoContext:
         # which often leaves out the import lines at the top.
         own = f"{index.text(rel) or ''}\n{prefix}{suffix}"
         imports = import_closure(index, rel, own) if "import" in on else []
-        cands = [Candidate("import", p, index.text(p) or "", level) for p, level in imports]
+        near = identifiers(cursor_window(prefix, suffix))
+        cands = [c for p, level in imports for c in _offer("import", p, index.text(p) or "", level, near)]
         whole = {rel, *(p for p, _ in imports)}
         if "test" in on and (test := partner(index, rel)) is not None and test not in whole:
-            cands.append(Candidate("test", test, index.text(test) or "", 0))
+            cands += _offer("test", test, index.text(test) or "", 0, near)
             whole.add(test)
         skip = frozenset(whole)
         found = (
@@ -92,6 +96,19 @@ class RepoContext:
         if index.capped:
             warnings.insert(0, _capped(index))
         return dataclasses.replace(req, files=files, path=rel), warnings
+
+
+def _offer(reason: ContextReason, path: str, text: str, value: int, near: set[str]) -> list[Candidate]:
+    """A file as one candidate, or as its chunks in file order when it is large; each ranked by
+    what it says about the identifiers ``near`` the cursor."""
+    chunks = split(path, text)
+    ranks = rank_chunks(chunks, near)
+    if len(chunks) == 1:
+        return [Candidate(reason, path, text, value, tier=int(ranks[0][1] == 0))]
+    return [
+        Candidate(reason, path, c.text, value, (c.start, c.end), sub, int(score == 0))
+        for c, (sub, score) in zip(chunks, ranks, strict=True)
+    ]
 
 
 def _capped(index: WorkspaceIndex) -> GuardWarning:

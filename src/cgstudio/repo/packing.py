@@ -9,15 +9,18 @@ of the previous keystroke keeps it.
 
 Value order (what the token budget keeps first, ``ContextFile.rank``): direct imports, deeper
 imports, the test, retrieved chunks best first, recent chunks newest first, then the client's
-files, the last sent first. ``prompts.fim`` drops from the least valuable end by exact token
-counts; here only a character cap applies, so that a huge candidate set is never tokenized.
+files, the last sent first. A large import or test file comes as chunks (``chunks``): within
+its reason, the chunks that define or mention identifiers near the cursor come before those that
+do not, then by file value, then by the chunk's own rank; in the prompt a file's kept chunks
+still read in file order behind one path line. ``prompts.fim`` drops from the least valuable
+end by exact token counts; here only a character cap applies, so that a huge candidate set is never tokenized.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cgstudio.core.prompt import ContextFile, ContextReason, GuardWarning
+from cgstudio.core.prompt import ContextFile, ContextReason, GuardWarning, context_label
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class Candidate:
     path: str
     text: str
     value: int  # lower is more valuable, within its reason
+    lines: tuple[int, int] | None = None  # a chunk of the file: its lines (0-based, end excluded)
+    sub: int = 0  # a chunk's rank within its file (0: the most relevant to the cursor)
+    tier: int = 0  # 1: a chunk or file that names nothing near the cursor
 
 
 REASON_VALUE: dict[ContextReason, int] = {"import": 0, "test": 1, "retrieved": 2, "recent": 3, "client": 4}
@@ -36,9 +42,12 @@ REASON_VALUE: dict[ContextReason, int] = {"import": 0, "test": 1, "retrieved": 2
 def pack(candidates: list[Candidate], max_chars: int) -> tuple[tuple[ContextFile, ...], list[GuardWarning]]:
     """The candidates (already in prompt order) as ranked ``ContextFile``s; the least valuable
     are left out while their text exceeds ``max_chars`` in all."""
-    by_value = sorted(
-        range(len(candidates)), key=lambda i: (REASON_VALUE[candidates[i].reason], candidates[i].value)
-    )
+
+    def key(i: int) -> tuple[int, int, int, int]:
+        c = candidates[i]
+        return (REASON_VALUE[c.reason], c.tier, c.value, c.sub)
+
+    by_value = sorted(range(len(candidates)), key=key)
     rank = {i: r for r, i in enumerate(by_value)}
     kept: set[int] = set()
     used = 0
@@ -49,15 +58,15 @@ def pack(candidates: list[Candidate], max_chars: int) -> tuple[tuple[ContextFile
             used += size
     warnings = []
     if len(kept) < len(candidates):
-        gone = [f"{c.path} ({c.reason})" for i, c in enumerate(candidates) if i not in kept]
+        gone = [context_label(c.path, c.reason, c.lines) for i, c in enumerate(candidates) if i not in kept]
         warnings.append(
             GuardWarning(
                 "context_files_dropped",
-                f"{len(gone)} of {len(candidates)} context files were left out before tokenizing, "
+                f"{len(gone)} of {len(candidates)} context files or chunks were left out before tokenizing, "
                 f"over {max_chars:,} characters in all: {', '.join(gone)}. Raise --ctx-size to keep them.",
             )
         )
     files = tuple(
-        ContextFile(c.path, c.text, c.reason, rank[i]) for i, c in enumerate(candidates) if i in kept
+        ContextFile(c.path, c.text, c.reason, rank[i], c.lines) for i, c in enumerate(candidates) if i in kept
     )
     return files, warnings

@@ -166,12 +166,16 @@ def partner(index: WorkspaceIndex, rel: str) -> str | None:
 
 
 # -- retrieval -------------------------------------------------------------------------------------
-def cursor_query(prefix: str, suffix: str, *, before: int = 12, after: int = 4) -> list[str]:
-    """BM25 query words: the identifiers of the ``before`` lines up to the cursor and the
-    ``after`` lines past it."""
+def cursor_window(prefix: str, suffix: str, *, before: int = 12, after: int = 4) -> str:
+    """The text around the cursor: the ``before`` lines up to it and the ``after`` lines past it."""
     head = "".join(prefix.splitlines(keepends=True)[-before:])
     tail = "".join(suffix.splitlines(keepends=True)[:after])
-    return terms(head + "\n" + tail)
+    return head + "\n" + tail
+
+
+def cursor_query(prefix: str, suffix: str, *, before: int = 12, after: int = 4) -> list[str]:
+    """BM25 query words: the identifiers of ``cursor_window``."""
+    return terms(cursor_window(prefix, suffix, before=before, after=after))
 
 
 def retrieve(index: WorkspaceIndex, query: list[str], k: int, skip: frozenset[str]) -> list[TextChunk]:

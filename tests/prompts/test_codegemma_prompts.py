@@ -207,3 +207,34 @@ def test_variant_checks(codegemma_paths: dict[str, Path]) -> None:
         assert "for chat use codegemma-7b-it" in r.warnings[0].message
     finally:
         pt.close()
+
+
+def _long_suffix(model: CodeModel, n_tokens: int) -> str:
+    text, i = "", 0
+    while len(model.vocab.plain(text)) < n_tokens:
+        text += f"\n    value_{i} = compute({i})"
+        i += 1
+    return text + "\n"
+
+
+def test_editor_paths_send_a_bounded_suffix_window(model: CodeModel) -> None:
+    from cgstudio.evaluation.protocol import EVAL_GUARDS
+
+    v, window = model.vocab, model.settings.guards.fim_suffix_tokens
+    prefix, suffix = "def f(a):\n    ", _long_suffix(model, 600)
+    assert window == 256 and len(v.plain(suffix)) > 600
+    fim, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
+    assert fim.tokens == [BOS, FIM_PRE, *v.plain(prefix), FIM_SUF, *v.plain(suffix)[:window], FIM_MID]
+    assert fim.suffix == suffix  # the endings still see all the text after the cursor
+    # A keystroke changes the prefix only: the window, and so the cached suffix, stays the same.
+    typed, _ = model.prompt(GenerationRequest("fim", prefix + "re", suffix))
+    suffix_of = lambda p: p.tokens[p.tokens.index(FIM_SUF) :]  # noqa: E731
+    assert suffix_of(typed) == suffix_of(fim)
+    infill, _ = model.prompt(GenerationRequest("infill", prefix, suffix, middle="x = "))
+    assert infill.tokens.count(FIM_SUF) == 1
+    assert suffix_of(infill)[1 : window + 1] == v.plain(suffix)[:window]
+    assert suffix_of(infill)[window + 1] == FIM_MID
+    # Per request (0: all of it), and the eval's paper protocol, send the whole suffix.
+    for guards in ({"fim_suffix_tokens": 0}, EVAL_GUARDS):
+        whole, _ = model.prompt(GenerationRequest("fim", prefix, suffix, guards=dict(guards)))
+        assert suffix_of(whole) == [FIM_SUF, *v.plain(suffix), FIM_MID]

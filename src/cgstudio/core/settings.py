@@ -220,6 +220,14 @@ class GuardSettings(_Strict):
         description="Editor paths: back the prompt up to the last token boundary and make the first "
         "token start with the text removed (no doubled space after 'return ').",
     )
+    fim_suffix_tokens: int = Field(
+        256,
+        ge=0,
+        le=1_048_576,
+        description="Editor paths: send at most this many tokens of the code after the cursor (0: all "
+        "of it). The prompt is prefix, suffix, middle, so every keystroke evaluates the suffix again: "
+        "a bounded suffix bounds a keystroke's cost (llama-server's /infill keeps n_batch/4).",
+    )
     fim_prefix_share: float = Field(
         0.75, gt=0.0, lt=1.0, description="Share of the FIM token budget kept for the prefix when trimming."
     )

@@ -41,7 +41,7 @@ class LocalBackend:
     def __init__(
         self,
         model: CodeModel,
-        guards: dict[str, bool] | None = None,
+        guards: dict[str, bool | int] | None = None,
         *,
         name: str | None = None,
         fingerprint: str | None = None,

@@ -252,12 +252,12 @@ def _inline(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def _guards_line(guards: dict[str, bool]) -> str:
+def _guards_line(guards: dict[str, bool | int]) -> str:
     if guards.get("fim_block_end"):
         return (
             "- Guards: **editor** (`--guards editor`, not the paper's protocol): every editor ending "
-            "(suffix overlap, block end, line end, bracket overlap, token healing); the repetition "
-            "guard on."
+            "(suffix overlap, block end, line end, bracket overlap, token healing) and the suffix "
+            f"window ({guards.get('fim_suffix_tokens', 0) or 'all'} tokens); the repetition guard on."
         )
     if guards.get("fim_stop_at_suffix"):
         return (

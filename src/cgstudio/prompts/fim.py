@@ -35,13 +35,15 @@ def build_fim(
     max_tokens: int,
     prefix_share: float = 0.75,
     context_budget: int | None = None,
+    suffix_tokens: int = 0,
 ) -> Prompt:
     """Render a PSM FIM prompt that fits ``n_ctx`` with room for ``max_tokens``.
 
     Context files get at most ``context_budget`` tokens (None: half the context less the
     completion's tokens) and never the prefix's or suffix's room; files and chunks that do not fit
     are dropped, the least valuable first (``ContextFile.rank``). Then the prefix loses its start and
-    the suffix its end, split by ``prefix_share``.
+    the suffix its end, split by ``prefix_share``. ``suffix_tokens`` > 0 keeps at most that many
+    suffix tokens, the ones nearest the cursor (an editor's window, before any of that).
     """
     warnings: list[GuardWarning] = []
     reserve = min(max_tokens, max(n_ctx // 2, 1))
@@ -56,6 +58,8 @@ def build_fim(
     budget = n_ctx - reserve
     head = [vocab.bos_id] if spec.add_bos and vocab.bos_id is not None else []
     pre_ids, suf_ids = vocab.plain(prefix), vocab.plain(suffix)
+    if suffix_tokens:
+        suf_ids = suf_ids[:suffix_tokens]
     marker = [vocab.id(spec.prefix)]
     tail_markers = [vocab.id(spec.suffix)], [vocab.id(spec.middle)]
     path_ids = vocab.plain(path + "\n") if path else []

@@ -94,6 +94,7 @@ class CodeModel:
         *,
         path: str | None = None,
         max_tokens: int | None = None,
+        suffix_tokens: int = 0,
     ) -> tuple[Prompt, str | None]:
         check_text("prefix", prefix)
         check_text("suffix", suffix)
@@ -126,6 +127,7 @@ class CodeModel:
             max_tokens=max_tokens,
             prefix_share=self.settings.guards.fim_prefix_share,
             context_budget=self.settings.guards.context_tokens,
+            suffix_tokens=suffix_tokens,
         )
         return self._mark(prompt), problem
 
@@ -253,7 +255,9 @@ class CodeModel:
         prompt.mode = "generate"
         return self._mark(prompt), None
 
-    def _infill_prompt(self, req: GenerationRequest, max_tokens: int) -> tuple[Prompt, str | None]:
+    def _infill_prompt(
+        self, req: GenerationRequest, max_tokens: int, suffix_tokens: int
+    ) -> tuple[Prompt, str | None]:
         """llama.cpp's /infill: the FIM prompt, then ``req.middle`` (the cursor line) after the middle
         token, so the model continues the cursor line."""
         prefix, middle = req.prompt, check_text("prompt", req.middle)
@@ -262,7 +266,7 @@ class CodeModel:
         if not prefix and not req.suffix and not req.files:
             raise InvalidInputError("input_prefix, input_suffix, prompt and input_extra are all empty")
         prompt, problem = self._fim_prompt(
-            prefix, req.suffix, req.files, path=req.path, max_tokens=max_tokens
+            prefix, req.suffix, req.files, path=req.path, max_tokens=max_tokens, suffix_tokens=suffix_tokens
         )
         if middle:
             with_middle(prompt, self.vocab, prefix, middle, self.engine.n_ctx)
@@ -309,13 +313,16 @@ class CodeModel:
         notes: list[GuardWarning] = []
         if self.repo is not None and self.format.fim is not None:  # fim, plain and infill only
             req, notes = self.repo.extend(req, self.engine.n_ctx)
-        req, heal = healed(req, self.vocab, self.fim_capable and self.guards(req.guards).fim_token_healing)
+        guards = self.guards(req.guards)
+        req, heal = healed(req, self.vocab, self.fim_capable and guards.fim_token_healing)
+        # Editor paths (fim, infill) send a bounded window of the suffix (fim_suffix_tokens).
+        window = guards.fim_suffix_tokens if req.mode in ("fim", "infill") else 0
         if req.mode == "infill":
-            prompt, problem = self._infill_prompt(req, max_tokens)
+            prompt, problem = self._infill_prompt(req, max_tokens, window)
         else:
             suffix = req.suffix if req.mode == "fim" else ""
             prompt, problem = self._fim_prompt(
-                req.prompt, suffix, req.files, path=req.path, max_tokens=max_tokens
+                req.prompt, suffix, req.files, path=req.path, max_tokens=max_tokens, suffix_tokens=window
             )
         prompt.warnings.extend(notes)
         mark_editor(prompt, req, heal)  # editor paths: endings and token healing (session/editor.py)

@@ -39,6 +39,9 @@ class GuardOverrides(BaseModel):
         None, description="Editor endings: never re-type a closing bracket or quote the suffix has."
     )
     fim_token_healing: bool | None = Field(None, description="Editor endings: token healing at the cursor.")
+    fim_suffix_tokens: int | None = Field(
+        None, ge=0, le=1_048_576, description="Editor paths: at most this many suffix tokens (0: all)."
+    )
     fim_prefix_share: float | None = Field(None, gt=0.0, lt=1.0)
     variant: Literal["auto", "pretrained", "instruction-tuned"] | None = None
 

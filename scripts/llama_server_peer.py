@@ -72,16 +72,26 @@ def folder_for(version: str, flags: list[str]) -> Path:
 
 
 def download_sdist(python: str, version: str, into: Path) -> Path:
+    """The sdist, its hash checked by pip (``--require-hashes``, before pip runs any of its code to
+    read its metadata) and again here."""
+    want = SDIST_SHA256.get(version)
+    if want is None:
+        raise SystemExit(f"no pinned sha256 for llama-cpp-python {version}: add it to SDIST_SHA256")
+    pinned = into / "peer-requirements.txt"
+    pinned.write_text(f"llama-cpp-python=={version} --hash=sha256:{want}\n")
     cmd = [python, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-cache-dir"]
-    subprocess.run([*cmd, f"llama-cpp-python=={version}", "-d", str(into)], check=True)
+    try:
+        subprocess.run([*cmd, "--require-hashes", "-r", str(pinned), "-d", str(into)], check=True)
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(
+            f"pip could not download or verify llama-cpp-python {version} (exit {exc.returncode}): "
+            "is the package index reachable, and does it serve the pinned sdist?"
+        ) from None
     found = sorted(into.glob(f"llama_cpp_python-{version}.tar.gz"))
     if not found:
         raise SystemExit(f"pip download gave no llama_cpp_python-{version}.tar.gz in {into}")
     sdist = found[0]
     digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
-    want = SDIST_SHA256.get(version)
-    if want is None:
-        raise SystemExit(f"no pinned sha256 for llama-cpp-python {version}: add it to SDIST_SHA256")
     if digest != want:
         raise SystemExit(f"{sdist.name}: sha256 {digest}, expected {want}; refusing to build it")
     return sdist
@@ -100,7 +110,10 @@ def unpack_vendor(sdist: Path, into: Path) -> Path:
             if not target.is_relative_to(root) or m.issym() or m.islnk() or m.isdev():
                 raise SystemExit(f"{sdist.name}: refusing member {m.name!r}")
             members.append(m)
-        tar.extractall(root, members=members)  # members checked above
+        if hasattr(tarfile, "data_filter"):  # and checked again by tarfile where it can
+            tar.extractall(root, members=members, filter="data")
+        else:
+            tar.extractall(root, members=members)
     found = list(root.glob(f"*/{VENDOR}"))
     if len(found) != 1:
         raise SystemExit(f"{sdist.name}: no {VENDOR} tree inside")

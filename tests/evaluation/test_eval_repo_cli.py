@@ -59,6 +59,15 @@ def test_eval_repo_on_a_local_package(tmp_path: Path, codegemma_paths: dict[str,
     results.write_text("".join(results.read_text().splitlines(keepends=True)[:4]))
     cut = json.loads(cli("eval", "repo", "--results", str(results), "--json", cwd=tmp_path).stdout)
     assert [row["n"] for row in cut.values()] == [1, 1, 1]
+    # A run killed mid-write: its last line is cut. It is skipped; a bad line elsewhere is an error.
+    kept = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(kept) + kept[0][: len(kept[0]) // 2])
+    torn = cli("eval", "repo", "--results", str(results), "--json", cwd=tmp_path)
+    assert torn.returncode == 0 and [row["n"] for row in json.loads(torn.stdout).values()] == [1, 1, 1]
+    results.write_text("not json\n" + "".join(kept))
+    bad = cli("eval", "repo", "--results", str(results), "--json", cwd=tmp_path)
+    assert bad.returncode == 2 and "results.jsonl:1: not an eval repo results.jsonl record" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_eval_repo_usage_errors(tmp_path: Path) -> None:

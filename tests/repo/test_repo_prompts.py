@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import cgstudio
+from cgstudio.core.engine import Priority
 from cgstudio.core.prompt import ContextFile
 from cgstudio.generation.request import GenerationRequest
 from cgstudio.repo import RepoContext, chunks
@@ -149,6 +150,20 @@ def test_recent_edits_of_the_same_client(model: CodeModel, ws: Path) -> None:
         model.repo = None
     assert ("pkg/scratch.py", "recent") in [(c.path, c.reason) for c in prompt.context]
     assert "draft_value = 41" in model.vocab.render(prompt.tokens)
+
+
+def test_background_work_is_not_a_recent_edit(model: CodeModel, ws: Path) -> None:
+    # A speculative next completion (IDLE) holds ghost text the user never typed: not noted.
+    model.repo = RepoContext([ws], min_interval_s=0)
+    try:
+        idle = GenerationRequest("fim", "draft_value = 41\n", "", path="pkg/scratch.py", client="me")
+        idle.priority = Priority.IDLE
+        model.prompt(idle)
+        prompt, _ = model.prompt(GenerationRequest("fim", PREFIX, SUFFIX, path="pkg/app.py", client="me"))
+    finally:
+        model.repo = None
+    assert "recent" not in [c.reason for c in prompt.context]
+    assert "draft_value = 41" not in model.vocab.render(prompt.tokens)
 
 
 def test_context_tokens_and_reuse_in_timings(model: CodeModel, ws: Path) -> None:

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +42,11 @@ def serve(
     *,
     parallel: int = 1,
     binary: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> Iterator[Served]:
     """``kind`` is cgstudio, llama_cpp (llama-cpp-python's server) or llama-server (``binary``,
-    llama.cpp's own server, as ``make peer`` builds it), each on a free loopback port."""
+    llama.cpp's own server, as ``make peer`` builds it), each on a free loopback port; ``extra``
+    goes at the end of its command line."""
     port = free_port()
     threads = str(profile.n_threads or os.cpu_count() or 1)
     if kind == "llama-server":
@@ -111,6 +113,7 @@ def serve(
             "False",
         ]
         health = f"http://127.0.0.1:{port}/v1/models"
+    cmd = [*cmd, *extra]
     with server_process(cmd, health, log_dir / f"{kind}-server.log") as proc:
         yield Served(kind, f"http://127.0.0.1:{port}", proc)
 

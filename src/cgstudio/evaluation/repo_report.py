@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cgstudio.core.errors import InvalidInputError
 from cgstudio.evaluation.repo_run import RepoRecord
 from cgstudio.evaluation.report import wilson_interval
 
@@ -124,7 +125,15 @@ def render_markdown(summary: dict[str, Any]) -> str:
 def load(path: Path) -> tuple[list[RepoRecord], list[str]]:
     """The records of a results.jsonl (a stopped run's too) and its conditions in run order;
     a task whose conditions did not all finish is left out, so every condition has the same tasks."""
-    records = [RepoRecord(**json.loads(x)) for x in path.read_text(encoding="utf-8").splitlines() if x]
+    lines = [x for x in path.read_text(encoding="utf-8").split("\n") if x.strip()]
+    records = []
+    for n, line in enumerate(lines, 1):
+        try:
+            records.append(RepoRecord(**json.loads(line)))
+        except (ValueError, TypeError) as exc:
+            if n == len(lines):  # a run killed mid-write leaves its last line cut: skip it
+                break
+            raise InvalidInputError(f"{path}:{n}: not an eval repo results.jsonl record ({exc})") from None
     conditions = list(dict.fromkeys(r.condition for r in records))
     done = Counter(r.task_id for r in records)
     return [r for r in records if done[r.task_id] == len(conditions)], conditions

@@ -16,6 +16,7 @@ import dataclasses
 import os
 from collections.abc import Collection, Sequence
 
+from cgstudio.core.engine import Priority
 from cgstudio.core.prompt import ContextReason, GuardWarning
 from cgstudio.generation.request import GenerationRequest
 from cgstudio.repo.chunks import identifiers, rank_chunks, split
@@ -88,7 +89,8 @@ class RepoContext:
         cands += [Candidate("retrieved", c.path, c.text, score_rank) for score_rank, c in retrieved]
         recent = self.recent.recent(req.client, self.recent_k, skip) if "recent" in on else []
         cands += [Candidate("recent", c.path, c.text, age) for age, c in reversed(list(enumerate(recent)))]
-        self.recent.note(req.client, rel, prefix, suffix)
+        if req.priority != Priority.IDLE:  # background work (a speculation) is not the user's edit
+            self.recent.note(req.client, rel, prefix, suffix)
         n = len(req.files)
         if "client" in on:
             cands += [Candidate("client", f.path, f.text, n - j) for j, f in enumerate(req.files)]

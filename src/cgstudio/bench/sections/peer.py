@@ -7,7 +7,9 @@ same CPU flags, so the kernels are the same and what differs is the server.
 - Keystrokes: the typing traces of ``cgstudio.bench.traces``, each step sent to both servers as
   ``/infill`` (streamed, greedy, 16 tokens), alternating which goes first. The figure is the time
   to the first token, or to the end of an answer that has none. llama-server runs with its
-  defaults: prompt caching on, exact prefix reuse only.
+  defaults: prompt caching on, exact prefix reuse only. cgstudio runs without its speculative next
+  completion (``--no-speculate-next``), which would compute on the same cores while the peer's
+  request is timed; typed-ahead stays on (it uses no engine time).
 - Concurrency: four streamed ``/v1/completions`` at once on distinct cold prompts; aggregate
   tokens per second of wall time.
 
@@ -32,6 +34,8 @@ from cgstudio.bench.stats import percentile, summarize
 
 SLOTS = 4
 KEY_TOKENS = 16
+# A speculative next completion would run on the shared cores while the peer's request is timed.
+NO_BACKGROUND = ("--no-speculate-next",)
 
 
 def run(bc: BenchContext) -> None:
@@ -39,7 +43,7 @@ def run(bc: BenchContext) -> None:
         bc.results["peer"] = {"skipped": "no --peer llama-server=PATH (`make peer` builds one)"}
         return
     with (
-        serve("cgstudio", bc.path, bc.profile, bc.log_dir, parallel=SLOTS) as ours,
+        serve("cgstudio", bc.path, bc.profile, bc.log_dir, parallel=SLOTS, extra=NO_BACKGROUND) as ours,
         serve("llama-server", bc.path, bc.profile, bc.log_dir, parallel=SLOTS, binary=bc.peer) as theirs,
     ):
         keys = _keystrokes(bc, ours, theirs)

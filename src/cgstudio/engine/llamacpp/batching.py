@@ -11,7 +11,8 @@ decides at step granularity:
 * within the class the rows are shared evenly, in the order the sequences were admitted;
 * a prompt below EDITOR advances at most ``background_chunk`` tokens a step, so an editor request
   that arrives in the middle of a step waits for at most that much of a chat prompt. The scheduler
-  asks for this only while a slot is free: with every slot busy no request can join the next step.
+  asks for this while a slot is free, or while IDLE work runs (it is closed when a request comes):
+  otherwise, with every slot busy, no request can join the next step.
 """
 
 from __future__ import annotations

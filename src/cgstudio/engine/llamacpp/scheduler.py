@@ -286,10 +286,14 @@ class Scheduler:
             seq.slot.tokens.extend(toks)
             n += len(toks)
         # Then prompt chunks: the most urgent active class first (batching.prompt_shares).
-        # Background prompts go in small chunks only while a free slot could take an editor request.
+        # Background prompts go in small chunks while a free slot could take an editor request, or
+        # while IDLE work (a speculation, closed as soon as a real request comes) holds a slot.
         top = min(s.req.priority for s in self._active)
         todo = [(s.req.priority, len(s.todo)) for s in self._active]
-        chunk_cap = self.background_chunk if any(not s.busy for s in self._slots) else budget
+        small = any(not s.busy for s in self._slots) or any(
+            s.req.priority == Priority.IDLE for s in self._active
+        )
+        chunk_cap = self.background_chunk if small else budget
         for seq, share in zip(
             list(self._active), prompt_shares(todo, budget - n, top, chunk_cap), strict=True
         ):

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cgstudio.repo.chunks import bound_names
+
 _SKIP_PARTS = frozenset({".git", "__pycache__", "build", "dist", ".tox", ".venv", "node_modules"})
 MAX_FILE_BYTES = 256 * 1024
 _BUILTIN_TYPES = (str, bytes, list, dict, set, frozenset, tuple, int, float, object, type, BaseException)
@@ -129,21 +131,6 @@ def _definitions(tree: ast.Module) -> Iterator[tuple[str, int, str]]:
                 yield t.id, t.lineno, "constant"
 
 
-def _bindings(tree: ast.Module) -> set[str]:
-    """Every name the module binds anywhere (imports excepted)."""
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-            names.add(node.attr)
-    return names
-
-
 def _uses(roots: list[ast.AST]) -> list[tuple[int, str]]:
     """(column, name) of the names, attributes and keyword arguments a statement reads."""
     found: list[tuple[int, str]] = []
@@ -208,7 +195,7 @@ def package_tasks(package: str, root: Path) -> list[RepoTask]:
             continue
     binders: defaultdict[str, set[str]] = defaultdict(set)
     for rel, tree in trees.items():
-        for name in _bindings(tree):
+        for name in bound_names(tree):
             binders[name].add(rel)
     defs: dict[str, Definition] = {}
     for rel, tree in trees.items():

@@ -146,8 +146,9 @@ def _dedent(body: str) -> str:
     return "".join(ln[pad:] if ln[:pad].isspace() else ln.lstrip() for ln in body.splitlines(keepends=True))
 
 
-def _python_defines(tree: ast.AST) -> set[str]:
-    """Functions, classes, methods, parameters, assigned names and ``self.x`` attributes."""
+def bound_names(tree: ast.AST) -> set[str]:
+    """Every name ``tree`` binds (imports excepted): functions, classes, methods, parameters,
+    assigned names and assigned attributes (``self.x``)."""
     out: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -158,7 +159,11 @@ def _python_defines(tree: ast.AST) -> set[str]:
             out.add(node.id)
         elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
             out.add(node.attr)
-    return {n for n in out if len(n) > 2 and n not in ("self", "cls")}
+    return out
+
+
+def _python_defines(tree: ast.AST) -> set[str]:
+    return {n for n in bound_names(tree) if len(n) > 2 and n not in ("self", "cls")}
 
 
 def _regex_defines(body: str) -> set[str]:

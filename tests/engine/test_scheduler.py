@@ -88,7 +88,10 @@ def test_fim_keystroke_reuses_the_exact_prefix_and_evaluates_the_suffix_again(qw
     suffix = "\n\n" + "".join(f"assert helper_{i}(1) == {i + i * 7}\n" for i in range(30))
     prefix = body + "def main():\n    total = helper_3(2) + helper_"
     params = {"temperature": 0, "max_tokens": 8}
-    n_suffix = len(qwen4.vocab.plain(suffix))
+    # Editor paths send a window of the suffix (fim_suffix_tokens), which this suffix exceeds.
+    window = qwen4.settings.guards.fim_suffix_tokens
+    n_suffix = min(len(qwen4.vocab.plain(suffix)), window)
+    assert 0 < window < len(qwen4.vocab.plain(suffix))
     first = qwen4.complete(prefix, suffix, sampling=params)
     assert first.timings.prompt_tokens_evaluated > 500
     typed = qwen4.complete(prefix + "1", suffix, sampling=params)  # one keystroke at the cursor

@@ -49,48 +49,18 @@ def serve(
     goes at the end of its command line."""
     port = free_port()
     threads = str(profile.n_threads or os.cpu_count() or 1)
+    # The flags llama-server and cgstudio serve spell alike.
+    shared = ["--model", str(model), "--port", str(port), "--threads", threads]
+    shared += ["--batch-size", str(profile.n_batch), "--parallel", str(parallel)]
     if kind == "llama-server":
         if binary is None:
             raise ValueError("llama-server needs the binary's path")
         # Its defaults otherwise: prompt caching on, exact prefix reuse only (no --cache-reuse).
         # Its n_ctx is shared by the slots, so each slot gets what cgstudio gives each sequence.
-        cmd = [
-            str(binary),
-            "--model",
-            str(model),
-            "--port",
-            str(port),
-            "--ctx-size",
-            str(profile.n_ctx * parallel),
-            "--threads",
-            threads,
-            "--threads-batch",
-            threads,
-            "--batch-size",
-            str(profile.n_batch),
-            "--parallel",
-            str(parallel),
-        ]
+        cmd = [str(binary), *shared, "--ctx-size", str(profile.n_ctx * parallel), "--threads-batch", threads]
         health = f"http://127.0.0.1:{port}/health"
     elif kind == "cgstudio":
-        cmd = [
-            sys.executable,
-            "-m",
-            "cgstudio.cli.main",
-            "serve",
-            "--model",
-            str(model),
-            "--port",
-            str(port),
-            "--ctx-size",
-            str(profile.n_ctx),
-            "--threads",
-            threads,
-            "--batch-size",
-            str(profile.n_batch),
-            "--parallel",
-            str(parallel),
-        ]
+        cmd = [sys.executable, "-m", "cgstudio.cli.main", "serve", *shared, "--ctx-size", str(profile.n_ctx)]
         health = f"http://127.0.0.1:{port}/health"
     else:
         cmd = [

@@ -107,12 +107,12 @@ def test_pack_keeps_relevant_chunks_of_any_import_before_unrelated_ones() -> Non
     files, warnings = pack(cands, 40)  # one import chunk (24 characters) and the test (9) fit
     assert [(f.path, f.lines) for f in files] == [("b.py", (5, 9)), ("t.py", None)]
     ranks = {(f.path, f.lines): f.rank for f in pack(cands, 10_000)[0]}
-    # The import's relevant chunk, then the unrelated import chunks (file order), then the test.
+    # The import's relevant chunk, the test, then the unrelated import chunks (file order).
     assert sorted(ranks, key=lambda k: ranks[k]) == [
         ("b.py", (5, 9)),
+        ("t.py", None),
         ("a.py", (0, 5)),
         ("b.py", (0, 5)),
-        ("t.py", None),
     ]
     assert (
         "a.py lines 1-5 (import)" in warnings[0].message and "b.py lines 1-5 (import)" in warnings[0].message

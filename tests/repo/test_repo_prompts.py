@@ -87,14 +87,16 @@ def test_budget_drops_the_least_valuable_whole_files(model: CodeModel, ws: Path)
     try:
         full, _ = model.prompt(fim("pkg/app.py", (ContextFile("notes.txt", "N = 1\n"),)))
         sizes = {c.path: c.tokens for c in full.context}
-        keep = sizes["pkg/util.py"] + sizes["pkg/base.py"]
-        model.settings.guards.context_tokens = keep  # the imports fit, the test and client file do not
+        keep = sizes["pkg/util.py"] + sizes["tests/test_app.py"]
+        # The sources take turns: the direct import and the test fit; the client's file (the
+        # client's turn comes next) and the deeper import do not.
+        model.settings.guards.context_tokens = keep
         cut, _ = model.prompt(fim("pkg/app.py", (ContextFile("notes.txt", "N = 1\n"),)))
     finally:
         model.repo, model.settings.guards.context_tokens = None, None
-    assert [c.path for c in cut.context] == ["pkg/base.py", "pkg/util.py"]
+    assert [c.path for c in cut.context] == ["pkg/util.py", "tests/test_app.py"]
     [warning] = [w for w in cut.warnings if w.code == "context_files_dropped"]
-    assert "tests/test_app.py (test)" in warning.message and "notes.txt (client)" in warning.message
+    assert "pkg/base.py (import)" in warning.message and "notes.txt (client)" in warning.message
     assert "pkg/util.py" not in warning.message
     # The default budget is half the context less max_tokens: all of this fits in 1024.
     assert not [w for w in full.warnings if w.code == "context_files_dropped"]

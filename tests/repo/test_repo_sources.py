@@ -231,9 +231,18 @@ def test_pack_ranks_by_value_and_keeps_prompt_order() -> None:
     files, warnings = pack(cands, 10_000)
     assert [f.path for f in files] == [c.path for c in cands]  # prompt order as given
     by_rank = [f.path for f in sorted(files, key=lambda f: f.rank)]
-    assert by_rank == ["direct.py", "deep.py", "test_x.py", "r.py", "new.py", "old.py", "c2", "c1"]
+    # The sources take turns: each one's best, then each one's second.
+    assert by_rank == ["direct.py", "test_x.py", "r.py", "new.py", "c2", "deep.py", "old.py", "c1"]
     assert warnings == []
-    files, warnings = pack(cands, 34)  # 8 + 10 + 10 + 5 characters fit
-    assert [f.path for f in files] == ["deep.py", "direct.py", "test_x.py", "r.py"]
+    files, warnings = pack(cands, 34)  # 10 + 10 + 5 + 7 characters fit; the next (4) does not
+    assert [f.path for f in files] == ["direct.py", "test_x.py", "r.py", "new.py"]
     assert warnings[0].code == "context_files_dropped"
-    assert "old.py (recent)" in warnings[0].message and "c1 (client)" in warnings[0].message
+    assert "deep.py (import)" in warnings[0].message and "c1 (client)" in warnings[0].message
+
+
+def test_pack_keeps_one_of_each_source_before_a_second_of_any() -> None:
+    """A wide import closure no longer fills the budget alone: the recent chunk stays."""
+    cands = [Candidate("import", f"m{i}.py", "x" * 40, i) for i in range(6)]
+    cands.append(Candidate("recent", "edited.py", "y" * 40, 0))
+    files, _warnings = pack(cands, 3 * 50)
+    assert {f.path for f in files} == {"m0.py", "edited.py", "m1.py"}

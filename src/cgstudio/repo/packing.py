@@ -7,13 +7,17 @@ test, retrieved chunks (by path and line, so the same set always reads the same)
 always comes before the current file, and the same sources give the same bytes, so the KV cache
 of the previous keystroke keeps it.
 
-Value order (what the token budget keeps first, ``ContextFile.rank``): direct imports, deeper
-imports, the test, retrieved chunks best first, recent chunks newest first, then the client's
-files, the last sent first. A large import or test file comes as chunks (``chunks``): within
-its reason, the chunks that define or mention identifiers near the cursor come before those that
-do not, then by file value, then by the chunk's own rank; in the prompt a file's kept chunks
-still read in file order behind one path line. ``prompts.fim`` drops from the least valuable
-end by exact token counts; here only a character cap applies, so that a huge candidate set is never tokenized.
+Value order (what the token budget keeps first, ``ContextFile.rank``) takes turns between the
+sources, so that no source fills the budget alone: each source's best candidate (imports, then
+the test, retrieved, recent and client at equal turns), then each one's second, and so on. Within
+a source the order is: direct imports before deeper ones, retrieved chunks best first, recent
+chunks newest first, the client's files the last sent first. A large import or test file comes as
+chunks (``chunks``): within its source, the chunks that define or mention identifiers near the
+cursor come before those that do not, then by file value, then by the chunk's own rank; a chunk
+or file that names nothing near the cursor waits until every source's relevant ones are in. In
+the prompt a file's kept chunks still read in file order behind one path line. ``prompts.fim``
+drops from the least valuable end by exact token counts; here only a character cap applies, so
+that a huge candidate set is never tokenized.
 """
 
 from __future__ import annotations
@@ -43,11 +47,18 @@ def pack(candidates: list[Candidate], max_chars: int) -> tuple[tuple[ContextFile
     """The candidates (already in prompt order) as ranked ``ContextFile``s; the least valuable
     are left out while their text exceeds ``max_chars`` in all."""
 
-    def key(i: int) -> tuple[int, int, int, int]:
+    def within(i: int) -> tuple[int, int, int]:
         c = candidates[i]
-        return (REASON_VALUE[c.reason], c.tier, c.value, c.sub)
+        return (c.tier, c.value, c.sub)
 
-    by_value = sorted(range(len(candidates)), key=key)
+    turn: dict[int, int] = {}  # each candidate's place within its own source
+    for reason in REASON_VALUE:
+        mine = sorted((i for i, c in enumerate(candidates) if c.reason == reason), key=within)
+        turn.update((i, t) for t, i in enumerate(mine))
+    by_value = sorted(
+        range(len(candidates)),
+        key=lambda i: (candidates[i].tier, turn[i], REASON_VALUE[candidates[i].reason]),
+    )
     rank = {i: r for r, i in enumerate(by_value)}
     kept: set[int] = set()
     used = 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cgstudio.bench.context import BenchContext, Plan
 from cgstudio.bench.sections import priority
 from cgstudio.core.settings import LoadProfile
@@ -23,3 +25,18 @@ def test_fim_beside_chat_section_on_the_synthetic_model(tmp_path: Path) -> None:
     for t in trials:
         assert t["chat_pieces_during_keystrokes"] > 0  # the chat streamed while the keystrokes ran
         assert t["fim_tokens_evaluated_with_chat"] == t["fim_tokens_evaluated_alone"] > 0
+
+
+def test_a_failed_chat_stream_fails_the_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_codegemma_gguf(tmp_path / "codegemma-2b.gguf", weight_scale=0.5)
+
+    def broken(self: priority.ChatStream) -> None:
+        raise OSError("chat template exploded")
+
+    monkeypatch.setattr(priority.ChatStream, "_chats", broken)
+    bc = BenchContext(
+        path, LoadProfile.model_validate({"n_ctx": 2048}), Plan.make(quick=True), progress=lambda _: None
+    )
+    with pytest.raises(RuntimeError, match="chat beside the keystrokes failed: chat template exploded"):
+        priority.run(bc)
+    assert "fim_p95_with_chat_over_without" not in bc.ratios

@@ -46,6 +46,7 @@ class ChatStream:
     def __init__(self, model: CodeModel, context: str, max_tokens: int) -> None:
         self.model, self.context, self.max_tokens = model, context, max_tokens
         self.pieces = 0  # chat text pieces streamed so far (about one per token)
+        self.error: BaseException | None = None  # why the chats stopped early, if they did
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-chat", daemon=True)
 
@@ -58,6 +59,20 @@ class ChatStream:
         self._thread.join(timeout=600)
 
     def _run(self) -> None:
+        try:
+            self._chats()
+        except Exception as exc:  # reported by check(): the ratio would mean nothing
+            self.error = exc
+
+    def check(self) -> None:
+        """Raise if the chats failed or none streamed while the keystrokes ran: a figure "with
+        chat" taken without one would look like a priority win."""
+        if self.error is not None:
+            raise RuntimeError(f"the chat beside the keystrokes failed: {self.error}") from self.error
+        if self.pieces == 0:
+            raise RuntimeError("no chat text streamed while the keystrokes ran; the ratio would mean nothing")
+
+    def _chats(self) -> None:
         while not self._cancel.is_set():
             content = (
                 f"{wl.cold_marker()}Review this code, then rewrite it with type hints.\n\n{self.context}"
@@ -103,6 +118,7 @@ def run(bc: BenchContext) -> None:
             with ChatStream(m, context, plan.tg_tokens) as chat:
                 t_beside, ev_beside = _type(m, steps)
                 chat_pieces = chat.pieces
+                chat.check()
             alone.append(percentile(t_alone, 95))
             beside.append(percentile(t_beside, 95))
             detail.append(

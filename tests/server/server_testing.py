@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from cgstudio.core.engine import DecodeRequest, DecodeStats, Engine, TokenKind, TokenStream
+from cgstudio.core.engine import DecodeRequest, DecodeStats, Engine, Priority, TokenKind, TokenStream
 from cgstudio.core.settings import Settings, load_settings
 
 API_KEY = "test-key-123"
@@ -74,6 +74,7 @@ class TestEngine(Engine):
         self.delay_s = delay_s
         self.fail = fail
         self.requests: list[list[int]] = []
+        self.priorities: list[Priority] = []  # each request's, in the same order
         self._script = [t for t in inner.tokenize(script_text()) if t not in inner.info.special_kinds]
 
     def tokenize(self, text: str, *, parse_special: bool = False) -> list[int]:
@@ -87,6 +88,7 @@ class TestEngine(Engine):
 
     def stream(self, request: DecodeRequest) -> TokenStream:
         self.requests.append(list(request.tokens))
+        self.priorities.append(request.priority)
         if self.fail is not None:
             raise self.fail
         if self.delay_s is None:
@@ -104,6 +106,7 @@ class TestEngine(Engine):
         if self.delay_s is not None or self.fail is not None:
             return Engine.stream_choices(self, request)  # one scripted stream per choice
         self.requests.append(list(request.tokens))
+        self.priorities.append(request.priority)
         return self.inner.stream_choices(request)
 
     def _slow(self, request: DecodeRequest, stats: DecodeStats) -> Iterator[int]:

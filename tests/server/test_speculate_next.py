@@ -68,6 +68,12 @@ def _counters(live: Live) -> tuple[int, int, int, int]:
     return int(c.evaluated_tokens), int(c.generated_tokens), int(c.decode_calls), len(engine.requests)
 
 
+def _real_requests(live: Live) -> int:
+    """Engine requests other than speculations (which run at IDLE priority)."""
+    live.settled()
+    return sum(p != Priority.IDLE for p in live.engine("cg").priorities)
+
+
 def _accept_pair(live: Live) -> tuple[str, str]:
     """G, the answer to PREFIX, and A, a cold answer to PREFIX + G (another client), both ended by
     the stop string."""
@@ -85,14 +91,15 @@ def test_accepting_the_ghost_text_is_answered_from_the_speculation(live: Live) -
     assert _text(r) == ghost and r["timings"]["source"] == "engine"
     assert _metric(live, "started") == started + 1  # it ran once the server was idle
 
-    before = _counters(live)
+    real = _real_requests(live)
     accepted = _complete(live, PREFIX + ghost, "editor-1", **SAME)
     assert _text(accepted) == cold  # what a cold run of that exact prompt gives
     assert accepted["choices"][0]["finish_reason"] == "stop"
     assert accepted["timings"]["source"] == "speculative"
     assert accepted["timings"]["prompt_tokens_evaluated"] == 0
-    assert _counters(live) == before  # the accepted request touched no engine
+    assert _real_requests(live) == real  # the accepted request touched no engine
     assert _metric(live, "used") == used + 1
+    assert _metric(live, "started") == started + 2  # and the next acceptance is speculated on
 
     # Typing the first characters of the speculated answer, without its own request first: the
     # first is served from the speculation, the next from the ghost it became (typed-ahead).
@@ -105,6 +112,26 @@ def test_accepting_the_ghost_text_is_answered_from_the_speculation(live: Live) -
     assert _text(two) == cold[2:] and two["timings"]["source"] == "typed_ahead"
     assert _counters(live) == before
     assert _metric(live, "used") == used + 2
+
+
+def test_accepting_ghost_after_ghost_is_answered_from_a_chain_of_speculations(live: Live) -> None:
+    chain = {"stop": ["int", " cla"]}  # the synthetic model's first three answers all end on these
+    texts, head = [], PREFIX
+    for i in range(3):  # cold answers, one client each: G1 to PREFIX, G2 to PREFIX+G1, G3
+        r = _complete(live, head, f"probe-chain-{i}", **chain)
+        assert _text(r) and r["choices"][0]["finish_reason"] == "stop", r
+        texts.append(_text(r))
+        head += texts[-1]
+    ghost, second, third = texts
+    _complete(live, PREFIX, "editor-6", **chain)
+    live.settled()
+    real = _real_requests(live)
+    a = _complete(live, PREFIX + ghost, "editor-6", **chain)
+    assert (_text(a), a["timings"]["source"]) == (second, "speculative")
+    live.settled()  # the speculation on accepting ``second`` finishes
+    b = _complete(live, PREFIX + ghost + second, "editor-6", **chain)
+    assert (_text(b), b["timings"]["source"]) == (third, "speculative")  # the chain's second link
+    assert _real_requests(live) == real
 
 
 def test_a_real_request_cancels_the_running_speculation(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,9 @@ suffix, served model, sampling, guards and endpoint. ``Speculator`` runs that re
 background at ``Priority.IDLE`` and keeps its answer as the client's speculated answer in the
 typed-ahead store (``TypedAhead.remember_speculated``). Accepting G is then answered at once
 (``timings.source: "speculative"``), and typing the first characters of the speculated answer
-is served as typed-ahead serves a ghost.
+is served as typed-ahead serves a ghost. The chain goes on: a speculated answer served whole is
+itself a ghost text, so the server speculates on its acceptance in turn, and accepting ghost after
+ghost is answered at once each time the speculation finished before the next keystroke.
 
 Rules:
 - Reproducible answers only: temperature 0, or a seed (the request's or the profile's). A sample

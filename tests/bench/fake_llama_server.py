@@ -10,6 +10,7 @@ import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TOKENS = ["a", "b", "c"]
+PROMPT_N = 7  # the prompt tokens every /infill answer says it evaluated
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -27,7 +28,8 @@ class Handler(BaseHTTPRequestHandler):
         with open(os.environ["FAKE_PEER_LOG"], "a", encoding="utf-8") as log:
             log.write(json.dumps({"path": self.path, "body": body}) + "\n")
         if self.path == "/infill":
-            events = [{"content": t} for t in TOKENS] + [{"content": "", "stop": True}]
+            last = {"content": "", "stop": True, "timings": {"prompt_n": PROMPT_N}}
+            events = [{"content": t} for t in TOKENS] + [last]
         elif self.path == "/v1/completions":
             events = [{"choices": [{"index": 0, "text": t}]} for t in TOKENS]
             events.append({"choices": [], "usage": {"completion_tokens": len(TOKENS)}})

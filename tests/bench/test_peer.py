@@ -85,6 +85,10 @@ def test_every_trace_step_goes_to_both_servers(tmp_path: Path, monkeypatch: pyte
     rows = bc.results["peer"]["keystroke"]
     assert [r["trace"] for r in rows] == list(traces.TRACE_NAMES)
     assert all(r["cgstudio_ttft_s"]["n"] == r["llama_server_ttft_s"]["n"] == r["keystrokes"] for r in rows)
+    # What each server evaluated a keystroke, from its last chunk's timings.prompt_n.
+    assert all(r["llama_server_tokens_evaluated"] == [7] * r["keystrokes"] for r in rows)
+    ours = [n for r in rows for n in r["cgstudio_tokens_evaluated"]]
+    assert len(ours) == sum(r["keystrokes"] for r in rows) and all(n >= 0 for n in ours) and any(ours)
 
 
 @pytest.mark.slow

@@ -202,6 +202,18 @@ def test_choose_slot_takes_the_longest_shared_prefix() -> None:
     assert choose_slot([a, b, c], prompt) is b
 
 
+def test_a_trivial_shared_prefix_does_not_take_another_files_slot() -> None:
+    """Two FIM prompts share only their first marker tokens: the new file goes to the least
+    recently used (empty) slot, and the other file's cache stays for the switch back."""
+    other_file = [2, 67, *range(1000, 1700)]
+    new_file = [2, 67, *range(3000, 3600)]
+    held = Slot(0, list(other_file), last_used=5.0)
+    empty = Slot(1, [], last_used=0.0)
+    assert choose_slot([held, empty], new_file) is empty
+    assert choose_slot([held, empty], [*other_file[:-3], 7]) is held  # the same file, edited
+    assert choose_slot([held, empty], [2, 67, 1000, 9]) is held  # a short prompt, half shared
+
+
 def test_choose_slot_breaks_ties_by_least_recent_use() -> None:
     prompt = [1, 2, 3]
     old, recent = Slot(0, [7], last_used=1.0), Slot(1, [8], last_used=9.0)

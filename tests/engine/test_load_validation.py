@@ -68,8 +68,7 @@ def test_complete_with_a_batch_below_the_draft_rows_does_not_abort(
 def test_parallel_speculation_with_a_tiny_batch_stays_within_n_batch(
     codegemma_paths: dict[str, Path],
 ) -> None:
-    # Four sequences, speculation on, n_batch 1 (raised to 5: a row per sequence and the scratch
-    # sequence) and 6: drafts
+    # Four sequences, speculation on, n_batch 1 (raised to 4: a row per sequence) and 6: drafts
     # must shrink to the rows left, prompts split into chunks of the batch.
     code = f"""
         import threading
@@ -80,7 +79,7 @@ def test_parallel_speculation_with_a_tiny_batch_stays_within_n_batch(
         for n_batch in (1, 6):
             eng = LlamaCppEngine({str(codegemma_paths["control"])!r},
                                  LoadProfile(n_ctx=256, n_batch=n_batch, n_parallel=4, speculative="on"))
-            assert eng._context.n_batch == max(n_batch, 5), eng._context.n_batch
+            assert eng._context.n_batch == max(n_batch, 4), eng._context.n_batch  # a row per sequence
             prompt = eng.tokenize("a b a b a b a b a b a b a b a b x = 1\\nx = 1\\nx = 1\\n")
             outs = {{}}
             def run(i):
@@ -103,15 +102,18 @@ def test_a_batch_below_n_parallel_is_raised_with_a_log_line(codegemma_paths: dic
     code = f"""
         from cgstudio.engine.llamacpp import LlamaCppEngine
         from cgstudio.core.settings import LoadProfile
-        profile = LoadProfile(n_ctx=64, n_batch=2, n_parallel=3)
-        eng = LlamaCppEngine({str(codegemma_paths["control"])!r}, profile)
-        print("n_batch", eng._context.n_batch)
-        eng.close()
+        for shift in (False, True):
+            profile = LoadProfile(n_ctx=64, n_batch=2, n_parallel=3, kv_shift_reuse=shift)
+            eng = LlamaCppEngine({str(codegemma_paths["control"])!r}, profile)
+            print("n_batch", eng._context.n_batch, "unified", eng._context.unified)
+            eng.close()
     """
     r = _python(code)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "n_batch 4" in r.stdout
-    assert "--batch-size 2 is below the 4 the engine needs" in r.stderr
+    # A KV stream per slot; shifted reuse keeps one unified pool and a scratch sequence.
+    assert "n_batch 3 unified False" in r.stdout and "n_batch 4 unified True" in r.stdout
+    assert "--batch-size 2 is below the 3 the engine needs (one per sequence of --parallel 3): " in r.stderr
+    assert "below the 4 the engine needs (one per sequence of --parallel 3, plus a scratch" in r.stderr
 
 
 def test_quantized_k_cache_that_does_not_tile_the_heads_is_a_settings_error(

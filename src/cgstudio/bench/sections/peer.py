@@ -52,10 +52,14 @@ def run(bc: BenchContext) -> None:
     bc.results["peer"] = {"binary": str(bc.peer), "keystroke": keys, "concurrency_4": conc, **rss}
 
 
-def first_token_s(base_url: str, prefix: str, suffix: str, n_predict: int = KEY_TOKENS) -> float:
+def infill_step(
+    base_url: str, prefix: str, suffix: str, n_predict: int = KEY_TOKENS
+) -> tuple[float, int | None]:
     """Seconds from sending a streamed greedy ``/infill`` to its first non-empty content (or to the
-    end of an answer with none). The answer is read to its end, as an editor reads it: closing the
-    stream early would cancel the request, and each server handles a cancel its own way."""
+    end of an answer with none), and the prompt tokens the server evaluated for it (its last
+    chunk's ``timings.prompt_n``; both servers send it). The answer is read to its end, as an
+    editor reads it: closing the stream early would cancel the request, and each server handles a
+    cancel its own way."""
     body = {
         "input_prefix": prefix,
         "input_suffix": suffix,
@@ -65,6 +69,7 @@ def first_token_s(base_url: str, prefix: str, suffix: str, n_predict: int = KEY_
         "stream": True,
     }
     first: float | None = None
+    evaluated: int | None = None
     t0 = time.perf_counter()
     with httpx.stream("POST", base_url + "/infill", json=body, timeout=600) as r:
         if r.status_code != 200:
@@ -72,9 +77,14 @@ def first_token_s(base_url: str, prefix: str, suffix: str, n_predict: int = KEY_
             raise RuntimeError(f"{base_url}/infill answered {r.status_code}: {r.text[:300]}")
         for line in r.iter_lines():
             data = line[5:].strip() if line.startswith("data:") else ""
-            if first is None and data and data != "[DONE]" and json.loads(data).get("content"):
+            if not data or data == "[DONE]":
+                continue
+            doc = json.loads(data)
+            if first is None and doc.get("content"):
                 first = time.perf_counter() - t0
-    return first if first is not None else time.perf_counter() - t0
+            if isinstance(n := (doc.get("timings") or {}).get("prompt_n"), int):
+                evaluated = n
+    return (first if first is not None else time.perf_counter() - t0), evaluated
 
 
 def _keystrokes(bc: BenchContext, ours: Served, theirs: Served) -> list[dict[str, Any]]:
@@ -84,20 +94,27 @@ def _keystrokes(bc: BenchContext, ours: Served, theirs: Served) -> list[dict[str
     for trace in tr.typing_traces(quick=bc.plan.quick):
         a: list[float] = []
         b: list[float] = []
+        evaluated: dict[str, list[int]] = {"cgstudio": [], "llama_server": []}
         first, *steps = trace.steps
         for server in (ours, theirs):  # the file opens: a cold prompt on each, not counted
-            first_token_s(server.base_url, first.prefix, first.suffix)
+            infill_step(server.base_url, first.prefix, first.suffix)
         for i, step in enumerate(steps, 1):
             bc.progress(f"peer: trace {trace.name}, keystroke {i}/{len(steps)}")
-            order = [(ours, a), (theirs, b)] if i % 2 else [(theirs, b), (ours, a)]
-            for server, out in order:
-                out.append(first_token_s(server.base_url, step.prefix, step.suffix))
+            order = [(ours, a, "cgstudio"), (theirs, b, "llama_server")]
+            for server, out, name in order if i % 2 else order[::-1]:
+                ttft, n = infill_step(server.base_url, step.prefix, step.suffix)
+                out.append(ttft)
+                if n is not None:
+                    evaluated[name].append(n)
         rows.append(
             {
                 "trace": trace.name,
                 "keystrokes": len(steps),
                 "cgstudio_ttft_s": _pcts(a),
                 "llama_server_ttft_s": _pcts(b),
+                # The robust figure on a noisy machine: prompt tokens each server evaluated a step.
+                "cgstudio_tokens_evaluated": evaluated["cgstudio"],
+                "llama_server_tokens_evaluated": evaluated["llama_server"],
             }
         )
         if a and b:

@@ -292,27 +292,33 @@ class ContextHandle:
         params = lc.llama_context_default_params()
         n_seq = profile.n_parallel
         _check_cache_types(model.header, profile)
-        # One unified KV pool sized so that every sequence can reach the full context length.
+        # Every sequence can reach the full context length. Each slot has its own KV stream, as in
+        # llama-server: a sequence's attention covers its own cells, not every other slot's cache
+        # (with one unified pool, each step attends over all the cells in use, masked, so the
+        # caches kept for reuse in idle slots slow every running sequence down). Shifted reuse
+        # (opt-in) evaluates a gap on a scratch sequence that shares part of a slot's cells, which
+        # llama.cpp allows only within one stream: it keeps one unified pool and one more id.
+        self.unified = profile.kv_shift_reuse
         params.n_ctx = profile.n_ctx * n_seq
-        # One more sequence id than slots: a scratch sequence for KV-reuse edits (see scheduler).
-        n_seq_max = n_seq + 1
+        n_seq_max = n_seq + 1 if self.unified else n_seq
         # llama.cpp asserts (aborts the process) when a batch holds more than n_batch tokens, and
         # when n_batch is below n_seq_max (it reserves an output row per sequence); every decode step
         # also carries one token of each generating sequence. So n_batch is at least n_seq_max.
         n_batch = max(profile.n_batch, n_seq_max)
         if n_batch != profile.n_batch:
             log.warning(
-                "--batch-size %d is below the %d the engine needs (one per sequence of --parallel %d, "
-                "plus a scratch sequence): using %d",
+                "--batch-size %d is below the %d the engine needs (one per sequence of --parallel %d%s): "
+                "using %d",
                 profile.n_batch,
                 n_seq_max,
                 n_seq,
+                ", plus a scratch sequence for --kv-shift-reuse" if self.unified else "",
                 n_batch,
             )
         params.n_batch = n_batch
         params.n_ubatch = min(n_batch, 512)
         params.n_seq_max = n_seq_max
-        params.kv_unified = True
+        params.kv_unified = self.unified
         params.rope_freq_base = profile.rope_freq_base or 0.0
         params.rope_freq_scale = profile.rope_freq_scale or 0.0
         params.type_k = CACHE_TYPES[profile.cache_type_k]
@@ -329,7 +335,7 @@ class ContextHandle:
             ),
         )
         self.n_ctx = lc.llama_n_ctx(ctx)
-        self.n_ctx_seq = min(profile.n_ctx, self.n_ctx)
+        self.n_ctx_seq = min(profile.n_ctx, int(lc.llama_n_ctx_seq(ctx)))
         # What llama.cpp kept (it caps n_batch at n_ctx): the scheduler never decodes more at once.
         self.n_batch = int(lc.llama_n_batch(ctx))
         self.memory = lc.llama_get_memory(ctx)

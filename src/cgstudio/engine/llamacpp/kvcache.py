@@ -17,7 +17,9 @@ ends, the previous prompt followed by its answer. For a new prompt :func:`plan_r
 * the gap ``[common, new_start)`` to evaluate in front of the shifted chunk, and the tail the
   scheduler evaluates in its batches (always at least the final prompt token: it needs logits).
 
-:func:`choose_slot` picks the free slot whose cache shares the longest prefix with the prompt.
+:func:`choose_slot` picks the free slot whose cache shares the longest prefix with the prompt,
+unless that prefix is trivial (a few marker tokens): then the least recently used slot, so that
+another file's cache survives a switch, as llama-server's slot similarity does.
 The scheduler applies a plan with ``llama_memory_*`` calls and falls back to :func:`cold_plan`
 when llama.cpp refuses an edit.
 """
@@ -144,6 +146,18 @@ def plan_reuse(
     return ReusePlan(n, common, ShiftedChunk(old_start=old_end - k, new_start=n - 1 - k, length=k))
 
 
+# A shared prefix shorter than this (and than half the prompt) is not worth a slot's cache: the
+# BOS and FIM marker every FIM prompt starts with would otherwise send a new file into the slot
+# of the file the user just left, and switching back would evaluate that file again.
+MIN_SHARED = 16
+
+
 def choose_slot(free: Sequence[Slot], prompt: Sequence[int]) -> Slot:
-    """The free slot sharing the longest prefix with ``prompt``; on a tie the least recently used."""
-    return max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
+    """The free slot sharing the longest useful prefix with ``prompt`` (at least ``MIN_SHARED``
+    tokens or half the prompt); with none, or on a tie, the least recently used."""
+
+    def useful(s: Slot) -> int:
+        n = common_prefix(s.tokens, prompt)
+        return n if n >= MIN_SHARED or 2 * n >= len(prompt) > 0 else 0
+
+    return max(free, key=lambda s: (useful(s), -s.last_used))

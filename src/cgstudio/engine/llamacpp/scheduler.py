@@ -23,9 +23,10 @@ Speculation: ``speculative`` proposes prompt-lookup drafts, verified here in the
 as the pending token; rejected drafts leave the cache after the step.
 
 Choices (``DecodeRequest.n`` > 1, ``submit_choices``) wait, FIFO, until n slots are free. Choice 0
-evaluates the prompt; when its last token is decoded its KV cells are shared with the other
-choices' sequences (``llama_memory_seq_cp``; the pool is unified) and each samples its own first
-token from the same logits. n choices cost one prompt evaluation; n <= the slot count.
+evaluates the prompt; when its last token is decoded its KV cells are copied to the other
+choices' sequences (``llama_memory_seq_cp``: each slot has its own KV stream, copied whole) and
+each samples its own first token from the same logits. n choices cost one prompt evaluation;
+n <= the slot count.
 """
 
 from __future__ import annotations
@@ -266,8 +267,9 @@ class Scheduler:
         if not self._active:
             return
         b = self._batch
-        n = 0
-        rows: list[tuple[Seq, int, int]] = []  # (seq, first batch index, number of logit rows)
+        used = 0
+        # (seq id, seq, its (token, position) rows, generating)
+        parts: list[tuple[int, Seq, list[tuple[int, int]], bool]] = []
         budget = self._batch_cap
         generating = sorted((s for s in self._active if s.pending is not None), key=lambda s: s.req.priority)
         # Drafts never take the last free row from a prompt waiting to be evaluated.
@@ -277,14 +279,12 @@ class Scheduler:
             pos = len(seq.slot.tokens)
             room = self.n_ctx_seq - pos - 1
             # Rows left for this sequence's drafts once every generating sequence has its token.
-            spare = budget - n - (len(generating) - k) - reserve
+            spare = budget - used - (len(generating) - k) - reserve
             seq.draft = spec.draft(seq.history)[: max(0, min(room, spare))] if seq.speculate else []
             toks = [seq.pending, *seq.draft]
-            for i, t in enumerate(toks):
-                put_token(b, n + i, t, pos + i, seq.slot.seq_id, True)
-            rows.append((seq, n, len(toks)))
+            parts.append((seq.slot.seq_id, seq, [(t, pos + i) for i, t in enumerate(toks)], True))
             seq.slot.tokens.extend(toks)
-            n += len(toks)
+            used += len(toks)
         # Then prompt chunks: the most urgent active class first (batching.prompt_shares).
         # Background prompts go in small chunks while a free slot could take an editor request, or
         # while IDLE work (a speculation, closed as soon as a real request comes) holds a slot.
@@ -295,7 +295,7 @@ class Scheduler:
         )
         chunk_cap = self.background_chunk if small else budget
         for seq, share in zip(
-            list(self._active), prompt_shares(todo, budget - n, top, chunk_cap), strict=True
+            list(self._active), prompt_shares(todo, budget - used, top, chunk_cap), strict=True
         ):
             if share == 0:
                 if seq.todo and seq.req.priority > top:
@@ -304,15 +304,26 @@ class Scheduler:
             assert seq.slot is not None
             seq.stats.prefill_steps += 1
             chunk, seq.todo = seq.todo[:share], seq.todo[share:]
-            for i, (t, p) in enumerate(chunk):
-                put_token(b, n + i, t, p, seq.slot.seq_id, not seq.todo and i == len(chunk) - 1)
+            for t, p in chunk:
                 seq.slot.put(p, t)
             seq.stats.n_prompt_evaluated += len(chunk)
-            if not seq.todo:
-                rows.append((seq, n + len(chunk) - 1, 1))
-            n += len(chunk)
-        if n == 0:
+            parts.append((seq.slot.seq_id, seq, chunk, False))
+            used += len(chunk)
+        if used == 0:
             return
+        # The rows in sequence-id order: with a KV stream per slot, llama.cpp splits a batch into
+        # micro-batches of consecutive sequence ids, so this order makes the fewest of them.
+        n = 0
+        rows: list[tuple[Seq, int, int]] = []  # (seq, first batch index, number of logit rows)
+        for sid, seq, pairs, gen in sorted(parts, key=lambda part: part[0]):
+            last = len(pairs) - 1
+            for i, (t, p) in enumerate(pairs):  # a prompt needs logits only for its final token
+                put_token(b, n + i, t, p, sid, gen or (i == last and not seq.todo))
+            if gen:
+                rows.append((seq, n, len(pairs)))
+            elif not seq.todo:
+                rows.append((seq, n + last, 1))
+            n += len(pairs)
         if n > budget:  # never hand llama.cpp a batch it asserts on
             raise DecodeError(f"internal: a batch of {n} tokens exceeds n_batch {budget}")
         b.n_tokens = n

@@ -52,7 +52,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     for flag in ("--model", "--ctx-size", "--threads", "--threads-batch", "--batch-size", "--parallel"):
         parser.add_argument(flag, required=True)
+    parser.add_argument("--flash-attn", required=True, choices=("on", "off"))
     args = parser.parse_args()
+    if log_path := os.environ.get("FAKE_PEER_LOG"):
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"path": "argv", "body": {"flash_attn": args.flash_attn}}) + "\n")
     ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
 
 

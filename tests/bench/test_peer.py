@@ -70,6 +70,8 @@ def test_every_trace_step_goes_to_both_servers(tmp_path: Path, monkeypatch: pyte
     peer.run(bc)
 
     sent = [json.loads(line) for line in log.read_text().splitlines()]
+    # The peer runs with the profile's flash attention (off), not its own default (auto: on).
+    assert [s["body"] for s in sent if s["path"] == "argv"] == [{"flash_attn": "off"}]
     infill = [s["body"] for s in sent if s["path"] == "/infill"]
     want = [(st.prefix, st.suffix) for t in traces.typing_traces(quick=True) for st in t.steps]
     assert [(b["input_prefix"], b["input_suffix"]) for b in infill] == want  # every step, in order

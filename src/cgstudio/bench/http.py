@@ -57,10 +57,14 @@ def serve(
             raise ValueError("llama-server needs the binary's path")
         # Its defaults otherwise: prompt caching on, exact prefix reuse only (no --cache-reuse).
         # Its n_ctx is shared by the slots, so each slot gets what cgstudio gives each sequence.
+        # Flash attention as the profile has it: llama-server's default ("auto") turns it on for
+        # the CPU, cgstudio's is off, and the two kernels run at different speeds.
         cmd = [str(binary), *shared, "--ctx-size", str(profile.n_ctx * parallel), "--threads-batch", threads]
+        cmd += ["--flash-attn", "on" if profile.flash_attn else "off"]
         health = f"http://127.0.0.1:{port}/health"
     elif kind == "cgstudio":
         cmd = [sys.executable, "-m", "cgstudio.cli.main", "serve", *shared, "--ctx-size", str(profile.n_ctx)]
+        cmd += ["--flash-attn"] if profile.flash_attn else []
         health = f"http://127.0.0.1:{port}/health"
     else:
         cmd = [

@@ -194,6 +194,28 @@ def big_module() -> str:
     return "".join(parts)
 
 
+def test_a_recent_edit_in_a_chunked_import_is_kept(
+    model: CodeModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user just edited a large imported file, offered as chunks: the edited lines come as a
+    recent chunk too, so a budget that keeps other chunks of that file does not lose them."""
+    monkeypatch.setattr(chunks, "LARGE_CHARS", 400)
+    ws = tmp_path / "ws"
+    (ws / "pkg").mkdir(parents=True)
+    (ws / "pkg/big.py").write_text(big_module())
+    prefix = "from pkg.big import compute_invoice_total\n\ndef run(items):\n    return compute_invoice_total("
+    (ws / "pkg/app.py").write_text(prefix + "items)\n")
+    model.repo = RepoContext([ws], min_interval_s=0)
+    try:
+        edit = "def tail_0():\n    freshly_edited_marker = 7\n"
+        model.prompt(GenerationRequest("fim", edit, "", path="pkg/big.py", client="me"))
+        prompt, _ = model.prompt(GenerationRequest("fim", prefix, "items)\n", path="pkg/app.py", client="me"))
+    finally:
+        model.repo = None
+    assert ("pkg/big.py", "recent") in [(c.path, c.reason) for c in prompt.context]
+    assert "freshly_edited_marker = 7" in model.vocab.render(prompt.tokens)
+
+
 def test_budget_keeps_the_chunk_that_defines_the_name_at_the_cursor(
     model: CodeModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

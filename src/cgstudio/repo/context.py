@@ -80,6 +80,9 @@ class RepoContext:
             cands += _offer("test", test, index.text(test) or "", 0, near)
             whole.add(test)
         skip = frozenset(whole)
+        # A recent edit in a file offered as chunks still counts: the budget may keep other chunks
+        # of that file, and the lines the user just edited are the likeliest to matter.
+        chunked = {c.path for c in cands if c.lines is not None}
         found = (
             index.search(cursor_query(prefix, suffix), self.retrieve_k, skip=skip)
             if "retrieved" in on
@@ -87,7 +90,7 @@ class RepoContext:
         )
         retrieved = sorted(enumerate(found), key=lambda p: (p[1].path, p[1].start))
         cands += [Candidate("retrieved", c.path, c.text, score_rank) for score_rank, c in retrieved]
-        recent = self.recent.recent(req.client, self.recent_k, skip) if "recent" in on else []
+        recent = self.recent.recent(req.client, self.recent_k, skip - chunked) if "recent" in on else []
         cands += [Candidate("recent", c.path, c.text, age) for age, c in reversed(list(enumerate(recent)))]
         if req.priority != Priority.IDLE:  # background work (a speculation) is not the user's edit
             self.recent.note(req.client, rel, prefix, suffix)

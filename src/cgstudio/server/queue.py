@@ -202,8 +202,7 @@ class Runner:
             job = Job(spec, entry, client, asyncio.get_running_loop().create_future())
             job.result = answer(hit, spec, job.t_start)  # the engine is not touched
             job.results, job.first, job.finished = [job.result], Chunk(hit.text, result=job.result), True
-            if hit.ghost.speculative and not hit.typed:  # a speculated answer accepted whole:
-                self.speculator.offer(client.key, spec, entry, job.result)  # speculate on the next one
+            self.speculator.served(client.key, spec, entry, hit, job.result)  # the chain goes on
             return job
         self._refuse_if_full()
         self.speculator.cancel_all()  # this request goes to the engine: speculation yields at once

@@ -43,7 +43,7 @@ from cgstudio.generation.pipeline import Chunk, Result
 from cgstudio.server.prometheus import Metrics
 from cgstudio.server.registry import ModelEntry, Registry
 from cgstudio.server.service import GenSpec
-from cgstudio.server.typed_ahead import MAX_CLIENTS, REUSABLE_FINISH, Ghost, TypedAhead, spec_key
+from cgstudio.server.typed_ahead import MAX_CLIENTS, REUSABLE_FINISH, Ghost, Hit, TypedAhead, spec_key
 from cgstudio.session.model import CodeModel
 
 log = logging.getLogger("cgstudio.server")
@@ -116,6 +116,12 @@ class Speculator:
         while len(self.waiting) > MAX_CLIENTS:
             self.waiting.popitem(last=False)
         self.poke()
+
+    def served(self, client: str, spec: GenSpec, entry: ModelEntry, hit: Hit, result: Result) -> None:
+        """A request was answered from the typed-ahead store: when that was a speculated answer
+        served whole (the user accepted the ghost text), speculate on accepting that one too."""
+        if hit.ghost.speculative and not hit.typed:
+            self.offer(client, spec, entry, result)
 
     def cancel_all(self) -> None:
         """Real work arrives: the running speculation stops at its next decode step."""

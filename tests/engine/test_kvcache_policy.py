@@ -242,3 +242,14 @@ def test_policy_modules_do_not_touch_llama_cpp() -> None:
             mod,
             imported,
         )
+
+
+def test_shifted_reuse_refuses_a_context_without_a_unified_pool() -> None:
+    # fill_gap copies part of a slot's cells to a scratch sequence; with a KV stream per slot
+    # llama.cpp would abort the process on that copy, so the cache refuses to be built that way.
+    from types import SimpleNamespace
+
+    from cgstudio.engine.llamacpp.reuse import SlotCache
+
+    with pytest.raises(ValueError, match="unified KV pool"):
+        SlotCache(SimpleNamespace(unified=False), None, None, 8, 4, shift_reuse=True)  # type: ignore[arg-type]

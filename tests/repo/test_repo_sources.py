@@ -246,3 +246,15 @@ def test_pack_keeps_one_of_each_source_before_a_second_of_any() -> None:
     cands.append(Candidate("recent", "edited.py", "y" * 40, 0))
     files, _warnings = pack(cands, 3 * 50)
     assert {f.path for f in files} == {"m0.py", "edited.py", "m1.py"}
+
+
+def test_turns_are_counted_within_each_tier() -> None:
+    """Chunks that name nothing near the cursor take turns among themselves: an import's first
+    such chunk comes before a test's second, however many relevant chunks the import had."""
+    cands = [Candidate("import", "big.py", f"I{k}", 0, (k, k + 1), k, 0) for k in range(4)]
+    cands.append(Candidate("import", "big.py", "I-other", 0, (9, 10), 4, 1))
+    cands += [Candidate("test", "test_big.py", f"T{k}", 0, (k, k + 1), k, 1) for k in range(4)]
+    files, _ = pack(cands, 10_000)
+    order = [f.text for f in sorted(files, key=lambda f: f.rank)]
+    assert order[:4] == ["I0", "I1", "I2", "I3"]  # every relevant chunk first
+    assert order[4:7] == ["I-other", "T0", "T1"]

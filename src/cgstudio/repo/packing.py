@@ -51,10 +51,13 @@ def pack(candidates: list[Candidate], max_chars: int) -> tuple[tuple[ContextFile
         c = candidates[i]
         return (c.tier, c.value, c.sub)
 
-    turn: dict[int, int] = {}  # each candidate's place within its own source
+    turn: dict[int, int] = {}  # each candidate's place within its own source and tier
     for reason in REASON_VALUE:
-        mine = sorted((i for i, c in enumerate(candidates) if c.reason == reason), key=within)
-        turn.update((i, t) for t, i in enumerate(mine))
+        for tier in sorted({c.tier for c in candidates}):
+            mine = sorted(
+                (i for i, c in enumerate(candidates) if c.reason == reason and c.tier == tier), key=within
+            )
+            turn.update((i, t) for t, i in enumerate(mine))
     by_value = sorted(
         range(len(candidates)),
         key=lambda i: (candidates[i].tier, turn[i], REASON_VALUE[candidates[i].reason]),

@@ -35,6 +35,10 @@ class SlotCache:
         self.batch = batch
         self.batch_cap = batch_cap
         self.scratch = scratch  # a sequence id no slot uses, for fill_gap
+        if shift_reuse and not context.unified:
+            # fill_gap copies part of a slot's cells to the scratch sequence: llama.cpp allows that
+            # only within one KV stream, and aborts the process otherwise.
+            raise ValueError("shifted reuse needs a context with one unified KV pool (kv_shift_reuse)")
         self.shift_reuse = shift_reuse
         self.can_shift = bool(lc.llama_memory_can_shift(context.memory))
 

@@ -24,8 +24,9 @@ as the pending token; rejected drafts leave the cache after the step.
 
 Choices (``DecodeRequest.n`` > 1, ``submit_choices``) wait, FIFO, until n slots are free. Choice 0
 evaluates the prompt; when its last token is decoded its KV cells are copied to the other
-choices' sequences (``llama_memory_seq_cp``: each slot has its own KV stream, copied whole) and
-each samples its own first token from the same logits. n choices cost one prompt evaluation;
+choices' sequences (``llama_memory_seq_cp``: a slot's whole KV stream is copied; with
+``--kv-shift-reuse``'s unified pool the cells are shared) and each samples its own first token
+from the same logits. n choices cost one prompt evaluation;
 n <= the slot count.
 """
 
@@ -84,7 +85,8 @@ class Scheduler:
         self.speculative = speculative
         self.background_chunk = background_chunk
         self._slots = [Slot(seq_id=i) for i in range(n_parallel)]
-        self._scratch = n_parallel  # the context has one extra sequence id for SlotCache.fill_gap
+        # With shifted reuse the context has one unified pool and an extra id for SlotCache.fill_gap.
+        self._scratch = n_parallel
         self._pending: list[Seq] = []
         self._active: list[Seq] = []
         self._cv = threading.Condition()

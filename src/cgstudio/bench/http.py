@@ -48,6 +48,7 @@ def serve(
     llama.cpp's own server, as ``make peer`` builds it), each on a free loopback port; ``extra``
     goes at the end of its command line."""
     port = free_port()
+    env: dict[str, str] | None = None
     threads = str(profile.n_threads or os.cpu_count() or 1)
     # The flags llama-server and cgstudio serve spell alike.
     shared = ["--model", str(model), "--port", str(port), "--threads", threads]
@@ -65,6 +66,8 @@ def serve(
     elif kind == "cgstudio":
         cmd = [sys.executable, "-m", "cgstudio.cli.main", "serve", *shared, "--ctx-size", str(profile.n_ctx)]
         cmd += ["--flash-attn"] if profile.flash_attn else []
+        # Off must mean off: not a setting the child would read from the environment or a profile.
+        env = {**os.environ, "CGSTUDIO_LOAD__FLASH_ATTN": "true" if profile.flash_attn else "false"}
         health = f"http://127.0.0.1:{port}/health"
     else:
         cmd = [
@@ -88,7 +91,7 @@ def serve(
         ]
         health = f"http://127.0.0.1:{port}/v1/models"
     cmd = [*cmd, *extra]
-    with server_process(cmd, health, log_dir / f"{kind}-server.log") as proc:
+    with server_process(cmd, health, log_dir / f"{kind}-server.log", env) as proc:
         yield Served(kind, f"http://127.0.0.1:{port}", proc)
 
 

@@ -214,6 +214,16 @@ def test_a_trivial_shared_prefix_does_not_take_another_files_slot() -> None:
     assert choose_slot([held, empty], [2, 67, 1000, 9]) is held  # a short prompt, half shared
 
 
+def test_with_no_empty_slot_a_new_chat_goes_where_the_last_chat_was() -> None:
+    """Two slots, both full: an editor's FIM cache (used longest ago) and a finished chat. A new
+    chat shares only its template's first tokens with the old one: it takes the chat's slot, and
+    the editor's cache stays for the next keystroke."""
+    fim = Slot(0, [2, 67, *range(1000, 1400)], last_used=1.0)
+    old_chat = Slot(1, [2, 106, 9, 10, *range(5000, 5300)], last_used=2.0)
+    new_chat = [2, 106, 9, 10, *range(7000, 7300)]
+    assert choose_slot([fim, old_chat], new_chat) is old_chat
+
+
 def test_choose_slot_breaks_ties_by_least_recent_use() -> None:
     prompt = [1, 2, 3]
     old, recent = Slot(0, [7], last_used=1.0), Slot(1, [8], last_used=9.0)

@@ -18,8 +18,8 @@ ends, the previous prompt followed by its answer. For a new prompt :func:`plan_r
   scheduler evaluates in its batches (always at least the final prompt token: it needs logits).
 
 :func:`choose_slot` picks the free slot whose cache shares the longest prefix with the prompt,
-unless that prefix is trivial (a few marker tokens): then the least recently used slot, so that
-another file's cache survives a switch, as llama-server's slot similarity does.
+unless that prefix is trivial (a few marker tokens): then an empty slot first, so that another
+file's cache survives a switch (as llama-server's slot similarity does).
 The scheduler applies a plan with ``llama_memory_*`` calls and falls back to :func:`cold_plan`
 when llama.cpp refuses an edit.
 """
@@ -154,10 +154,12 @@ MIN_SHARED = 16
 
 def choose_slot(free: Sequence[Slot], prompt: Sequence[int]) -> Slot:
     """The free slot sharing the longest useful prefix with ``prompt`` (at least ``MIN_SHARED``
-    tokens or half the prompt); with none, or on a tie, the least recently used."""
+    tokens or half the prompt). With none: an empty slot, else the one sharing the most (a chat
+    goes where the last chat was, not over an editor's cache), then the least recently used."""
 
-    def useful(s: Slot) -> int:
+    def key(s: Slot) -> tuple[int, bool, int, float]:
         n = common_prefix(s.tokens, prompt)
-        return n if n >= MIN_SHARED or 2 * n >= len(prompt) > 0 else 0
+        useful = n if n >= MIN_SHARED or 2 * n >= len(prompt) > 0 else 0
+        return (useful, not s.tokens, n, -s.last_used)
 
-    return max(free, key=lambda s: (useful(s), -s.last_used))
+    return max(free, key=key)

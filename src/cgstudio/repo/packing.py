@@ -22,6 +22,7 @@ that a huge candidate set is never tokenized.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from cgstudio.core.prompt import ContextFile, ContextReason, GuardWarning, context_label
@@ -47,17 +48,14 @@ def pack(candidates: list[Candidate], max_chars: int) -> tuple[tuple[ContextFile
     """The candidates (already in prompt order) as ranked ``ContextFile``s; the least valuable
     are left out while their text exceeds ``max_chars`` in all."""
 
-    def within(i: int) -> tuple[int, int, int]:
-        c = candidates[i]
-        return (c.tier, c.value, c.sub)
-
     turn: dict[int, int] = {}  # each candidate's place within its own source and tier
-    for reason in REASON_VALUE:
-        for tier in sorted({c.tier for c in candidates}):
-            mine = sorted(
-                (i for i, c in enumerate(candidates) if c.reason == reason and c.tier == tier), key=within
-            )
-            turn.update((i, t) for t, i in enumerate(mine))
+    seen: Counter[tuple[ContextReason, int]] = Counter()
+    for i in sorted(
+        range(len(candidates)), key=lambda i: (candidates[i].tier, candidates[i].value, candidates[i].sub)
+    ):
+        group = (candidates[i].reason, candidates[i].tier)
+        turn[i] = seen[group]
+        seen[group] += 1
     by_value = sorted(
         range(len(candidates)),
         key=lambda i: (candidates[i].tier, turn[i], REASON_VALUE[candidates[i].reason]),

@@ -26,8 +26,7 @@ Choices (``DecodeRequest.n`` > 1, ``submit_choices``) wait, FIFO, until n slots 
 evaluates the prompt; when its last token is decoded its KV cells are copied to the other
 choices' sequences (``llama_memory_seq_cp``: a slot's whole KV stream is copied; with
 ``--kv-shift-reuse``'s unified pool the cells are shared) and each samples its own first token
-from the same logits. n choices cost one prompt evaluation;
-n <= the slot count.
+from the same logits. n choices cost one prompt evaluation; n <= the slot count.
 """
 
 from __future__ import annotations

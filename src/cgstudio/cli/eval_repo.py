@@ -4,7 +4,8 @@
 
 Tasks come from the pinned corpus (``evaluation.repo_corpus``, downloaded once into the cache) or
 from local source trees (``--package DIR``); ``evaluation.repo_tasks`` builds them, ``repo_run``
-runs them through the server's FIM path, ``repo_report`` writes the table.
+runs them through the server's FIM path, ``repo_tests`` runs the packages' own tests on the
+completions (pass@1), ``repo_report`` writes the table.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import click
 
 from cgstudio.cli.options import emit_json, json_option, load_options, model_option, settings_from
 from cgstudio.core.errors import UsageError
-from cgstudio.evaluation import repo_corpus, repo_report
+from cgstudio.evaluation import repo_corpus, repo_report, repo_tests
 from cgstudio.evaluation.backends import open_local_backend
 from cgstudio.evaluation.repo_run import (
     CONDITIONS,
@@ -104,6 +105,13 @@ def _packages(local: tuple[Path, ...], names: tuple[str, ...], cache: Path | Non
     default=None,
     help="Only print the table of an existing results.jsonl (a stopped run's: its finished tasks).",
 )
+@click.option(
+    "--tests/--no-tests",
+    "run_tests",
+    default=None,
+    help="Run each package's own tests on the completions (pass@1, in the eval sandbox) [on for a "
+    "run; with --results, off: --tests scores an old run's completions, tasks picked by --seed].",
+)
 @click.option("--tasks-only", is_flag=True, help="List the tasks (JSON lines) and exit; no model.")
 @click.option(
     "--out",
@@ -124,6 +132,7 @@ def repo_command(
     max_tokens: int,
     window: tuple[int, int],
     results_file: Path | None,
+    run_tests: bool | None,
     tasks_only: bool,
     out_dir: Path | None,
     as_json: bool,
@@ -135,8 +144,14 @@ def repo_command(
     --seed S picks the tasks (default 0; decoding is greedy). Progress goes to stderr; with
     --json stdout carries only the document.
     """
+    seed = opts.get("seed__opt") or 0
     if results_file is not None:
         finished, run_conditions = repo_report.load(results_file)
+        if run_tests:
+            roots = [(p["name"], p["root"]) for p in _packages(local, names, corpus_dir)]
+            suites = _score_tests(finished, select_tasks(roots, seed, None), roots)
+            if out_dir is not None:
+                _rescored(out_dir, finished, repo_tests.describe(suites))
         by = repo_report.summarise(finished, run_conditions)
         click.echo(json.dumps(by, indent=2) if as_json else repo_report.table(by))
         if not as_json and (line := repo_report.verdict(by)):
@@ -145,7 +160,6 @@ def repo_command(
     conditions = _conditions(contexts)
     if (limit is not None and limit < 1) or not 1 <= max_tokens <= 512:
         raise UsageError("--limit must be at least 1 and --max-tokens between 1 and 512")
-    seed = opts.get("seed__opt") or 0
     packages = _packages(local, names, corpus_dir)
     roots = [(p["name"], p["root"]) for p in packages]
     available = sum(len(package_tasks(n, r)) for n, r in roots)
@@ -186,6 +200,7 @@ def repo_command(
         )
     finally:
         backend.close()
+    suites = _score_tests(records, tasks, roots) if run_tests is not False else {}
     by = repo_report.summarise(records, conditions)
     summary: dict[str, Any] = {
         "benchmark": "eval-repo",
@@ -202,7 +217,13 @@ def repo_command(
             "guards": ", ".join(k for k, v in REPO_GUARDS.items() if v),
             "n_ctx": backend.model.engine.n_ctx,
             "recent": "the lines around the definition in file B are noted as this client's recent edit",
+            "pass@1": "the package's tests that pass on the released code, run in the eval sandbox "
+            "with the completion's first line in place; over the tasks whose line they cover (the "
+            "line with its identifier renamed fails them)"
+            if suites
+            else "not run (--no-tests)",
         },
+        "tests": repo_tests.describe(suites),
         "started_at": started_at.isoformat(timespec="seconds"),
         "duration_s": time.perf_counter() - t0,
     }
@@ -215,3 +236,27 @@ def repo_command(
         if summary["verdict"]:
             click.echo(summary["verdict"])
     click.echo(f"report: {summary['report']}", err=True)
+
+
+def _score_tests(
+    records: list[RepoRecord], tasks: list[Any], roots: list[tuple[str, Path]]
+) -> dict[str, repo_tests.PackageTests]:
+    click.echo("running the packages' tests on the completions (pass@1)", err=True)
+    done = [0]
+
+    def note(task: Any, verdict: repo_tests.TaskTests) -> None:
+        done[0] += 1
+        state = {None: "no tests", False: "not covered", True: "covered"}[verdict.covered]
+        passed = sum(bool(v) for v in verdict.results.values())
+        click.echo(f"[tests {done[0]}] {task.task_id}: {state}, {passed} passing", err=True)
+
+    return repo_tests.score_records(records, tasks, roots, on_task=note)
+
+
+def _rescored(out_dir: Path, records: list[RepoRecord], tests: dict[str, Any]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "results.jsonl", "w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r.as_dict(), ensure_ascii=False) + "\n")
+    (out_dir / "tests.json").write_text(json.dumps(tests, indent=2) + "\n", encoding="utf-8")
+    click.echo(f"scored results: {out_dir / 'results.jsonl'}", err=True)

@@ -30,6 +30,8 @@ def condition_summary(records: Sequence[RepoRecord]) -> dict[str, Any]:
     n = len(records)
     exact = sum(r.exact for r in records)
     ttfts = [r.ttft_s for r in records if r.ttft_s is not None]
+    covered = [r for r in records if r.tests_covered]
+    passed = sum(bool(r.tests_passed) for r in covered)
     return {
         "n": n,
         "exact": exact,
@@ -45,6 +47,12 @@ def condition_summary(records: Sequence[RepoRecord]) -> dict[str, Any]:
         "answer_in_context": sum(r.answer_in_context for r in records),
         "finish_reasons": dict(Counter(r.finish_reason for r in records)),
         "completion_tokens_mean": _mean([float(r.completion_tokens) for r in records]),
+        # pass@1 with the package's own tests, over the tasks whose line they cover (repo_tests)
+        "tests_scored": sum(r.tests_covered is not None for r in records),
+        "tests_covered": len(covered),
+        "tests_passed": passed,
+        "pass_at_1": passed / len(covered) if covered else None,
+        "pass_ci95": list(wilson_interval(passed, len(covered))) if covered else None,
     }
 
 
@@ -88,17 +96,21 @@ def table(by: dict[str, Any]) -> str:
     """The Markdown table: one row per condition."""
     rows = [
         "| Context | Tasks | Exact match % (95 % CI) | vs none | Identifier EM % | Identifier F1 | "
-        "Edit sim. | Target id % | Context tokens (mean) | TTFT mean s | Answer in context |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Edit sim. | Target id % | Tests pass@1 % (passed/covered) | Context tokens (mean) | "
+        "TTFT mean s | Answer in context |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c, s in by.items():
         ci = s["exact_ci95"]
         em = f"{_pct(s['exact_match'])} ({_pct(ci[0])}–{_pct(ci[1])})" if ci else "—"
         ratio = "—" if s["exact_vs_none"] is None else f"{s['exact_vs_none']:.2f}×"
+        tests = "—"
+        if s.get("tests_covered"):
+            tests = f"{_pct(s['pass_at_1'])} ({s['tests_passed']}/{s['tests_covered']})"
         rows.append(
             f"| {c} | {s['n']} | {em} | {ratio} | {_pct(s['identifier_em'])} | "
             f"{_num(s['identifier_f1'], '.3f')} | {_num(s['edit_similarity'], '.3f')} | "
-            f"{_pct(s['target_hit'])} | {_num(s['context_tokens_mean'], '.0f')} | "
+            f"{_pct(s['target_hit'])} | {tests} | {_num(s['context_tokens_mean'], '.0f')} | "
             f"{_num(s['ttft_s_mean'], '.3f')} | {s['answer_in_context']} |"
         )
     return "\n".join(rows)
@@ -118,6 +130,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
     if summary.get("verdict"):
         lines += [f"**{summary['verdict']}.**", ""]
     lines += ["## Protocol", "", *[f"* {k}: {v}" for k, v in summary["protocol"].items()], ""]
+    if summary.get("tests"):
+        lines += ["## The packages' tests (pass@1)", ""]
+        for name, t in summary["tests"].items():
+            used = ", ".join(t["runnable"]) or "none"
+            left = "; ".join(f"{k} ({v})" for k, v in t["skipped"].items()) or "none"
+            lines.append(f"* {name}: used {used}; left out {left}")
+        lines.append("")
     lines += [f"Started {summary['started_at']}, {summary['duration_s']:.0f} s."]
     return "\n".join(lines) + "\n"
 

@@ -84,6 +84,8 @@ class RepoRecord:
     finish_reason: str
     stop_rule: str | None
     warnings: list[str] = field(default_factory=list)
+    tests_covered: bool | None = None  # the package's tests notice this line going wrong (repo_tests)
+    tests_passed: bool | None = None  # they pass with the completion; None where not covered
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

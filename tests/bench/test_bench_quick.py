@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cgstudio.bench.traces import EXACT_REUSE, TRACE_NAMES
+from cgstudio.bench.traces import EXACT_REUSE, NO_SUFFIX, TRACE_NAMES
 
 pytestmark = pytest.mark.slow
 
@@ -22,6 +22,7 @@ RATIOS = {
     "keystroke_agreement_vs_cold",
     "keystroke_bare_vs_context_ttft",
     "keystroke_p95_over_decode_step",
+    "keystroke_p95_over_decode_step_no_suffix",
     "typed_ahead_hit_ms_p50",
     "concurrency_4_vs_1_throughput",
     "speculation_speedup",
@@ -64,12 +65,15 @@ def test_quick_bench_reports_every_ratio_and_writes_the_report(qwen_path: Path, 
     for name in EXACT_REUSE:
         assert rows[name]["prompt_tokens"] > 500, name
         assert 0 < rows[name]["evaluated_per_step"]["max"] < rows[name]["prompt_tokens"] - 100, name
+    for name in NO_SUFFIX:  # nothing after the cursor: a keystroke evaluates only what changed
+        assert rows[name]["prompt_tokens"] > 500 and rows[name]["evaluated_per_step"]["max"] <= 8, name
     # Agreement is a share of steps per trace; exact reuse differs from cold only where llama.cpp
     # rounds a near-tie differently, so most steps must agree.
     agreement = doc["ratios"]["keystroke_agreement_vs_cold"]
     assert agreement["n"] == len(TRACE_NAMES) and agreement["median"] >= 0.5
     p95 = doc["ratios"]["keystroke_p95_over_decode_step"]
     assert p95["n"] == len(EXACT_REUSE) and p95["lower_is_better"] is True and p95["target"] == 2.0
+    assert doc["ratios"]["keystroke_p95_over_decode_step_no_suffix"]["n"] == len(NO_SUFFIX)
     ahead = doc["ratios"]["typed_ahead_hit_ms_p50"]
     assert ahead["lower_is_better"] is True and res["typed_ahead"]["typed_but_engine_ms"]["n"] == 0
     assert res["speculation"]["same_output"] is True

@@ -22,6 +22,8 @@ def test_traces_are_deterministic_and_every_kind_appears(quick: bool) -> None:
         if t.name in tr.EXACT_REUSE:  # edits at the cursor only, in the trace's own file
             assert {s.kind for s in t.steps} <= {"open", "type", "backspace", "enter", "accept"}
             assert {s.file for s in t.steps} == {t.file}
+        if t.name in tr.NO_SUFFIX:  # typing at the end of the file
+            assert {s.kind for s in t.steps} == {"open", "type"} and {s.suffix for s in t.steps} == {""}
 
 
 def test_the_documents_are_about_the_size_asked() -> None:

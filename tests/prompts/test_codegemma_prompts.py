@@ -222,7 +222,7 @@ def test_editor_paths_send_a_bounded_suffix_window(model: CodeModel) -> None:
 
     v, window = model.vocab, model.settings.guards.fim_suffix_tokens
     prefix, suffix = "def f(a):\n    ", _long_suffix(model, 600)
-    assert window == 256 and len(v.plain(suffix)) > 600
+    assert window == 128 and len(v.plain(suffix)) > 600
     fim, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
     assert fim.tokens == [BOS, FIM_PRE, *v.plain(prefix), FIM_SUF, *v.plain(suffix)[:window], FIM_MID]
     assert fim.suffix == suffix  # the endings still see all the text after the cursor

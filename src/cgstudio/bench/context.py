@@ -26,6 +26,7 @@ TARGETS = {
     "keystroke_agreement_vs_cold": 1.0,
     "keystroke_bare_vs_context_ttft": 0.83,  # a keystroke with repository context costs <= 1.2x
     "keystroke_p95_over_decode_step": 2.0,  # on the traces where exact reuse applies; lower is better
+    "keystroke_p95_over_decode_step_no_suffix": 2.0,  # typing at the end of a file; lower is better
     "typed_ahead_hit_ms_p50": 5.0,  # milliseconds; lower is better
     "fim_p95_with_chat_over_without": 1.5,  # a keystroke beside a streaming chat; lower is better
     "concurrency_4_vs_1_throughput": 2.5,
@@ -36,7 +37,12 @@ TARGETS = {
 }
 # Targets that are ceilings: the figure meets its target at or below it.
 LOWER_IS_BETTER = frozenset(
-    {"keystroke_p95_over_decode_step", "typed_ahead_hit_ms_p50", "fim_p95_with_chat_over_without"}
+    {
+        "keystroke_p95_over_decode_step",
+        "keystroke_p95_over_decode_step_no_suffix",
+        "typed_ahead_hit_ms_p50",
+        "fim_p95_with_chat_over_without",
+    }
 )
 GREEDY = {"temperature": 0.0}
 

@@ -14,6 +14,12 @@ to fill its cache without timing it. Then each step is one editor event:
 - ``switch``: the user goes to another file (``Step.file``), or back, where the cursor was left;
 - ``paste``: a block of whole lines inserted at once.
 
+The ``end`` trace types a line at the end of a file (new code at the bottom, or in a new file):
+the suffix is empty, so nothing after the cursor is evaluated again and exact reuse covers the
+whole prompt before the typed text. In PSM order (prefix, suffix, middle: Qwen2.5-Coder's only
+trained order) that is the one place where a keystroke can cost about one decode step; elsewhere
+every keystroke evaluates the suffix again.
+
 The documents are windows of real modules from the running Python's standard library (so every
 machine has them): from the start of the module's longest top-level class, as many whole lines as
 fit in 10,400 characters (about 2,000 tokens of Qwen2.5-Coder; 3,100 characters, about 600
@@ -22,7 +28,8 @@ back: the text after the cursor is the rest of the file, as an editor sends it.
 The same ``seed`` and Python version give the same traces.
 
 Each trace is named after what it exercises; ``EXACT_REUSE`` names the traces whose every step only
-edits at the cursor, where reusing the cached prompt up to the cursor applies.
+edits at the cursor, where reusing the cached prompt up to the cursor applies; ``NO_SUFFIX`` the
+ones with nothing after the cursor.
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ from cgstudio.bench.workloads import stdlib_source
 
 KINDS = ("open", "type", "backspace", "enter", "accept", "jump", "switch", "paste")
 EXACT_REUSE = ("type", "backspace", "enter", "accept")  # traces: edits at the cursor only
-TRACE_NAMES = ("type", "backspace", "enter", "accept", "jump", "switch", "paste")
+NO_SUFFIX = ("end",)  # traces: typing at the end of the file, nothing after the cursor
+TRACE_NAMES = ("type", "backspace", "enter", "accept", "jump", "switch", "paste", "end")
 FILES = ("argparse", "shlex")  # the main file, and the one the switch trace goes to
 JUMP_LINES = 40
 
@@ -89,6 +97,7 @@ def typing_traces(seed: int = 0, quick: bool = False) -> list[Trace]:
         _jump(main, rng, sizes),
         _switch(main, other, rng, sizes),
         _paste(main, rng, sizes),
+        _end(main, rng, sizes),
     ]
 
 
@@ -309,3 +318,16 @@ def _paste(w: _Window, rng: random.Random, s: _Sizes) -> Trace:
     doc.insert("".join(lines[i + a : i + a + b]))
     steps.append(doc.step("paste"))
     return Trace("paste", w.file, steps)
+
+
+def _end(w: _Window, rng: random.Random, s: _Sizes) -> Trace:
+    """A line typed at the end of the file: the document stops at the cursor (no suffix)."""
+    near_end = [i for i in w.code if w.offset(i) >= 0.85 * w.offset(len(w.lines))]
+    i = _pick(rng, [i for i in near_end if len(_split(w.lines[i])[1]) >= s.typed], "end")
+    indent, code = _split(w.lines[i])
+    doc = _Doc(w.file, "".join(w.lines[:i]) + indent, w.offset(i) + len(indent))
+    steps = [doc.step("open")]
+    for ch in code[: s.typed]:
+        doc.insert(ch)
+        steps.append(doc.step("type"))
+    return Trace("end", w.file, steps)

@@ -62,7 +62,7 @@ EDITOR_GUARDS = {
     "fim_line_end": True,
     "fim_bracket_overlap": True,
     "fim_token_healing": True,
-    "fim_suffix_tokens": 256,
+    "fim_suffix_tokens": 128,
 }
 GUARD_SETS = {"paper": EVAL_GUARDS, "suffix": SUFFIX_GUARDS, "editor": EDITOR_GUARDS}
 PASS_AT_K = (1, 10, 100)

@@ -3,7 +3,7 @@
 A completion passes when the package's tests pass with the masked line replaced by the
 completion's first line (leading whitespace dropped: the cursor sits after the indentation, and
 exact match ignores it too). The tests are untrusted code like the completion, so every run goes
-through the eval sandbox (``sandbox.run_program``): the program writes the package's text files
+through the eval sandbox (``sandbox.run_program``): the program writes the package's files
 into the sandbox's private working folder and runs pytest there, in-process, with plugin
 autoloading off (the venv's plugins are not the package's) and the package's ``addopts`` cleared
 (they name plugins such as coverage that may not be installed).
@@ -25,6 +25,7 @@ Outcomes are cached per (package, file, text), so identical completions run once
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -37,7 +38,6 @@ from cgstudio.evaluation.repo_scoring import first_line
 from cgstudio.evaluation.repo_tasks import RepoTask
 from cgstudio.evaluation.sandbox import Limits, Outcome, run_program
 
-TEXT_SUFFIXES = frozenset({".py", ".pyi", ".toml", ".cfg", ".ini", ".txt", ".json", ".yaml", ".yml"})
 SKIP_PARTS = frozenset({".git", "__pycache__", ".tox", ".venv", "build", "dist", "docs", "node_modules"})
 MAX_FILE_BYTES = 256 * 1024
 MAX_TREE_BYTES = 8 << 20
@@ -47,17 +47,18 @@ MUTANT_NAME = "_cgstudio_no_such_name_"
 _TEST_FILE = re.compile(r"(test_.*|.*_test)\.py")
 
 _PROGRAM = """\
-import json, os, sys
+import base64, json, os, sys
 files = json.loads({files!r})
 root = os.path.abspath("pkg")
-for rel, text in files.items():
+for rel, data in files.items():
     path = os.path.join(root, rel)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    with open(path, "wb") as fh:
+        fh.write(base64.b64decode(data))
 os.chdir(root)
 sys.path[:0] = [root, os.path.join(root, "src")]
 os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+sys.stdout = sys.stderr  # the sandbox keeps stderr's tail: pytest's report says why a run failed
 import pytest
 code = pytest.main({args!r} + {tests!r})
 if code != 0:
@@ -66,13 +67,14 @@ if code != 0:
 _PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", "."]
 
 
-def tree_files(root: Path) -> dict[str, str]:
-    """The package's text files that tests may need, as {relative POSIX path: text}."""
-    files: dict[str, str] = {}
+def tree_files(root: Path) -> dict[str, bytes]:
+    """The package's files (regular files, not links; no docs, caches or build output), as
+    {relative POSIX path: bytes}: data files such as compiled locales are needed by tests too."""
+    files: dict[str, bytes] = {}
     total = 0
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
-        if not path.is_file() or path.is_symlink() or path.suffix not in TEXT_SUFFIXES:
+        if path.is_symlink() or not path.is_file():
             continue
         if any(part in SKIP_PARTS or part.endswith(".egg-info") for part in rel.parts):
             continue
@@ -80,8 +82,8 @@ def tree_files(root: Path) -> dict[str, str]:
         if size > MAX_FILE_BYTES or total + size > MAX_TREE_BYTES:
             continue
         try:
-            files[rel.as_posix()] = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
+            files[rel.as_posix()] = path.read_bytes()
+        except OSError:
             continue
         total += size
     return files
@@ -95,13 +97,22 @@ def is_test_file(path: str) -> bool:
     return name == "conftest.py" or _TEST_FILE.fullmatch(name) is not None
 
 
-def test_files(files: dict[str, str]) -> list[str]:
-    return [p for p in files if is_test_file(p) and p.rsplit("/", 1)[-1] != "conftest.py"]
+def test_files(files: dict[str, bytes]) -> list[str]:
+    """The test modules pytest would collect (``test_*.py``, ``*_test.py``)."""
+    return [p for p in files if _TEST_FILE.fullmatch(p.rsplit("/", 1)[-1])]
 
 
-def program(files: dict[str, str], tests: Sequence[str]) -> str:
+def _why(outcome: Outcome) -> str:
+    """A failed baseline run in a line: pytest's last error line (``E   ...``), else its last line."""
+    lines = [x.strip() for x in outcome.stderr_tail.splitlines() if x.strip()]
+    errors = [x[1:].strip() for x in lines if x.startswith("E ")]
+    return f"{outcome.status}: {(errors or lines or [''])[-1]}"[:200]
+
+
+def program(files: dict[str, bytes], tests: Sequence[str]) -> str:
     """The sandbox program that writes ``files`` and runs pytest on ``tests``."""
-    return _PROGRAM.format(files=json.dumps(files), args=_PYTEST_ARGS, tests=list(tests))
+    encoded = {rel: base64.b64encode(data).decode("ascii") for rel, data in files.items()}
+    return _PROGRAM.format(files=json.dumps(encoded), args=_PYTEST_ARGS, tests=list(tests))
 
 
 def completed_text(task: RepoTask, completion: str) -> str:
@@ -130,7 +141,7 @@ class PackageTests:
     name: str
     root: Path
     runner: Runner = _sandboxed
-    files: dict[str, str] = field(init=False)
+    files: dict[str, bytes] = field(init=False)
     runnable: list[str] | None = field(init=False, default=None)
     skipped: dict[str, str] = field(init=False, default_factory=dict)  # test file -> why
     _cache: dict[str, bool] = field(init=False, default_factory=dict)
@@ -147,8 +158,7 @@ class PackageTests:
                 if outcome.passed:
                     self.runnable.append(test)
                 else:
-                    tail = outcome.stderr_tail.strip().splitlines()
-                    self.skipped[test] = f"{outcome.status}: {tail[-1] if tail else ''}"[:200]
+                    self.skipped[test] = _why(outcome)
         return self.runnable
 
     def passes(self, path: str, text: str) -> bool | None:
@@ -158,7 +168,7 @@ class PackageTests:
             return None
         key = hashlib.sha256(f"{path}\0{text}".encode()).hexdigest()
         if key not in self._cache:
-            outcome = self.runner(program({**self.files, path: text}, tests), TEST_LIMITS)
+            outcome = self.runner(program({**self.files, path: text.encode("utf-8")}, tests), TEST_LIMITS)
             self._cache[key] = outcome.passed
         return self._cache[key]
 

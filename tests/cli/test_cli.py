@@ -41,8 +41,11 @@ def test_dry_run_acceptance(codegemma_paths: dict[str, Path], typing: str) -> No
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     toks = doc["prompt_tokens"]
-    assert toks[:2] == [2, 67] and toks[-1] == 68 and toks.count(69) == 1
-    assert not SPECIAL_IDS.intersection(toks[2:-1]) - {69}
+    # The cursor line's start ("    return", token healing took the " ") follows the middle token.
+    middle = toks.index(68)
+    assert toks[:2] == [2, 67] and toks.count(68) == 1 and toks.count(69) == 1
+    assert doc["prompt_text"].endswith("<|fim_middle|>    return")
+    assert not SPECIAL_IDS.intersection(toks[2:middle] + toks[middle + 1 :]) - {69}
     assert doc["mode"] == "fim"
     assert doc["prompt_text"].startswith("<bos><|fim_prefix|>def f():\n    # <|fim_suffix|> <start_of_turn>")
     assert set(doc["stop"]["token_ids"]) == {1, 67, 68, 69, 70, 107}
@@ -178,8 +181,8 @@ def test_cursor_marker_and_context_files(codegemma_paths: dict[str, Path], tmp_p
     text = json.loads(r.stdout)["prompt_text"]
     assert text == (
         f"<bos>{ctx}\nX = 1\n<|file_separator|>{src}\n<|fim_prefix|>import util\n\ndef f():\n"
-        "    return<|fim_suffix|>\n<|fim_middle|>"
-    )  # token healing took the trailing " " off: the completion's first token starts with it
+        "<|fim_suffix|>\n<|fim_middle|>    return"
+    )  # the cursor line after the middle token; token healing took its trailing " " off
 
 
 def test_help_is_fast_and_lists_commands() -> None:

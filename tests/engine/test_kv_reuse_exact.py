@@ -116,3 +116,23 @@ def test_opt_in_shifted_reuse_evaluates_only_the_typed_tokens(model: Path) -> No
         finally:
             engine.close()
     assert evaluated[True] * 5 < evaluated[False]
+
+
+def test_a_keystroke_after_an_early_stop_takes_that_slot_not_a_cold_one(model: Path) -> None:
+    """An editor stops reading an answer early (an ending rule fired) and sends the next keystroke
+    at once: the scheduler must end the old sequence before choosing a slot, or the keystroke
+    finds the slot busy and evaluates its whole prompt in the other, empty one."""
+    engine = _engine(model, n_parallel=2)
+    try:
+        trace = _trace(engine)
+        _answer(engine, trace[0], cache=False)
+        for prompt in trace[1:6]:
+            stream = engine.stream(
+                DecodeRequest(tokens=prompt, max_tokens=200, sampler=SamplerConfig(temperature=0.0))
+            )
+            next(stream)  # the first token, then the client stops reading: the sequence is live
+            stream.close()
+            _, stats = _answer(engine, prompt)  # the same prompt again: all of it is cached there
+            assert stats.n_prompt_evaluated <= 1 < len(prompt), stats
+    finally:
+        engine.close()

@@ -84,23 +84,26 @@ def test_batched_streams_equal_serial_decoding(qwen4: CodeModel, qwen_path: Path
 
 
 def test_fim_keystroke_reuses_the_exact_prefix_and_evaluates_the_suffix_again(qwen4: CodeModel) -> None:
+    """The PSM layout (``fim_cursor_line_in_middle`` off): a keystroke keeps the prefix up to the
+    cursor and evaluates the suffix window again."""
     body = "".join(f"def helper_{i}(x):\n    return x * {i} + {i * 7}\n\n" for i in range(40))
     suffix = "\n\n" + "".join(f"assert helper_{i}(1) == {i + i * 7}\n" for i in range(30))
     prefix = body + "def main():\n    total = helper_3(2) + helper_"
     params = {"temperature": 0, "max_tokens": 8}
+    psm = {"fim_cursor_line_in_middle": False}
     # Editor paths send a window of the suffix (fim_suffix_tokens), which this suffix exceeds.
     window = qwen4.settings.guards.fim_suffix_tokens
     n_suffix = min(len(qwen4.vocab.plain(suffix)), window)
     assert 0 < window < len(qwen4.vocab.plain(suffix))
-    first = qwen4.complete(prefix, suffix, sampling=params)
+    first = qwen4.complete(prefix, suffix, sampling=params, guards=psm)
     assert first.timings.prompt_tokens_evaluated > 500
-    typed = qwen4.complete(prefix + "1", suffix, sampling=params)  # one keystroke at the cursor
+    typed = qwen4.complete(prefix + "1", suffix, sampling=params, guards=psm)  # one keystroke
     # The prefix up to the cursor comes from the cache; the suffix, whose cached cells were
     # computed under the old prefix, is evaluated again (shifted reuse is opt-in: kv_shift_reuse).
     assert typed.timings.prompt_tokens_reused >= first.timings.prompt_tokens_evaluated - n_suffix - 8
     assert n_suffix <= typed.timings.prompt_tokens_evaluated <= n_suffix + 8
     evaluated_before = qwen4.engine.counters.evaluated_tokens
-    again = qwen4.complete(prefix + "12", suffix, sampling=params)
+    again = qwen4.complete(prefix + "12", suffix, sampling=params, guards=psm)
     # Only the prompt tokens after the common prefix and the generated ones went through the model.
     extra = again.usage.completion_tokens + again.timings.draft_tokens  # generation rows, drafts included
     assert again.timings.prompt_tokens_evaluated <= n_suffix + 8
@@ -108,6 +111,12 @@ def test_fim_keystroke_reuses_the_exact_prefix_and_evaluates_the_suffix_again(qw
         qwen4.engine.counters.evaluated_tokens - evaluated_before
         <= again.timings.prompt_tokens_evaluated + extra
     )
+    # The default layout puts the cursor line after the middle token: typing on it only appends,
+    # so a keystroke evaluates the new characters and not the suffix.
+    qwen4.complete(prefix, suffix, sampling=params)
+    for typed_text in ("1", "12", "12)"):
+        r = qwen4.complete(prefix + typed_text, suffix, sampling=params)
+        assert 1 <= r.timings.prompt_tokens_evaluated <= 4, typed_text
 
 
 def test_cancellation_frees_the_slot(qwen_path: Path) -> None:

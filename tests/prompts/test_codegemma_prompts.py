@@ -64,10 +64,17 @@ def test_fim_psm_layout_is_token_exact(model: CodeModel) -> None:
 
 def test_fim_adds_and_strips_no_whitespace(model: CodeModel) -> None:
     prefix, suffix = "  a = 1 \n\t", " \n\n  "
-    prompt, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
+    psm = {"fim_cursor_line_in_middle": False}
+    prompt, _ = model.prompt(GenerationRequest("fim", prefix, suffix, guards=psm))
     i, j = prompt.tokens.index(FIM_PRE), prompt.tokens.index(FIM_SUF)
     assert model.vocab.render(prompt.tokens[i + 1 : j]) == prefix
     assert model.vocab.render(prompt.tokens[j + 1 : -1]) == suffix
+    # The editor layout: the cursor line's start ("\t") after the middle token, nothing lost.
+    editor, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
+    i, j, k = (editor.tokens.index(t) for t in (FIM_PRE, FIM_SUF, FIM_MID))
+    assert model.vocab.render(editor.tokens[i + 1 : j]) == "  a = 1 \n"
+    assert model.vocab.render(editor.tokens[j + 1 : k]) == suffix
+    assert model.vocab.render(editor.tokens[k + 1 :]) == "\t"
 
 
 def test_fim_with_path_and_context_files(model: CodeModel) -> None:
@@ -224,12 +231,16 @@ def test_editor_paths_send_a_bounded_suffix_window(model: CodeModel) -> None:
     prefix, suffix = "def f(a):\n    ", _long_suffix(model, 600)
     assert window == 128 and len(v.plain(suffix)) > 600
     fim, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
-    assert fim.tokens == [BOS, FIM_PRE, *v.plain(prefix), FIM_SUF, *v.plain(suffix)[:window], FIM_MID]
+    head, line = "def f(a):\n", "    "  # the cursor line goes after the middle token
+    want = [BOS, FIM_PRE, *v.plain(head), FIM_SUF, *v.plain(suffix)[:window], FIM_MID, *v.plain(line)]
+    assert fim.tokens == want
     assert fim.suffix == suffix  # the endings still see all the text after the cursor
-    # A keystroke changes the prefix only: the window, and so the cached suffix, stays the same.
+    # A keystroke on the line changes what follows the middle token only: the prefix, the suffix
+    # window and so their cache stay the same.
     typed, _ = model.prompt(GenerationRequest("fim", prefix + "re", suffix))
-    suffix_of = lambda p: p.tokens[p.tokens.index(FIM_SUF) :]  # noqa: E731
-    assert suffix_of(typed) == suffix_of(fim)
+    upto_middle = lambda p: p.tokens[: p.tokens.index(FIM_MID) + 1]  # noqa: E731
+    assert upto_middle(typed) == upto_middle(fim) and len(typed.tokens) > len(upto_middle(fim))
+    suffix_of = lambda p: p.tokens[p.tokens.index(FIM_SUF) : p.tokens.index(FIM_MID) + 1]  # noqa: E731
     infill, _ = model.prompt(GenerationRequest("infill", prefix, suffix, middle="x = "))
     assert infill.tokens.count(FIM_SUF) == 1
     assert suffix_of(infill)[1 : window + 1] == v.plain(suffix)[:window]
@@ -238,3 +249,44 @@ def test_editor_paths_send_a_bounded_suffix_window(model: CodeModel) -> None:
     for guards in ({"fim_suffix_tokens": 0}, EVAL_GUARDS):
         whole, _ = model.prompt(GenerationRequest("fim", prefix, suffix, guards=dict(guards)))
         assert suffix_of(whole) == [FIM_SUF, *v.plain(suffix), FIM_MID]
+
+
+def test_typing_a_line_only_changes_what_follows_the_middle_token(model: CodeModel) -> None:
+    """fim_cursor_line_in_middle: the cursor line's start goes after the middle token (llama.vim's
+    /infill layout), so each keystroke keeps the prefix, the suffix and their cache; in the PSM
+    layout every keystroke changes the tokens before the suffix."""
+    head, line, suffix = "def f(a):\n", "    return a + 1", "\n\nprint(f(1))\n"
+    kept, psm_kept = [], []
+    psm = {"fim_cursor_line_in_middle": False}
+    before = after = None
+    for n in range(1, len(line) + 1):
+        p, _ = model.prompt(GenerationRequest("fim", head + line[:n], suffix))
+        q, _ = model.prompt(GenerationRequest("fim", head + line[:n], suffix, guards=psm))
+        cut, psm_cut = p.tokens.index(FIM_MID) + 1, q.tokens.index(FIM_SUF)
+        kept.append(before is None or p.tokens[:cut] == before)
+        psm_kept.append(after is None or q.tokens[: psm_cut + 1] == after)
+        before, after = p.tokens[:cut], q.tokens[: psm_cut + 1]
+        # The line after the marker, whole but for the token healing takes off (the reply's start).
+        assert model.vocab.render(p.tokens[cut:]) + p.heal == line[:n]
+    assert all(kept)
+    # The PSM layout: a keystroke that crosses a token boundary moves the suffix (healing keeps the
+    # prompt the same only while the typed text stays inside the token it took off).
+    assert psm_kept.count(False) >= 3
+
+
+def test_the_cursor_line_stays_in_the_prefix_where_the_layout_does_not_apply(model: CodeModel) -> None:
+    from cgstudio.evaluation.protocol import EVAL_GUARDS
+    from cgstudio.session.editor import MAX_CURSOR_LINE, cursor_line
+
+    assert cursor_line("a = 1\n    b") == ("a = 1\n", "    b")
+    assert cursor_line("first line") is None and cursor_line("a = 1\n") is None
+    assert cursor_line("a\n" + "x" * (MAX_CURSOR_LINE + 1)) is None
+    suffix = "\nprint(1)\n"
+    for prefix, guards in (
+        ("def f():\n    ret", dict(EVAL_GUARDS)),  # the paper protocol: PSM as trained
+        ("def f():\n    ret", {"fim_cursor_line_in_middle": False}),
+        ("x = 1\n" * 400 + "    ret", {}),  # over the context: trimmed, PSM
+        ("    ret", {}),  # the first line
+    ):
+        p, _ = model.prompt(GenerationRequest("fim", prefix, suffix, guards=guards))
+        assert p.tokens[-1] == FIM_MID, prefix[-20:]

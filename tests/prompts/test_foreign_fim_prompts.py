@@ -33,6 +33,9 @@ def model(codegemma_paths: dict[str, Path]) -> Iterator[CodeModel]:
     # Token-exact prompts as sent: token healing (on by default on FIM paths, tests/generation/
     # test_endings.py) would take the prefix's trailing " " off both sides of each comparison.
     m.settings.guards.fim_token_healing = False
+    # And the PSM layout as the templates write it: the editor layout would move P's last line
+    # after the middle token on both sides (test_codegemma_prompts.py checks that layout).
+    m.settings.guards.fim_cursor_line_in_middle = False
     yield m
     m.close()
 

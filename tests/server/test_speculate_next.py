@@ -32,6 +32,10 @@ SUFFIX = "\n    return total / len(values)\n"
 # Under this stop string the synthetic model's greedy answer to PREFIX ends on it ("stop"), and
 # so does its answer to PREFIX + that answer: both can be kept (checked in _accept_pair).
 SAME = {"stop": ["int"]}
+# The stop strings above were found for the PSM layout (the cursor line before the suffix); the
+# editor layout (fim_cursor_line_in_middle) gives this random-weight model other answers. What is
+# tested here, the speculation, does not depend on the layout.
+PSM = {"fim_cursor_line_in_middle": False}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +48,7 @@ def live(live_server: LiveFactory, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def _complete(live: Live, prompt: str, client: str, **extra: Any) -> dict[str, Any]:
     body = {"model": "cg", "prompt": prompt, "suffix": SUFFIX, "max_tokens": 16, "temperature": 0, **extra}
+    body.setdefault("guards", PSM)
     r = httpx.post(live.url + "/v1/completions", json=body, headers={"X-Client-Id": client}, timeout=120)
     assert r.status_code == 200, r.text
     return r.json()

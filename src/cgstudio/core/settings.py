@@ -220,6 +220,12 @@ class GuardSettings(_Strict):
         description="Editor paths: back the prompt up to the last token boundary and make the first "
         "token start with the text removed (no doubled space after 'return ').",
     )
+    fim_cursor_line_in_middle: bool = Field(
+        True,
+        description="Editor paths: the cursor line's text before the cursor goes after the FIM middle "
+        "token (llama.vim's /infill layout), so typing on a line only appends to the prompt and the "
+        "cached suffix stays valid: a keystroke evaluates the new characters, not the suffix again.",
+    )
     fim_suffix_tokens: int = Field(
         128,
         ge=0,

@@ -48,6 +48,7 @@ EVAL_GUARDS = {
     "fim_line_end": False,
     "fim_bracket_overlap": False,
     "fim_token_healing": False,
+    "fim_cursor_line_in_middle": False,
     "fim_suffix_tokens": 0,
     "repetition": True,
     "strict": False,
@@ -62,6 +63,7 @@ EDITOR_GUARDS = {
     "fim_line_end": True,
     "fim_bracket_overlap": True,
     "fim_token_healing": True,
+    "fim_cursor_line_in_middle": True,
     "fim_suffix_tokens": 128,
 }
 GUARD_SETS = {"paper": EVAL_GUARDS, "suffix": SUFFIX_GUARDS, "editor": EDITOR_GUARDS}

@@ -1,6 +1,11 @@
 """The editor paths' prompt: FIM at a cursor (fim and infill requests), with token healing.
 
-``with_middle`` puts /infill's cursor line after the FIM middle token.
+``editor_prompt`` builds it: plain FIM, or /infill's layout, where the cursor line's text before the
+cursor goes after the FIM middle token (``with_middle``). A fim request gets that layout too when
+``fim_cursor_line_in_middle`` is on (``cursor_line``), as llama.vim sends it: the prompt is then
+prefix up to the cursor line, suffix, middle marker, cursor line, so typing on a line only appends
+to it and the cached suffix stays valid (in PSM order anything typed before the suffix makes its
+cache stale).
 ``healed`` takes the last token before the cursor off the request (``prompts.healing``);
 ``mark_editor`` tells the pipeline that the editor endings apply (``Prompt.editor``) and what the
 reply must start with (``Prompt.heal``).
@@ -8,12 +13,70 @@ reply must start with (``Prompt.heal``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
+from cgstudio.core.errors import InvalidInputError
 from cgstudio.core.prompt import Prompt
+from cgstudio.core.settings import GuardSettings
 from cgstudio.generation.request import GenerationRequest
 from cgstudio.prompts.healing import split_last_token
 from cgstudio.prompts.vocab import Vocab
+from cgstudio.session.inputs import check_text
+
+FimBuilder = Callable[..., tuple[Prompt, str | None]]  # CodeModel._fim_prompt
+MAX_CURSOR_LINE = 512  # characters; a longer cursor line (minified code) stays in the prefix
+
+
+def editor_prompt(
+    build: FimBuilder,
+    vocab: Vocab,
+    n_ctx: int,
+    req: GenerationRequest,
+    max_tokens: int,
+    guards: GuardSettings,
+    line_in_middle: bool,
+) -> tuple[Prompt, str | None]:
+    """The prompt of a fim, infill or plain request (plain: no suffix, no window). Editor paths
+    (fim, infill) send a bounded window of the suffix (``fim_suffix_tokens``)."""
+    window = guards.fim_suffix_tokens if req.mode in ("fim", "infill") else 0
+    if req.mode == "infill":
+        return infill_prompt(build, vocab, n_ctx, req, max_tokens, window)
+    if req.mode == "fim" and line_in_middle and (split := cursor_line(req.prompt)):
+        moved = replace(req, mode="infill", prompt=split[0], middle=split[1])
+        prompt, problem = infill_prompt(build, vocab, n_ctx, moved, max_tokens, window)
+        if len(prompt.tokens) < n_ctx - 1 and not any(w.code == "prompt_truncated" for w in prompt.warnings):
+            return prompt, problem
+        # The file does not fit: its kept window moves with every keystroke anyway.
+    suffix = req.suffix if req.mode == "fim" else ""
+    return build(req.prompt, suffix, req.files, path=req.path, max_tokens=max_tokens, suffix_tokens=window)
+
+
+def cursor_line(prefix: str) -> tuple[str, str] | None:
+    """``(prefix up to the cursor line, the cursor line's text before the cursor)``; None when the
+    cursor is at a line start, on the first line, or on a line over ``MAX_CURSOR_LINE``."""
+    head, sep, line = prefix.rpartition("\n")
+    if not sep or not line or len(line) > MAX_CURSOR_LINE:
+        return None
+    return head + sep, line
+
+
+def infill_prompt(
+    build: FimBuilder, vocab: Vocab, n_ctx: int, req: GenerationRequest, max_tokens: int, window: int
+) -> tuple[Prompt, str | None]:
+    """llama.cpp's /infill: the FIM prompt, then ``req.middle`` (the cursor line) after the middle
+    token, so the model continues the cursor line."""
+    prefix, middle = req.prompt, check_text("prompt", req.middle)
+    if not prefix and not req.suffix and not req.files and middle:
+        prefix, middle = middle, ""  # only the cursor line: it is the whole prefix
+    if not prefix and not req.suffix and not req.files:
+        raise InvalidInputError("input_prefix, input_suffix, prompt and input_extra are all empty")
+    prompt, problem = build(
+        prefix, req.suffix, req.files, path=req.path, max_tokens=max_tokens, suffix_tokens=window
+    )
+    if middle:
+        with_middle(prompt, vocab, prefix, middle, n_ctx)
+    return prompt, problem
 
 
 def healed(req: GenerationRequest, vocab: Vocab, enabled: bool) -> tuple[GenerationRequest, str]:

@@ -40,7 +40,7 @@ from cgstudio.prompts.registry import FamilyFormat, get_format
 from cgstudio.prompts.tools import plan_tools
 from cgstudio.prompts.vocab import Vocab
 from cgstudio.repo import RepoContext
-from cgstudio.session.editor import healed, mark_editor, with_middle
+from cgstudio.session.editor import editor_prompt, healed, mark_editor
 from cgstudio.session.inputs import check_text, to_message  # check_text: also by the faces
 
 ESTIMATE_WARNING = GuardWarning(
@@ -255,23 +255,6 @@ class CodeModel:
         prompt.mode = "generate"
         return self._mark(prompt), None
 
-    def _infill_prompt(
-        self, req: GenerationRequest, max_tokens: int, suffix_tokens: int
-    ) -> tuple[Prompt, str | None]:
-        """llama.cpp's /infill: the FIM prompt, then ``req.middle`` (the cursor line) after the middle
-        token, so the model continues the cursor line."""
-        prefix, middle = req.prompt, check_text("prompt", req.middle)
-        if not prefix and not req.suffix and not req.files and middle:
-            prefix, middle = middle, ""  # only the cursor line: it is the whole prefix
-        if not prefix and not req.suffix and not req.files:
-            raise InvalidInputError("input_prefix, input_suffix, prompt and input_extra are all empty")
-        prompt, problem = self._fim_prompt(
-            prefix, req.suffix, req.files, path=req.path, max_tokens=max_tokens, suffix_tokens=suffix_tokens
-        )
-        if middle:
-            with_middle(prompt, self.vocab, prefix, middle, self.engine.n_ctx)
-        return prompt, problem
-
     def _translated_prompt(self, req: GenerationRequest, template: ForeignFim) -> tuple[Prompt, str | None]:
         """A raw or plain prompt that holds a client-rendered FIM template: the FIM request it
         states (``GenerationRequest.as_fim``) in this model's own format, token for token what
@@ -315,15 +298,10 @@ class CodeModel:
             req, notes = self.repo.extend(req, self.engine.n_ctx)
         guards = self.guards(req.guards)
         req, heal = healed(req, self.vocab, self.fim_capable and guards.fim_token_healing)
-        # Editor paths (fim, infill) send a bounded window of the suffix (fim_suffix_tokens).
-        window = guards.fim_suffix_tokens if req.mode in ("fim", "infill") else 0
-        if req.mode == "infill":
-            prompt, problem = self._infill_prompt(req, max_tokens, window)
-        else:
-            suffix = req.suffix if req.mode == "fim" else ""
-            prompt, problem = self._fim_prompt(
-                req.prompt, suffix, req.files, path=req.path, max_tokens=max_tokens, suffix_tokens=window
-            )
+        line_in_middle = self.fim_capable and guards.fim_cursor_line_in_middle
+        prompt, problem = editor_prompt(
+            self._fim_prompt, self.vocab, self.engine.n_ctx, req, max_tokens, guards, line_in_middle
+        )
         prompt.warnings.extend(notes)
         mark_editor(prompt, req, heal)  # editor paths: endings and token healing (session/editor.py)
         return prompt, problem

@@ -195,6 +195,7 @@ class Scheduler:
         """Move queued requests into free slots (FIFO), choosing the slot with the longest cached match.
 
         A request with followers (choices) waits until it and each follower have a slot."""
+        self._drop_ended()
         while self._pending:
             free = [s for s in self._slots if not s.busy]
             seq = self._pending[0]
@@ -257,14 +258,19 @@ class Scheduler:
             and now - seq.t_prefill > limit
         )
 
-    def _step(self) -> None:
-        # Drop sequences whose consumer left or that were cancelled: within one decode step.
+    def _drop_ended(self) -> None:
+        """End the sequences whose consumer left, that were cancelled or are over their prompt
+        time: before each step, and before admitting (a keystroke that comes as the last one's
+        answer stops early finds that slot free, not busy, and does not start cold elsewhere)."""
         now = time.perf_counter()
         for seq in list(self._active):
             if seq.closed.is_set() or self._cancelled(seq):
                 self._finish(seq, "cancelled")
             elif self._over_prompt_budget(seq, now):
                 self._finish(seq, "time_limit")
+
+    def _step(self) -> None:
+        self._drop_ended()
         if not self._active:
             return
         b = self._batch

@@ -39,6 +39,9 @@ class GuardOverrides(BaseModel):
         None, description="Editor endings: never re-type a closing bracket or quote the suffix has."
     )
     fim_token_healing: bool | None = Field(None, description="Editor endings: token healing at the cursor.")
+    fim_cursor_line_in_middle: bool | None = Field(
+        None, description="Editor paths: the cursor line's start goes after the FIM middle token."
+    )
     fim_suffix_tokens: int | None = Field(
         None, ge=0, le=1_048_576, description="Editor paths: at most this many suffix tokens (0: all)."
     )

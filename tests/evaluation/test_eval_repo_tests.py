@@ -107,3 +107,31 @@ def test_score_records_fills_the_records_and_the_report_counts_them(tmp_path: Pa
     by = summarise(records, ["none", "all"])
     assert (by["none"]["tests_passed"], by["none"]["tests_covered"], by["all"]["pass_at_1"]) == (1, 1, 0.0)
     assert "100.0 (1/1)" in table(by)
+
+
+def test_implementation_only_leaves_test_code_out(tmp_path: Path) -> None:
+    from cgstudio.evaluation.repo_tasks import select_tasks
+
+    root = _package(tmp_path)
+    (root / "pkg" / "limits.py").write_text("UPPER_LIMIT = 3\n")
+    use = "import pkg.limits as lim\n\n\ndef bound(x):\n    return min(x, lim.UPPER_LIMIT)\n"
+    (root / "pkg" / "bound.py").write_text(use)
+    (root / "tests" / "test_more.py").write_text("import pkg.limits as lim\n\n\nx = lim.UPPER_LIMIT + 1\n")
+    every = select_tasks([("pkg", root)], 0, None)
+    impl = select_tasks([("pkg", root)], 0, None, implementation_only=True)
+    assert any(repo_tests.is_test_file(t.path) for t in every)
+    assert impl and not any(repo_tests.is_test_file(t.path) for t in impl)
+    assert set(impl) < set(every)
+
+
+def test_the_tested_corpus_set_is_pinned_and_selectable() -> None:
+    from cgstudio.core.errors import UsageError
+    from cgstudio.evaluation import repo_corpus
+
+    assert repo_corpus.select((), "tested") == repo_corpus.TESTED
+    assert repo_corpus.select((), "crossfile") == repo_corpus.CORPUS
+    assert [s.name for s in repo_corpus.select(("parso", "tinydb"))] == ["parso", "tinydb"]
+    for s in repo_corpus.TESTED:
+        assert len(s.sha256) == 64 and s.url.endswith(".tar.gz") and s.uploaded >= "2025"
+    with pytest.raises(UsageError, match="sqlparse"):
+        repo_corpus.select(("nope",))

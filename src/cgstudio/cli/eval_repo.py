@@ -43,7 +43,9 @@ def _conditions(values: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def _packages(local: tuple[Path, ...], names: tuple[str, ...], cache: Path | None) -> list[dict[str, Any]]:
+def _packages(
+    local: tuple[Path, ...], names: tuple[str, ...], cache: Path | None, corpus_set: str = "crossfile"
+) -> list[dict[str, Any]]:
     if local:
         if names:
             raise UsageError("choose --package DIR or --corpus NAME, not both")
@@ -55,7 +57,7 @@ def _packages(local: tuple[Path, ...], names: tuple[str, ...], cache: Path | Non
         return out
     return [
         {"name": s.name, "version": s.version, "sha256": s.sha256, "root": repo_corpus.fetch(s, cache)}
-        for s in repo_corpus.select(names)
+        for s in repo_corpus.select(names, corpus_set)
     ]
 
 
@@ -77,6 +79,19 @@ def _packages(local: tuple[Path, ...], names: tuple[str, ...], cache: Path | Non
     help="A local Python source tree to build tasks from instead of the pinned corpus (repeatable).",
 )
 @click.option("--corpus", "names", multiple=True, help="Only these corpus packages (repeatable).")
+@click.option(
+    "--corpus-set",
+    type=click.Choice(sorted(repo_corpus.CORPUS_SETS)),
+    default="crossfile",
+    show_default=True,
+    help="crossfile: the six packages of the context benchmark; tested: three whose own tests run "
+    "offline, for pass@1.",
+)
+@click.option(
+    "--implementation-only",
+    is_flag=True,
+    help="Only tasks in implementation files (not in test code): the ones tests can judge.",
+)
 @click.option(
     "--corpus-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -128,6 +143,8 @@ def repo_command(
     limit: int | None,
     local: tuple[Path, ...],
     names: tuple[str, ...],
+    corpus_set: str,
+    implementation_only: bool,
     corpus_dir: Path | None,
     max_tokens: int,
     window: tuple[int, int],
@@ -148,8 +165,8 @@ def repo_command(
     if results_file is not None:
         finished, run_conditions = repo_report.load(results_file)
         if run_tests:
-            roots = [(p["name"], p["root"]) for p in _packages(local, names, corpus_dir)]
-            suites = _score_tests(finished, select_tasks(roots, seed, None), roots)
+            roots = [(p["name"], p["root"]) for p in _packages(local, names, corpus_dir, corpus_set)]
+            suites = _score_tests(finished, select_tasks(roots, seed, None, implementation_only), roots)
             if out_dir is not None:
                 _rescored(out_dir, finished, repo_tests.describe(suites))
         by = repo_report.summarise(finished, run_conditions)
@@ -160,10 +177,10 @@ def repo_command(
     conditions = _conditions(contexts)
     if (limit is not None and limit < 1) or not 1 <= max_tokens <= 512:
         raise UsageError("--limit must be at least 1 and --max-tokens between 1 and 512")
-    packages = _packages(local, names, corpus_dir)
+    packages = _packages(local, names, corpus_dir, corpus_set)
     roots = [(p["name"], p["root"]) for p in packages]
     available = sum(len(package_tasks(n, r)) for n, r in roots)
-    tasks = select_tasks(roots, seed, limit)
+    tasks = select_tasks(roots, seed, limit, implementation_only)
     if tasks_only:
         for t in tasks:
             fields = ("task_id", "path", "line", "answer", "identifier", "kind", "def_path", "def_line")

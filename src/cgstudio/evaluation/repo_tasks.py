@@ -39,6 +39,8 @@ from cgstudio.repo.chunks import bound_names
 
 _SKIP_PARTS = frozenset({".git", "__pycache__", "build", "dist", ".tox", ".venv", "node_modules"})
 MAX_FILE_BYTES = 256 * 1024
+TEST_FOLDERS = frozenset({"tests", "test", "unittests", "testing"})
+TEST_FILE = re.compile(r"(test_.*|.*_test)\.py")
 _BUILTIN_TYPES = (str, bytes, list, dict, set, frozenset, tuple, int, float, object, type, BaseException)
 COMMON = frozenset(
     {*dir(builtins), *keyword.kwlist, "self", "cls", "args", "kwargs"}
@@ -256,12 +258,15 @@ def _usable(name: str) -> bool:
     return len(name) >= 3 and name not in COMMON and not (name.startswith("__") and name.endswith("__"))
 
 
-def select_tasks(packages: Iterable[tuple[str, Path]], seed: int, limit: int | None) -> list[RepoTask]:
+def select_tasks(
+    packages: Iterable[tuple[str, Path]], seed: int, limit: int | None, implementation_only: bool = False
+) -> list[RepoTask]:
     """The tasks of every package, each package's shuffled with its own seeded generator, taken
-    round-robin across packages; the first ``limit`` of them."""
+    round-robin across packages; the first ``limit`` of them. ``implementation_only`` leaves out
+    the tasks in test code (``is_test_file``), which a package's tests cannot judge."""
     queues = []
     for name, root in packages:
-        tasks = package_tasks(name, root)
+        tasks = [t for t in package_tasks(name, root) if not (implementation_only and is_test_file(t.path))]
         random.Random(f"{seed}:{name}").shuffle(tasks)
         queues.append(tasks)
     out: list[RepoTask] = []
@@ -269,6 +274,14 @@ def select_tasks(packages: Iterable[tuple[str, Path]], seed: int, limit: int | N
     for j in range(depth):
         out.extend(q[j] for q in queues if j < len(q))
     return out if limit is None else out[:limit]
+
+
+def is_test_file(path: str) -> bool:
+    """A test module, a ``conftest.py``, or any file in a tests folder (helpers included)."""
+    *folders, name = path.split("/")
+    if any(f in TEST_FOLDERS or f.endswith("_tests") for f in folders):
+        return True
+    return name == "conftest.py" or TEST_FILE.fullmatch(name) is not None
 
 
 def recent_edit(task: RepoTask, b_text: str, lines: int = 8) -> tuple[str, str]:

@@ -35,16 +35,14 @@ from pathlib import Path
 
 from cgstudio.evaluation.repo_run import RepoRecord
 from cgstudio.evaluation.repo_scoring import first_line
-from cgstudio.evaluation.repo_tasks import RepoTask
+from cgstudio.evaluation.repo_tasks import TEST_FILE, RepoTask, is_test_file
 from cgstudio.evaluation.sandbox import Limits, Outcome, run_program
 
 SKIP_PARTS = frozenset({".git", "__pycache__", ".tox", ".venv", "build", "dist", "docs", "node_modules"})
 MAX_FILE_BYTES = 256 * 1024
 MAX_TREE_BYTES = 8 << 20
 TEST_LIMITS = Limits(timeout_s=120.0)
-TEST_FOLDERS = frozenset({"tests", "test", "unittests", "testing"})
 MUTANT_NAME = "_cgstudio_no_such_name_"
-_TEST_FILE = re.compile(r"(test_.*|.*_test)\.py")
 
 _PROGRAM = """\
 import base64, json, os, sys
@@ -89,17 +87,9 @@ def tree_files(root: Path) -> dict[str, bytes]:
     return files
 
 
-def is_test_file(path: str) -> bool:
-    """A test module, a ``conftest.py``, or any file in a tests folder (helpers included)."""
-    *folders, name = path.split("/")
-    if any(f in TEST_FOLDERS or f.endswith("_tests") for f in folders):
-        return True
-    return name == "conftest.py" or _TEST_FILE.fullmatch(name) is not None
-
-
 def test_files(files: dict[str, bytes]) -> list[str]:
     """The test modules pytest would collect (``test_*.py``, ``*_test.py``)."""
-    return [p for p in files if _TEST_FILE.fullmatch(p.rsplit("/", 1)[-1])]
+    return [p for p in files if TEST_FILE.fullmatch(p.rsplit("/", 1)[-1])]
 
 
 def _why(outcome: Outcome) -> str:

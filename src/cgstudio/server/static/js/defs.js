@@ -38,12 +38,13 @@ export const GUARD_FIELDS = [
   { key: 'fim_line_end', label: 'Mid-line: this line only', type: 'bool', help: 'With text on both sides of the cursor, complete that line only.' },
   { key: 'fim_bracket_overlap', label: 'No duplicated closers', type: 'bool', help: 'End before a closing bracket or quote the text after the cursor already has.' },
   { key: 'fim_token_healing', label: 'Token healing', type: 'bool', help: 'Back the prompt up to the last token boundary, so a completion after "return " starts without a doubled space.' },
+  { key: 'fim_cursor_line_in_middle', label: 'Cursor line after middle token', type: 'bool', help: 'Send the cursor line after the FIM middle token (llama.vim layout): typing on a line only appends to the prompt, so keystrokes reuse the cached suffix.' },
   { key: 'fim_prefix_share', label: 'FIM prefix share', type: 'float', min: 0.05, max: 0.95, step: 0.05, slider: [0.05, 0.95], help: 'Share of the prompt budget kept for the text before the cursor when the prompt is trimmed.' },
   { key: 'strict', label: 'Strict variant check', type: 'bool', help: 'Refuse (HTTP 400) instead of warning when the model variant does not fit the task.' },
 ];
 export const GUARD_DEFAULTS = { repetition: true, repetition_min_lines: 8, repetition_block_repeats: 12, repetition_shape_lines: 40,
   fim_stop_at_suffix: true, fim_single_line: false, fim_block_end: true, fim_line_end: true, fim_bracket_overlap: true,
-  fim_token_healing: true, fim_prefix_share: 0.75, strict: false };
+  fim_token_healing: true, fim_cursor_line_in_middle: true, fim_prefix_share: 0.75, strict: false };
 export const GUARDS_OFF = { repetition: false, fim_stop_at_suffix: false, fim_single_line: false, fim_block_end: false,
   fim_line_end: false, fim_bracket_overlap: false, fim_token_healing: false, strict: false };
 export const WARNING_INFO = {

@@ -1,8 +1,9 @@
 """The editor paths' prompt: FIM at a cursor (fim and infill requests), with token healing.
 
 ``editor_prompt`` builds it: plain FIM, or /infill's layout, where the cursor line's text before the
-cursor goes after the FIM middle token (``with_middle``). A fim request gets that layout too when
-``fim_cursor_line_in_middle`` is on (``cursor_line``), as llama.vim sends it: the prompt is then
+cursor goes after the FIM middle token (``with_middle``). A fim request, and an /infill request
+that sends no cursor line of its own, get that layout too when ``fim_cursor_line_in_middle`` is on
+(``cursor_line``), as llama.vim sends it: the prompt is then
 prefix up to the cursor line, suffix, middle marker, cursor line, so typing on a line only appends
 to it and the cached suffix stays valid (in PSM order anything typed before the suffix makes its
 cache stale).
@@ -39,15 +40,16 @@ def editor_prompt(
 ) -> tuple[Prompt, str | None]:
     """The prompt of a fim, infill or plain request (plain: no suffix, no window). Editor paths
     (fim, infill) send a bounded window of the suffix (``fim_suffix_tokens``)."""
-    window = guards.fim_suffix_tokens if req.mode in ("fim", "infill") else 0
-    if req.mode == "infill":
-        return infill_prompt(build, vocab, n_ctx, req, max_tokens, window)
-    if req.mode == "fim" and line_in_middle and (split := cursor_line(req.prompt)):
+    editor = req.mode in ("fim", "infill")
+    window = guards.fim_suffix_tokens if editor else 0
+    if editor and not req.middle and line_in_middle and (split := cursor_line(req.prompt)):
         moved = replace(req, mode="infill", prompt=split[0], middle=split[1])
         prompt, problem = infill_prompt(build, vocab, n_ctx, moved, max_tokens, window)
         if len(prompt.tokens) < n_ctx - 1 and not any(w.code == "prompt_truncated" for w in prompt.warnings):
             return prompt, problem
         # The file does not fit: its kept window moves with every keystroke anyway.
+    if req.mode == "infill":
+        return infill_prompt(build, vocab, n_ctx, req, max_tokens, window)
     suffix = req.suffix if req.mode == "fim" else ""
     return build(req.prompt, suffix, req.files, path=req.path, max_tokens=max_tokens, suffix_tokens=window)
 

@@ -272,6 +272,10 @@ def test_typing_a_line_only_changes_what_follows_the_middle_token(model: CodeMod
     # The PSM layout: a keystroke that crosses a token boundary moves the suffix (healing keeps the
     # prompt the same only while the typed text stays inside the token it took off).
     assert psm_kept.count(False) >= 3
+    # /infill without a cursor line of its own (llama.vim sends one in `prompt`) gets the layout too.
+    infill, _ = model.prompt(GenerationRequest("infill", head + line, suffix))
+    fim, _ = model.prompt(GenerationRequest("fim", head + line, suffix))
+    assert infill.tokens == fim.tokens and infill.tokens[-1] != FIM_MID
 
 
 def test_the_cursor_line_stays_in_the_prefix_where_the_layout_does_not_apply(model: CodeModel) -> None:

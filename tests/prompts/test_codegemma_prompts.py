@@ -294,3 +294,30 @@ def test_the_cursor_line_stays_in_the_prefix_where_the_layout_does_not_apply(mod
     ):
         p, _ = model.prompt(GenerationRequest("fim", prefix, suffix, guards=guards))
         assert p.tokens[-1] == FIM_MID, prefix[-20:]
+
+
+def test_plain_remembers_long_texts_and_hands_out_copies(model: CodeModel) -> None:
+    from cgstudio.prompts.vocab import MEMO_MIN_CHARS, TokenMemo
+
+    v = model.vocab
+    text = "def helper(x):\n    return x * 2\n" * 4
+    assert len(text) >= MEMO_MIN_CHARS
+    calls = [0]
+    tokenize = v.engine.tokenize
+
+    def counted(t: str, *, parse_special: bool = False) -> list[int]:
+        calls[0] += 1
+        return tokenize(t, parse_special=parse_special)
+
+    v._token_memo = TokenMemo()
+    v.engine.tokenize = counted  # type: ignore[method-assign]
+    try:
+        first = v.plain(text)
+        first.append(-1)  # a caller's list: the memo keeps its own copy
+        assert v.plain(text) == first[:-1] and calls[0] == 1
+        assert v.plain("x = 1") == tokenize("x = 1") and calls[0] == 2  # short: not remembered
+    finally:
+        v.engine.tokenize = tokenize  # type: ignore[method-assign]
+    memo = TokenMemo(max_chars=10)
+    memo.put("abcdef", [1]), memo.put("ghijkl", [2])  # 12 characters: the oldest goes
+    assert memo.get("abcdef") is None and memo.get("ghijkl") == (2,)

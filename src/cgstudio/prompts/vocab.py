@@ -4,14 +4,51 @@ llama.cpp turns tokens typed USER_DEFINED into their ids even with special parsi
 and converters differ in how they type FIM and turn tokens. So we never trust the typing:
 we tokenize, check the ids against the protected set, and where text spells a protected
 token we split it so that it tokenizes as ordinary pieces.
+
+``plain`` remembers its longer results (``TokenMemo``): an editor sends the same file head,
+suffix window and context chunks with every keystroke, and tokenizing them again cost more than
+the keystroke's own evaluation once typing became append-only.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from cgstudio.core.engine import Engine
 from cgstudio.core.errors import ModelFormatError
+
+MEMO_MIN_CHARS = 64  # shorter texts tokenize faster than a lookup pays for
+MEMO_MAX_CHARS = 4_000_000  # the texts kept, all together (least recently used dropped first)
+
+
+class TokenMemo:
+    """``plain``'s results by text, least recently used dropped past ``MEMO_MAX_CHARS``."""
+
+    def __init__(self, max_chars: int = MEMO_MAX_CHARS) -> None:
+        self.max_chars = max_chars
+        self._items: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> tuple[int, ...] | None:
+        with self._lock:
+            ids = self._items.get(text)
+            if ids is not None:
+                self._items.move_to_end(text)
+            return ids
+
+    def put(self, text: str, ids: list[int]) -> None:
+        if len(text) > self.max_chars:
+            return
+        with self._lock:
+            if text not in self._items:
+                self._chars += len(text)
+            self._items[text] = tuple(ids)
+            while self._chars > self.max_chars:
+                old, _ = self._items.popitem(last=False)
+                self._chars -= len(old)
 
 
 @dataclass
@@ -22,6 +59,7 @@ class Vocab:
     protected: dict[str, int] = field(init=False)
     protected_ids: frozenset[int] = field(init=False)
     _by_first: dict[str, list[str]] = field(init=False)
+    _token_memo: TokenMemo = field(init=False, default_factory=TokenMemo)
 
     def __post_init__(self) -> None:
         info = self.engine.info
@@ -55,6 +93,15 @@ class Vocab:
 
     def plain(self, text: str) -> list[int]:
         """Tokenize user text; no id in the result is a protected (special) token."""
+        if len(text) < MEMO_MIN_CHARS:
+            return self._plain(text)
+        if (known := self._token_memo.get(text)) is not None:
+            return list(known)
+        ids = self._plain(text)
+        self._token_memo.put(text, ids)
+        return ids
+
+    def _plain(self, text: str) -> list[int]:
         if not text:
             return []
         ids = self.engine.tokenize(text, parse_special=False)

@@ -255,6 +255,9 @@ def test_typing_a_line_only_changes_what_follows_the_middle_token(model: CodeMod
     """fim_cursor_line_in_middle: the cursor line's start goes after the middle token (llama.vim's
     /infill layout), so each keystroke keeps the prefix, the suffix and their cache; in the PSM
     layout every keystroke changes the tokens before the suffix."""
+    from cgstudio.session.anchors import Anchors
+
+    model.anchors = Anchors()  # no anchor from another test
     head, line, suffix = "def f(a):\n", "    return a + 1", "\n\nprint(f(1))\n"
     kept, psm_kept = [], []
     psm = {"fim_cursor_line_in_middle": False}
@@ -272,6 +275,10 @@ def test_typing_a_line_only_changes_what_follows_the_middle_token(model: CodeMod
     # The PSM layout: a keystroke that crosses a token boundary moves the suffix (healing keeps the
     # prompt the same only while the typed text stays inside the token it took off).
     assert psm_kept.count(False) >= 3
+    # Enter and the next line keep the head too: the anchor stays while the user types forward.
+    for more in ("\n", "\n    ", "\n    print(a)"):
+        p, _ = model.prompt(GenerationRequest("fim", head + line + more, suffix))
+        assert p.tokens[: p.tokens.index(FIM_MID) + 1] == before, repr(more)
     # /infill without a cursor line of its own (llama.vim sends one in `prompt`) gets the layout too.
     infill, _ = model.prompt(GenerationRequest("infill", head + line, suffix))
     fim, _ = model.prompt(GenerationRequest("fim", head + line, suffix))
@@ -280,7 +287,7 @@ def test_typing_a_line_only_changes_what_follows_the_middle_token(model: CodeMod
 
 def test_the_cursor_line_stays_in_the_prefix_where_the_layout_does_not_apply(model: CodeModel) -> None:
     from cgstudio.evaluation.protocol import EVAL_GUARDS
-    from cgstudio.session.editor import MAX_CURSOR_LINE, cursor_line
+    from cgstudio.session.anchors import MAX_CURSOR_LINE, cursor_line
 
     assert cursor_line("a = 1\n    b") == ("a = 1\n", "    b")
     assert cursor_line("first line") is None and cursor_line("a = 1\n") is None

@@ -151,9 +151,18 @@ class Live:
         speculative next completion (server/speculate.py), which starts once the server is idle."""
         deadline = time.monotonic() + timeout_s
         runner = self.app.state.runner
-        while runner.inflight or runner.speculator.busy:
+        while runner.inflight or runner.speculator.busy or self._engines_busy():
             assert time.monotonic() < deadline, "a job stayed in flight"
             time.sleep(0.01)
+
+    def _engines_busy(self) -> bool:
+        """A loaded engine still has a sequence (a stream its consumer closed ends at the
+        scheduler's next step, which may decode once more) or a queued request."""
+        for entry in self.app.state.registry.entries.values():
+            counters = getattr(getattr(entry.model, "engine", None), "counters", None)
+            if counters is not None and (counters.active_sequences or counters.queued_requests):
+                return True
+        return False
 
 
 LiveFactory = Callable[..., contextlib.AbstractContextManager[Live]]

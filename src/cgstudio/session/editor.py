@@ -2,11 +2,11 @@
 
 ``editor_prompt`` builds it: plain FIM, or /infill's layout, where the cursor line's text before the
 cursor goes after the FIM middle token (``with_middle``). A fim request, and an /infill request
-that sends no cursor line of its own, get that layout too when ``fim_cursor_line_in_middle`` is on
-(``cursor_line``), as llama.vim sends it: the prompt is then
-prefix up to the cursor line, suffix, middle marker, cursor line, so typing on a line only appends
-to it and the cached suffix stays valid (in PSM order anything typed before the suffix makes its
-cache stale).
+that sends no cursor line of its own, get that layout too when ``fim_cursor_line_in_middle`` is on,
+as llama.vim sends it, split where ``session.anchors`` says: the prompt is then the prefix up to a
+line start, the suffix, the middle marker, and the rest of the text before the cursor, so typing
+only appends to it and the cached suffix stays valid (in PSM order anything typed before the
+suffix makes its cache stale).
 ``healed`` takes the last token before the cursor off the request (``prompts.healing``);
 ``mark_editor`` tells the pipeline that the editor endings apply (``Prompt.editor``) and what the
 reply must start with (``Prompt.heal``).
@@ -23,10 +23,10 @@ from cgstudio.core.settings import GuardSettings
 from cgstudio.generation.request import GenerationRequest
 from cgstudio.prompts.healing import split_last_token
 from cgstudio.prompts.vocab import Vocab
+from cgstudio.session.anchors import Anchors
 from cgstudio.session.inputs import check_text
 
 FimBuilder = Callable[..., tuple[Prompt, str | None]]  # CodeModel._fim_prompt
-MAX_CURSOR_LINE = 512  # characters; a longer cursor line (minified code) stays in the prefix
 
 
 def editor_prompt(
@@ -36,13 +36,14 @@ def editor_prompt(
     req: GenerationRequest,
     max_tokens: int,
     guards: GuardSettings,
-    line_in_middle: bool,
+    anchors: Anchors | None,
 ) -> tuple[Prompt, str | None]:
     """The prompt of a fim, infill or plain request (plain: no suffix, no window). Editor paths
-    (fim, infill) send a bounded window of the suffix (``fim_suffix_tokens``)."""
+    (fim, infill) send a bounded window of the suffix (``fim_suffix_tokens``); with ``anchors``
+    (the editor layout on), the text before the cursor is split where ``Anchors.split`` says."""
     editor = req.mode in ("fim", "infill")
     window = guards.fim_suffix_tokens if editor else 0
-    if editor and not req.middle and line_in_middle and (split := cursor_line(req.prompt)):
+    if editor and not req.middle and anchors is not None and (split := anchors.split(req.prompt, req.suffix)):
         moved = replace(req, mode="infill", prompt=split[0], middle=split[1])
         prompt, problem = infill_prompt(build, vocab, n_ctx, moved, max_tokens, window)
         if len(prompt.tokens) < n_ctx - 1 and not any(w.code == "prompt_truncated" for w in prompt.warnings):
@@ -52,15 +53,6 @@ def editor_prompt(
         return infill_prompt(build, vocab, n_ctx, req, max_tokens, window)
     suffix = req.suffix if req.mode == "fim" else ""
     return build(req.prompt, suffix, req.files, path=req.path, max_tokens=max_tokens, suffix_tokens=window)
-
-
-def cursor_line(prefix: str) -> tuple[str, str] | None:
-    """``(prefix up to the cursor line, the cursor line's text before the cursor)``; None when the
-    cursor is at a line start, on the first line, or on a line over ``MAX_CURSOR_LINE``."""
-    head, sep, line = prefix.rpartition("\n")
-    if not sep or not line or len(line) > MAX_CURSOR_LINE:
-        return None
-    return head + sep, line
 
 
 def infill_prompt(

@@ -40,6 +40,7 @@ from cgstudio.prompts.registry import FamilyFormat, get_format
 from cgstudio.prompts.tools import plan_tools
 from cgstudio.prompts.vocab import Vocab
 from cgstudio.repo import RepoContext
+from cgstudio.session.anchors import Anchors
 from cgstudio.session.editor import editor_prompt, healed, mark_editor
 from cgstudio.session.inputs import check_text, to_message  # check_text: also by the faces
 
@@ -65,6 +66,7 @@ class CodeModel:
         self.family = self.profile.family.name
         self.format: FamilyFormat = get_format(self.profile.family, self.vocab)
         self.variant: VariantGuess = self.profile.variant
+        self.anchors = Anchors()  # where editor prompts split the text before the cursor
 
     @property
     def fim_capable(self) -> bool:
@@ -298,9 +300,9 @@ class CodeModel:
             req, notes = self.repo.extend(req, self.engine.n_ctx)
         guards = self.guards(req.guards)
         req, heal = healed(req, self.vocab, self.fim_capable and guards.fim_token_healing)
-        line_in_middle = self.fim_capable and guards.fim_cursor_line_in_middle
+        anchors = self.anchors if self.fim_capable and guards.fim_cursor_line_in_middle else None
         prompt, problem = editor_prompt(
-            self._fim_prompt, self.vocab, self.engine.n_ctx, req, max_tokens, guards, line_in_middle
+            self._fim_prompt, self.vocab, self.engine.n_ctx, req, max_tokens, guards, anchors
         )
         prompt.warnings.extend(notes)
         mark_editor(prompt, req, heal)  # editor paths: endings and token healing (session/editor.py)

@@ -31,6 +31,7 @@ from cgstudio.bench import traces as tr
 from cgstudio.bench.context import BenchContext, open_model
 from cgstudio.bench.stats import percentile, summarize
 from cgstudio.core.engine import DecodeRequest, DecodeStats, SamplerConfig
+from cgstudio.core.prompt import Prompt
 from cgstudio.generation.request import GenerationRequest
 from cgstudio.repo import RepoContext
 from cgstudio.session.model import CodeModel
@@ -86,10 +87,11 @@ def run_trace(m: CodeModel, trace: tr.Trace, say: Callable[[str], None] = lambda
     """One trace: opened cold, every step with reuse in order, then every step cold."""
     first, *steps = trace.steps
     serve(m, trace, first, cache=False)
-    warm = []
+    warm, prompts = [], []
     for i, step in enumerate(steps, 1):
         say(f"trace {trace.name}: step {i}/{len(steps)} ({step.kind}), with reuse")
-        warm.append(serve(m, trace, step))
+        prompts.append(m.prompt(request(trace, step))[0])
+        warm.append(serve(m, trace, step, prompt=prompts[-1]))
     gaps = [g for w in warm for g in w.gaps_s]
     source = "answers"
     if len(gaps) < MIN_STEPS:
@@ -97,7 +99,7 @@ def run_trace(m: CodeModel, trace: tr.Trace, say: Callable[[str], None] = lambda
     cold = []
     for i, step in enumerate(steps, 1):
         say(f"trace {trace.name}: step {i}/{len(steps)} ({step.kind}), cold")
-        cold.append(serve(m, trace, step, cache=False))
+        cold.append(serve(m, trace, step, cache=False, prompt=prompts[i - 1]))  # the same tokens
     step_s = statistics.median(gaps) if gaps else None
     return TraceRun(trace, steps, warm, cold, step_s, source)
 
@@ -204,14 +206,26 @@ def _context_cost(bc: BenchContext, m: CodeModel, trace: tr.Trace) -> None:
     bc.record_ratio("keystroke_bare_vs_context_ttft", bare, ctx)
 
 
+def request(trace: tr.Trace, step: tr.Step) -> GenerationRequest:
+    return GenerationRequest("fim", step.prefix, step.suffix, path=step.file or trace.file)
+
+
 def serve(
-    m: CodeModel, trace: tr.Trace, step: tr.Step, *, cache: bool = True, from_prompt: bool = False
+    m: CodeModel,
+    trace: tr.Trace,
+    step: tr.Step,
+    *,
+    cache: bool = True,
+    from_prompt: bool = False,
+    prompt: Prompt | None = None,
 ) -> Served:
     """``step`` of ``trace`` through the engine; ``cache=False`` is a cold run (empty cache).
-    ``from_prompt``: the time to first token includes building the prompt."""
+    ``from_prompt``: the time to first token includes building the prompt. ``prompt``: these
+    tokens, built before (a cold run compares with the very prompt its warm run had: the editor
+    layout's split depends on the requests before it, ``session.anchors``)."""
     t_prompt = time.perf_counter()
-    req = GenerationRequest("fim", step.prefix, step.suffix, path=step.file or trace.file)
-    prompt, _ = m.prompt(req)
+    if prompt is None:
+        prompt, _ = m.prompt(request(trace, step))
     t0 = t_prompt if from_prompt else time.perf_counter()
     ids, times, stats = _decode(m, prompt.tokens, MAX_TOKENS, prompt.stop_ids, cache=cache, heal=prompt.heal)
     end = times[0] if times else time.perf_counter()

@@ -1,0 +1,67 @@
+"""Where an editor prompt's middle starts: the anchor, kept while the user types forward.
+
+The editor layout (``fim_cursor_line_in_middle``) sends the text before the cursor in two parts:
+the *head*, up to a line start, before the suffix, and the rest after the middle token. Typing
+then only appends to the prompt, and the cached head and suffix stay valid. Which line start is
+the head's end decides how long that lasts:
+
+* with no anchor that fits, the cursor line's start (``cursor_line``): llama.vim's layout;
+* with one, the anchor an earlier request of this editing run set: while the new text before the
+  cursor extends that head, and the text after the cursor is the same, the head stays, so Enter,
+  new lines and accepted multi-line suggestions append to the middle too.
+
+An anchor stops fitting when the text before it changed (an edit above, a jump back, a backspace
+past it), when the text after the cursor differs (a jump, another file), or when the middle would
+pass ``MAX_MIDDLE_CHARS`` or ``MAX_MIDDLE_LINES``: then the cursor line's start is the new anchor,
+and that request evaluates the suffix again, once. Anchors are matched by content, so several
+editors and files share the memory without mixing; the most recent ``ANCHORS`` are kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+MAX_CURSOR_LINE = 512  # characters; a longer cursor line (minified code) stays in the prefix
+MAX_MIDDLE_CHARS = 1024  # the text an anchor may carry after the middle token
+MAX_MIDDLE_LINES = 16
+ANCHORS = 32
+
+
+def cursor_line(prefix: str) -> tuple[str, str] | None:
+    """``(prefix up to the cursor line, the cursor line's text before the cursor)``; None when the
+    cursor is at a line start, on the first line, or on a line over ``MAX_CURSOR_LINE``."""
+    head, sep, line = prefix.rpartition("\n")
+    if not sep or not line or len(line) > MAX_CURSOR_LINE:
+        return None
+    return head + sep, line
+
+
+class Anchors:
+    """The heads of recent editor prompts, with the text after the cursor each was sent with."""
+
+    def __init__(self, size: int = ANCHORS) -> None:
+        self._items: deque[tuple[str, str]] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def split(self, prefix: str, suffix: str) -> tuple[str, str] | None:
+        """``(head, middle)`` for a prompt whose text before the cursor is ``prefix``: the longest
+        fitting anchor's head, else the cursor line's start (then remembered as an anchor); None
+        where no split applies (then a cursor at a line start is remembered as one)."""
+        with self._lock:
+            fits = [h for h, s in self._items if s == suffix and _fits(prefix, h)]
+            if fits:
+                head = max(fits, key=len)
+                return head, prefix[len(head) :]
+            split = cursor_line(prefix)
+            start = split[0] if split else (prefix if prefix.endswith("\n") else None)
+            if start is not None:
+                self._items.append((start, suffix))
+            return split
+
+
+def _fits(prefix: str, head: str) -> bool:
+    if not prefix.startswith(head):
+        return False
+    middle = len(prefix) - len(head)
+    return middle <= MAX_MIDDLE_CHARS and prefix.count("\n", len(head)) <= MAX_MIDDLE_LINES

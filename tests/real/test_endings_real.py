@@ -81,3 +81,23 @@ def test_paper_protocol_guards_leave_the_prompt_and_text_alone(qwen: CodeModel) 
     assert prompt.heal == ""  # the paper protocol never heals
     off = {k: False for k in ("fim_block_end", "fim_line_end", "fim_bracket_overlap", "fim_token_healing")}
     assert _final(qwen, req).text == _final(qwen, replace(req, guards={**EVAL_GUARDS, **off})).text
+
+
+def test_an_indented_cursor_gets_no_extra_space_in_the_editor_layout(qwen: CodeModel) -> None:
+    """The cursor after a line's indentation: the editor layout moves that indentation after the
+    middle token, where a whole 8-space token is not how the model writes an indented line; it then
+    answered " self.add_keywords(...)", a space too many (seen in `eval repo` on sqlparse). Healing
+    backs the indentation up, so the reply continues the indentation exactly."""
+    prefix = (
+        "class Lexer:\n    def __init__(self):\n        self._keywords = []\n\n"
+        "    def default_initialization(self):\n        self.clear()\n        self.set_SQL_REGEX(SQL_REGEX)\n"
+        "        self.add_keywords(KEYWORDS_COMMON)\n        self.add_keywords(KEYWORDS_ORACLE)\n        "
+    )
+    suffix = "\n        self.add_keywords(KEYWORDS)\n"
+    req = GenerationRequest("fim", prefix, suffix, sampling=GREEDY, guards={"fim_single_line": True})
+    prompt, _ = qwen.prompt(req)
+    assert prompt.heal.strip() == "" and prompt.heal  # the indentation is healed, not sent as is
+    text = _final(qwen, req).text
+    assert text.strip() and not text[0].isspace(), repr(text)
+    off = _final(qwen, replace(req, guards={"fim_single_line": True, "fim_token_healing": False})).text
+    assert off[:1].isspace(), repr(off)  # without healing the extra space is back

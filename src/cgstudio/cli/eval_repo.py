@@ -30,7 +30,7 @@ from cgstudio.evaluation.repo_run import (
     RepoRecord,
     run_tasks,
 )
-from cgstudio.evaluation.repo_tasks import package_tasks, select_tasks
+from cgstudio.evaluation.repo_tasks import select_tasks
 from cgstudio.evaluation.report import default_out_dir
 from cgstudio.store.resolve import resolve
 
@@ -179,7 +179,7 @@ def repo_command(
         raise UsageError("--limit must be at least 1 and --max-tokens between 1 and 512")
     packages = _packages(local, names, corpus_dir, corpus_set)
     roots = [(p["name"], p["root"]) for p in packages]
-    available = sum(len(package_tasks(n, r)) for n, r in roots)
+    available = len(select_tasks(roots, seed, None, implementation_only))
     tasks = select_tasks(roots, seed, limit, implementation_only)
     if tasks_only:
         for t in tasks:

@@ -17,10 +17,15 @@ _TEXT_KINDS = (TokenKind.NORMAL, TokenKind.USER_DEFINED)  # USER_DEFINED: Gemma'
 _TAIL_CHARS = 256  # the last token of the text's tail is the text's last token (tokenizers split locally)
 
 
-def split_last_token(vocab: Vocab, text: str) -> tuple[str, str]:
+def split_last_token(vocab: Vocab, text: str, *, indentation: bool = False) -> tuple[str, str]:
     """``(text without its last token, that token's text)``; ``(text, "")`` when there is nothing to
     heal: no text, a special or byte token last, a last token that is the whole text or holds a
-    line break (the cursor at a line's start), or the indentation of a line with nothing else yet."""
+    line break (the cursor at a line's start), or the indentation of a line with nothing else yet.
+
+    ``indentation``: heal that indentation too. The editor layout sends the cursor line after the
+    middle token, where the model writes it as its own text: a whole indentation token there is
+    not how the model tokenizes an indented line (Qwen2.5-Coder writes 8 spaces and ``self`` as 7
+    spaces and `` self``), and it answers with a space too many."""
     tail = text[-_TAIL_CHARS:]
     ids = vocab.plain(tail)
     if not ids:
@@ -36,6 +41,6 @@ def split_last_token(vocab: Vocab, text: str) -> tuple[str, str]:
     if not piece or "\n" in piece or len(piece) >= len(text) or not text.endswith(piece):
         return text, ""
     kept = text[: -len(piece)]
-    if not piece.strip() and not kept.rsplit("\n", 1)[-1].strip():
-        return text, ""  # indentation: the model knows where lines start (FIM splits anywhere)
+    if not indentation and not piece.strip() and not kept.rsplit("\n", 1)[-1].strip():
+        return text, ""  # indentation before the suffix: the model knows where lines start
     return kept, piece

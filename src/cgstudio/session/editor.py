@@ -73,16 +73,20 @@ def infill_prompt(
     return prompt, problem
 
 
-def healed(req: GenerationRequest, vocab: Vocab, enabled: bool) -> tuple[GenerationRequest, str]:
+def healed(
+    req: GenerationRequest, vocab: Vocab, enabled: bool, *, in_middle: bool = False
+) -> tuple[GenerationRequest, str]:
     """Token healing on editor paths: the text before the cursor (infill's ``middle`` when there is
     one) loses its last token, which the reply must start with; the request as sent, and "", when
-    healing is off, the engine cannot constrain the first token, or there is nothing to heal."""
+    healing is off, the engine cannot constrain the first token, or there is nothing to heal.
+    Text after the middle token (infill's ``middle``, or the cursor line when ``in_middle``: the
+    editor layout) has its indentation healed too (``split_last_token``)."""
     if not enabled or req.mode not in ("fim", "infill") or not vocab.engine.forces_start:
         return req, ""
     if req.mode == "infill" and req.middle:
-        kept, heal = split_last_token(vocab, req.middle)
+        kept, heal = split_last_token(vocab, req.middle, indentation=True)
         return (replace(req, middle=kept), heal) if heal else (req, "")
-    kept, heal = split_last_token(vocab, req.prompt)
+    kept, heal = split_last_token(vocab, req.prompt, indentation=in_middle)
     return (replace(req, prompt=kept), heal) if heal else (req, "")
 
 

@@ -299,8 +299,9 @@ class CodeModel:
         if self.repo is not None and self.format.fim is not None:  # fim, plain and infill only
             req, notes = self.repo.extend(req, self.engine.n_ctx)
         guards = self.guards(req.guards)
-        req, heal = healed(req, self.vocab, self.fim_capable and guards.fim_token_healing)
         anchors = self.anchors if self.fim_capable and guards.fim_cursor_line_in_middle else None
+        heal_on = self.fim_capable and guards.fim_token_healing
+        req, heal = healed(req, self.vocab, heal_on, in_middle=anchors is not None)
         prompt, problem = editor_prompt(
             self._fim_prompt, self.vocab, self.engine.n_ctx, req, max_tokens, guards, anchors
         )

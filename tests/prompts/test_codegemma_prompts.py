@@ -328,3 +328,23 @@ def test_plain_remembers_long_texts_and_hands_out_copies(model: CodeModel) -> No
     memo = TokenMemo(max_chars=10)
     memo.put("abcdef", [1]), memo.put("ghijkl", [2])  # 12 characters: the oldest goes
     assert memo.get("abcdef") is None and memo.get("ghijkl") == (2,)
+
+
+def test_the_moved_text_never_takes_the_replys_room(codegemma_paths: dict[str, Path]) -> None:
+    """The head fits the budget but the text moved after the middle token would leave the reply
+    fewer tokens than it asked for: the prompt stays PSM, whose prefix trimming keeps that room."""
+    m = cgstudio.load(str(codegemma_paths["control"]), n_ctx=256)
+    try:
+        v = m.vocab
+        head = "".join(f"x{i} = {i}\n" for i in range(40))
+        while len(v.plain(head)) > 120:
+            head = head.split("\n", 1)[1]
+        line = "    y = " + " + ".join("a" for _ in range(60))
+        while len(v.plain(line)) > 100:
+            line = line[:-4]
+        assert len(v.plain(head)) + len(v.plain(line)) > 256 - 64  # together over the budget
+        prompt, _ = m.prompt(GenerationRequest("fim", head + line, "\n", sampling={"max_tokens": 64}))
+        assert prompt.max_tokens == 64 and prompt.tokens[-1] == FIM_MID  # PSM, prefix trimmed
+        assert "prompt_truncated" in {w.code for w in prompt.warnings}
+    finally:
+        m.close()

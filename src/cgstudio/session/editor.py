@@ -46,9 +46,12 @@ def editor_prompt(
     if editor and not req.middle and anchors is not None and (split := anchors.split(req.prompt, req.suffix)):
         moved = replace(req, mode="infill", prompt=split[0], middle=split[1])
         prompt, problem = infill_prompt(build, vocab, n_ctx, moved, max_tokens, window)
-        if len(prompt.tokens) < n_ctx - 1 and not any(w.code == "prompt_truncated" for w in prompt.warnings):
+        room = n_ctx - len(prompt.tokens) - 1  # what the reply may use after the moved text
+        trimmed = any(w.code == "prompt_truncated" for w in prompt.warnings)
+        if not trimmed and room >= min(max_tokens, max(n_ctx // 2, 1)):
             return prompt, problem
-        # The file does not fit: its kept window moves with every keystroke anyway.
+        # The file does not fit, or the moved text would eat the reply's room: the PSM prompt
+        # trims the prefix instead (and a trimmed window moves with every keystroke anyway).
     if req.mode == "infill":
         return infill_prompt(build, vocab, n_ctx, req, max_tokens, window)
     suffix = req.suffix if req.mode == "fim" else ""

@@ -69,12 +69,9 @@ def test_fim_adds_and_strips_no_whitespace(model: CodeModel) -> None:
     i, j = prompt.tokens.index(FIM_PRE), prompt.tokens.index(FIM_SUF)
     assert model.vocab.render(prompt.tokens[i + 1 : j]) == prefix
     assert model.vocab.render(prompt.tokens[j + 1 : -1]) == suffix
-    # The editor layout: the cursor line's start ("\t") after the middle token, nothing lost.
+    # The editor layout keeps a cursor line of indentation only in the prefix: the same prompt.
     editor, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
-    i, j, k = (editor.tokens.index(t) for t in (FIM_PRE, FIM_SUF, FIM_MID))
-    assert model.vocab.render(editor.tokens[i + 1 : j]) == "  a = 1 \n"
-    assert model.vocab.render(editor.tokens[j + 1 : k]) == suffix
-    assert model.vocab.render(editor.tokens[k + 1 :]) == "\t"
+    assert editor.tokens == prompt.tokens
 
 
 def test_fim_with_path_and_context_files(model: CodeModel) -> None:
@@ -231,15 +228,16 @@ def test_editor_paths_send_a_bounded_suffix_window(model: CodeModel) -> None:
     prefix, suffix = "def f(a):\n    ", _long_suffix(model, 600)
     assert window == 128 and len(v.plain(suffix)) > 600
     fim, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
-    head, line = "def f(a):\n", "    "  # the cursor line goes after the middle token
-    want = [BOS, FIM_PRE, *v.plain(head), FIM_SUF, *v.plain(suffix)[:window], FIM_MID, *v.plain(line)]
-    assert fim.tokens == want
+    # A cursor after indentation only: PSM, the indentation in the prefix.
+    assert fim.tokens == [BOS, FIM_PRE, *v.plain(prefix), FIM_SUF, *v.plain(suffix)[:window], FIM_MID]
     assert fim.suffix == suffix  # the endings still see all the text after the cursor
-    # A keystroke on the line changes what follows the middle token only: the prefix, the suffix
-    # window and so their cache stay the same.
+    # Keystrokes on the line change what follows the middle token only (the line goes there once
+    # it has text): the prefix, the suffix window and so their cache stay the same.
     typed, _ = model.prompt(GenerationRequest("fim", prefix + "re", suffix))
+    more, _ = model.prompt(GenerationRequest("fim", prefix + "retu", suffix))
     upto_middle = lambda p: p.tokens[: p.tokens.index(FIM_MID) + 1]  # noqa: E731
-    assert upto_middle(typed) == upto_middle(fim) and len(typed.tokens) > len(upto_middle(fim))
+    head = [BOS, FIM_PRE, *v.plain("def f(a):\n"), FIM_SUF, *v.plain(suffix)[:window], FIM_MID]
+    assert upto_middle(typed) == upto_middle(more) == head
     suffix_of = lambda p: p.tokens[p.tokens.index(FIM_SUF) : p.tokens.index(FIM_MID) + 1]  # noqa: E731
     infill, _ = model.prompt(GenerationRequest("infill", prefix, suffix, middle="x = "))
     assert infill.tokens.count(FIM_SUF) == 1
@@ -262,7 +260,8 @@ def test_typing_a_line_only_changes_what_follows_the_middle_token(model: CodeMod
     kept, psm_kept = [], []
     psm = {"fim_cursor_line_in_middle": False}
     before = after = None
-    for n in range(1, len(line) + 1):
+    model.prompt(GenerationRequest("fim", head + line[:4], suffix))  # the indentation: PSM, anchored
+    for n in range(5, len(line) + 1):  # from the first character after the indentation
         p, _ = model.prompt(GenerationRequest("fim", head + line[:n], suffix))
         q, _ = model.prompt(GenerationRequest("fim", head + line[:n], suffix, guards=psm))
         cut, psm_cut = p.tokens.index(FIM_MID) + 1, q.tokens.index(FIM_SUF)

@@ -66,7 +66,7 @@ def test_vllm_fim_sends_our_token_ids_and_user_text_stays_text(
     special = tok.info.special_tokens
     # The structure's special tokens appear once each; the user's "<|fim_suffix|>" is plain text.
     assert body["prompt"].count(special["<|fim_suffix|>"]) == 1
-    assert body["prompt"].count(special["<|fim_middle|>"]) == 1  # the cursor line follows it
+    assert body["prompt"][-1] == special["<|fim_middle|>"]
     assert '"<|fim_suffix|>"' in tok.detokenize(body["prompt"], special=False).decode()
     assert "suffix" not in body  # vLLM rejects `suffix`; the FIM format is rendered here
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
@@ -149,15 +149,13 @@ def test_text_upstream_refuses_special_token_text(
         GenerationRequest("fim", "def add(a, b):\n    ", SUFFIX, sampling={"max_tokens": 16})
     )
     assert body["prompt"] == tok.detokenize(prompt.tokens, special=True).decode()
-    assert body["prompt"].endswith("<|fim_middle|>    ") and "suffix" not in body  # the cursor line
+    assert body["prompt"].endswith("<|fim_middle|>") and "suffix" not in body
     assert len(body["stop"]) <= 4 and "top_k" not in body  # plain OpenAI parameters only
     assert r.text == "x = 1" and r.finish_reason == "length"
     # A client-rendered (raw) prompt means its special tokens: it passes.
     raw = "<|fim_prefix|>def f():\n    <|fim_suffix|>\n<|fim_middle|>"
     list(m.stream(GenerationRequest("raw", raw, sampling=GREEDY)))
-    # It is read as the FIM request it states and sent in the editor layout (the cursor line after
-    # the middle token), as that request sent with fields would be.
-    assert server.bodies[-1]["prompt"] == "<|fim_prefix|>def f():\n<|fim_suffix|>\n<|fim_middle|>    "
+    assert server.bodies[-1]["prompt"] == raw
 
 
 def test_render_prompt_drops_bos_the_upstream_adds(codegemma_paths: dict[str, Path]) -> None:
@@ -212,7 +210,7 @@ def test_estimate_tokenizer_round_trips_and_marks_results(settings: Settings) ->
     assert [w.code for w in r.warnings] == ["token_estimate"]
     assert (
         server.bodies[-1]["prompt"]
-        == "<|fim_prefix|>def add(a, b):\n<|fim_suffix|>" + SUFFIX + "<|fim_middle|>    "
+        == "<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>" + SUFFIX + "<|fim_middle|>"
     )
     assert [w.code for w in m.chat([{"role": "user", "content": "hi"}], sampling=GREEDY).warnings] == [
         "token_estimate"

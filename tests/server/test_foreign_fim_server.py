@@ -107,9 +107,7 @@ def test_prompt_preview_shows_the_translated_prompt(live: Live, oai: openai.Open
         live.url + "/v1/prompt", json={"model": "cg-pt", "prompt": TEMPLATES["codellama"]}
     ).json()
     assert doc["prompt_tokens"] == native and doc["mode"] == "fim"
-    # The editor layout: the cursor line's start goes after the middle token, as in native requests.
-    head, line = P.rsplit("\n", 1)
-    assert doc["prompt_text"] == f"<bos><|fim_prefix|>{head}\n<|fim_suffix|>{S}<|fim_middle|>{line}"
+    assert doc["prompt_text"] == f"<bos><|fim_prefix|>{P}<|fim_suffix|>{S}<|fim_middle|>"
     assert codes(doc)[0] == "fim_template_translated"
     plain = httpx.post(
         live.url + "/v1/prompt", json={"model": "cg-pt", "prompt": TEMPLATES["codellama"], "raw": False}

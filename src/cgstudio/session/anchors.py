@@ -5,7 +5,8 @@ the *head*, up to a line start, before the suffix, and the rest after the middle
 then only appends to the prompt, and the cached head and suffix stay valid. Which line start is
 the head's end decides how long that lasts:
 
-* with no anchor that fits, the cursor line's start (``cursor_line``): llama.vim's layout;
+* with no anchor that fits, the cursor line's start (``cursor_line``): llama.vim's layout (a
+  cursor after indentation only stays PSM, and its line start becomes the anchor);
 * with one, the anchor an earlier request of this editing run set: while the new text before the
   cursor extends that head, and the text after the cursor is the same, the head stays, so Enter,
   new lines and accepted multi-line suggestions append to the middle too.
@@ -30,9 +31,11 @@ ANCHORS = 32
 
 def cursor_line(prefix: str) -> tuple[str, str] | None:
     """``(prefix up to the cursor line, the cursor line's text before the cursor)``; None when the
-    cursor is at a line start, on the first line, or on a line over ``MAX_CURSOR_LINE``."""
+    cursor is at a line start or after its indentation only, on the first line, or on a line over
+    ``MAX_CURSOR_LINE``. (Indentation alone stays in the prefix, as PSM sends it: moved after the
+    middle token it is not how the model tokenizes an indented line.)"""
     head, sep, line = prefix.rpartition("\n")
-    if not sep or not line or len(line) > MAX_CURSOR_LINE:
+    if not sep or not line.strip() or len(line) > MAX_CURSOR_LINE:
         return None
     return head + sep, line
 
@@ -54,10 +57,15 @@ class Anchors:
                 head = max(fits, key=len)
                 return head, prefix[len(head) :]
             split = cursor_line(prefix)
-            start = split[0] if split else (prefix if prefix.endswith("\n") else None)
-            if start is not None:
-                self._items.append((start, suffix))
+            head, sep, _ = prefix.rpartition("\n")
+            if sep:  # the cursor line's start: the next keystroke on this line appends after it
+                self._items.append((head + sep, suffix))
             return split
+
+    def fits(self, prefix: str, suffix: str) -> bool:
+        """Whether a remembered anchor fits (``split`` would use it); records nothing."""
+        with self._lock:
+            return any(s == suffix and _fits(prefix, h) for h, s in self._items)
 
 
 def _fits(prefix: str, head: str) -> bool:

@@ -299,9 +299,13 @@ class CodeModel:
         if self.repo is not None and self.format.fim is not None:  # fim, plain and infill only
             req, notes = self.repo.extend(req, self.engine.n_ctx)
         guards = self.guards(req.guards)
-        anchors = self.anchors if self.fim_capable and guards.fim_cursor_line_in_middle else None
-        heal_on = self.fim_capable and guards.fim_token_healing
-        req, heal = healed(req, self.vocab, heal_on, in_middle=anchors is not None)
+        heal_on = self.fim_capable and guards.fim_token_healing and self.engine.forces_start
+        # The editor layout needs healing: text after the middle token must end on a token boundary.
+        anchors = self.anchors if heal_on and guards.fim_cursor_line_in_middle else None
+        in_middle = (
+            anchors is not None and req.mode in ("fim", "infill") and anchors.fits(req.prompt, req.suffix)
+        )
+        req, heal = healed(req, self.vocab, heal_on, in_middle=in_middle)
         prompt, problem = editor_prompt(
             self._fim_prompt, self.vocab, self.engine.n_ctx, req, max_tokens, guards, anchors
         )

@@ -347,3 +347,21 @@ def test_the_moved_text_never_takes_the_replys_room(codegemma_paths: dict[str, P
         assert "prompt_truncated" in {w.code for w in prompt.warnings}
     finally:
         m.close()
+
+
+def test_the_same_request_twice_gets_the_same_prompt(model: CodeModel) -> None:
+    """Anchors are remembered between requests; a repeated request must not change its prompt
+    (an editor's retry, typed-ahead's probe, the bench's cold run)."""
+    from cgstudio.session.anchors import Anchors
+
+    model.anchors = Anchors()
+    suffix = "\n\nprint(g())\n"
+    for prefix in (
+        "def g():\n    ",
+        "def g():\n    x = 1",
+        "def g():\n    x = 1\n    ",
+        "def g():\n    x = 1\n    y",
+    ):
+        first, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
+        again, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
+        assert (again.tokens, again.heal) == (first.tokens, first.heal), prefix

@@ -29,13 +29,14 @@ MAX_MIDDLE_LINES = 16
 ANCHORS = 32
 
 
-def cursor_line(prefix: str) -> tuple[str, str] | None:
+def cursor_line(prefix: str, tail: str = "") -> tuple[str, str] | None:
     """``(prefix up to the cursor line, the cursor line's text before the cursor)``; None when the
     cursor is at a line start or after its indentation only, on the first line, or on a line over
     ``MAX_CURSOR_LINE``. (Indentation alone stays in the prefix, as PSM sends it: moved after the
-    middle token it is not how the model tokenizes an indented line.)"""
+    middle token it is not how the model tokenizes an indented line.) ``tail``: text token healing
+    took off the end of ``prefix``; it belongs to the cursor line."""
     head, sep, line = prefix.rpartition("\n")
-    if not sep or not line.strip() or len(line) > MAX_CURSOR_LINE:
+    if not sep or not (line + tail).strip() or len(line + tail) > MAX_CURSOR_LINE:
         return None
     return head + sep, line
 
@@ -47,25 +48,31 @@ class Anchors:
         self._items: deque[tuple[str, str]] = deque(maxlen=size)
         self._lock = threading.Lock()
 
-    def split(self, prefix: str, suffix: str) -> tuple[str, str] | None:
-        """``(head, middle)`` for a prompt whose text before the cursor is ``prefix``: the longest
+    def split(self, prefix: str, suffix: str, tail: str = "") -> tuple[str, str] | None:
+        """``(head, middle)`` for a prompt whose text before the cursor is ``prefix`` (then ``tail``,
+        which token healing took off and the reply must start with): the longest
         fitting anchor's head, else the cursor line's start (then remembered as an anchor); None
         where no split applies (then a cursor at a line start is remembered as one)."""
         with self._lock:
             fits = [h for h, s in self._items if s == suffix and _fits(prefix, h)]
             if fits:
                 head = max(fits, key=len)
-                return head, prefix[len(head) :]
-            split = cursor_line(prefix)
+                middle = prefix[len(head) :]
+                if "\n" in middle or (middle + tail).strip():
+                    return head, middle
+                return None  # the anchor is this line's start and the line is indentation only
+            split = cursor_line(prefix, tail)
             head, sep, _ = prefix.rpartition("\n")
             if sep:  # the cursor line's start: the next keystroke on this line appends after it
                 self._items.append((head + sep, suffix))
             return split
 
-    def fits(self, prefix: str, suffix: str) -> bool:
-        """Whether a remembered anchor fits (``split`` would use it); records nothing."""
+    def spans_lines(self, prefix: str, suffix: str) -> bool:
+        """Whether a remembered anchor fits with a line break after it: the text after the middle
+        token then ends on a line of its own (whose indentation healing must cover). Records
+        nothing."""
         with self._lock:
-            return any(s == suffix and _fits(prefix, h) for h, s in self._items)
+            return any(s == suffix and _fits(prefix, h) and "\n" in prefix[len(h) :] for h, s in self._items)
 
 
 def _fits(prefix: str, head: str) -> bool:

@@ -37,13 +37,19 @@ def editor_prompt(
     max_tokens: int,
     guards: GuardSettings,
     anchors: Anchors | None,
+    heal: str = "",
 ) -> tuple[Prompt, str | None]:
     """The prompt of a fim, infill or plain request (plain: no suffix, no window). Editor paths
     (fim, infill) send a bounded window of the suffix (``fim_suffix_tokens``); with ``anchors``
     (the editor layout on), the text before the cursor is split where ``Anchors.split`` says."""
     editor = req.mode in ("fim", "infill")
     window = guards.fim_suffix_tokens if editor else 0
-    if editor and not req.middle and anchors is not None and (split := anchors.split(req.prompt, req.suffix)):
+    if (
+        editor
+        and not req.middle
+        and anchors is not None
+        and (split := anchors.split(req.prompt, req.suffix, heal))
+    ):
         moved = replace(req, mode="infill", prompt=split[0], middle=split[1])
         prompt, problem = infill_prompt(build, vocab, n_ctx, moved, max_tokens, window)
         room = n_ctx - len(prompt.tokens) - 1  # what the reply may use after the moved text

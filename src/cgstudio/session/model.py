@@ -303,11 +303,13 @@ class CodeModel:
         # The editor layout needs healing: text after the middle token must end on a token boundary.
         anchors = self.anchors if heal_on and guards.fim_cursor_line_in_middle else None
         in_middle = (
-            anchors is not None and req.mode in ("fim", "infill") and anchors.fits(req.prompt, req.suffix)
+            anchors is not None
+            and req.mode in ("fim", "infill")
+            and anchors.spans_lines(req.prompt, req.suffix)
         )
         req, heal = healed(req, self.vocab, heal_on, in_middle=in_middle)
         prompt, problem = editor_prompt(
-            self._fim_prompt, self.vocab, self.engine.n_ctx, req, max_tokens, guards, anchors
+            self._fim_prompt, self.vocab, self.engine.n_ctx, req, max_tokens, guards, anchors, heal
         )
         prompt.warnings.extend(notes)
         mark_editor(prompt, req, heal)  # editor paths: endings and token healing (session/editor.py)

@@ -54,7 +54,7 @@ class Anchors:
         fitting anchor's head, else the cursor line's start (then remembered as an anchor); None
         where no split applies (then a cursor at a line start is remembered as one)."""
         with self._lock:
-            fits = [h for h, s in self._items if s == suffix and _fits(prefix, h)]
+            fits = self._fitting(prefix, suffix)
             if fits:
                 head = max(fits, key=len)
                 middle = prefix[len(head) :]
@@ -72,7 +72,11 @@ class Anchors:
         token then ends on a line of its own (whose indentation healing must cover). Records
         nothing."""
         with self._lock:
-            return any(s == suffix and _fits(prefix, h) and "\n" in prefix[len(h) :] for h, s in self._items)
+            return any("\n" in prefix[len(h) :] for h in self._fitting(prefix, suffix))
+
+    def _fitting(self, prefix: str, suffix: str) -> list[str]:
+        """The remembered heads that fit ``prefix`` with ``suffix`` (the caller holds the lock)."""
+        return [h for h, s in self._items if s == suffix and _fits(prefix, h)]
 
 
 def _fits(prefix: str, head: str) -> bool:

@@ -50,3 +50,24 @@ def test_the_longest_fitting_anchor_wins_and_files_do_not_mix() -> None:
     assert a.split(HEAD + "    a = 1\n    b = 2", SUFFIX) == (HEAD, "    a = 1\n    b = 2")
     other = "class Other:\n"
     assert a.split(other + "    c", SUFFIX) == (other, "    c")
+
+
+def test_an_indented_empty_line_under_code_starts_at_the_line_above() -> None:
+    a = Anchors()
+    body = HEAD + "    total = sum(values)\n"
+    assert a.spans_lines(body + "    ", SUFFIX)  # predicted before anything is remembered
+    assert a.split(body + "    ", SUFFIX) == (HEAD, "    total = sum(values)\n    ")
+    # the same request again gets the same split; the first character typed only appends
+    assert a.split(body + "    ", SUFFIX) == (HEAD, "    total = sum(values)\n    ")
+    assert a.split(body + "    r", SUFFIX) == (HEAD, "    total = sum(values)\n    r")
+    # healing took the indentation off: it still counts as the cursor line's text
+    b = Anchors()
+    assert b.split(body, SUFFIX, "    ") == (HEAD, "    total = sum(values)\n")
+
+
+def test_column_zero_a_blank_line_above_or_the_first_line_stay_psm() -> None:
+    assert Anchors().split(HEAD + "    x = 1\n", SUFFIX) is None  # column 0: HumanEval's prompts end so
+    a = Anchors()
+    assert not a.spans_lines(HEAD + "    x = 1\n\n    ", SUFFIX)
+    assert a.split(HEAD + "    x = 1\n\n    ", SUFFIX) is None  # a blank line above
+    assert Anchors().split("def f():\n    ", SUFFIX) is None  # the line above is the first line

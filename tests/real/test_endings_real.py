@@ -86,8 +86,9 @@ def test_paper_protocol_guards_leave_the_prompt_and_text_alone(qwen: CodeModel) 
 def test_an_indented_cursor_gets_no_extra_space_in_the_editor_layout(qwen: CodeModel) -> None:
     """The cursor after a line's indentation. Sent after the middle token, a whole 8-space token is
     not how the model writes an indented line, and it answered " self.add_keywords(...)", a space
-    too many (seen in `eval repo` on sqlparse). Indentation alone now stays in the prefix (PSM), and
-    once the line has text, the layout sends it after the middle token with token healing."""
+    too many (seen in `eval repo` on sqlparse). Indentation alone never follows the middle token:
+    under a line of code, that line goes there too, and token healing takes the indentation off
+    (the reply starts with it); once the cursor line has text, it is sent there, healed."""
     prefix = (
         "class Lexer:\n    def __init__(self):\n        self._keywords = []\n\n"
         "    def default_initialization(self):\n        self.clear()\n        self.set_SQL_REGEX(SQL_REGEX)\n"
@@ -96,7 +97,10 @@ def test_an_indented_cursor_gets_no_extra_space_in_the_editor_layout(qwen: CodeM
     suffix = "\n        self.add_keywords(KEYWORDS)\n"
     req = GenerationRequest("fim", prefix, suffix, sampling=GREEDY, guards={"fim_single_line": True})
     prompt, _ = qwen.prompt(req)
-    assert prompt.tokens[-1] == qwen.vocab.id("<|fim_middle|>")  # PSM: the indentation in the prefix
+    middle = qwen.vocab.id("<|fim_middle|>")
+    after = prompt.tokens[prompt.tokens.index(middle) + 1 :]
+    assert qwen.vocab.engine.detokenize(after) == "        self.add_keywords(KEYWORDS_ORACLE)\n"
+    assert prompt.heal.strip() == "" and prompt.heal  # the indentation: the reply starts with it
     text = _final(qwen, req).text
     assert text.strip() and not text[0].isspace(), repr(text)
     typed = _final(qwen, replace(req, prompt=prefix + "self.add_")).text  # the layout, healed

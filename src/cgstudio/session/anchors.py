@@ -5,8 +5,12 @@ the *head*, up to a line start, before the suffix, and the rest after the middle
 then only appends to the prompt, and the cached head and suffix stay valid. Which line start is
 the head's end decides how long that lasts:
 
-* with no anchor that fits, the cursor line's start (``cursor_line``): llama.vim's layout (a
-  cursor after indentation only stays PSM, and its line start becomes the anchor);
+* with no anchor that fits, the cursor line's start (``cursor_line``): llama.vim's layout. A
+  cursor after indentation only (a line Enter just opened, or the cursor arriving on one) takes
+  the line above's start instead (``line_above``), when that line has code: moved after the
+  middle token alone, indentation is not how the model tokenizes an indented line, but after a
+  line of code and its line break it is (token healing covers it), and the first character typed
+  then only appends. A cursor at column 0, or under a blank line, stays PSM;
 * with one, the anchor an earlier request of this editing run set: while the new text before the
   cursor extends that head, and the text after the cursor is the same, the head stays, so Enter,
   new lines and accepted multi-line suggestions append to the middle too.
@@ -41,6 +45,19 @@ def cursor_line(prefix: str, tail: str = "") -> tuple[str, str] | None:
     return head + sep, line
 
 
+def line_above(prefix: str, tail: str = "") -> str | None:
+    """The start of the line above the cursor (the head), where the cursor line holds indentation
+    only (``tail`` included) and the line above has code; None elsewhere, and when the line above
+    is the first line or over ``MAX_CURSOR_LINE``."""
+    rest, sep, line = prefix.rpartition("\n")
+    if not sep or not line + tail or (line + tail).strip():
+        return None
+    head, sep, above = rest.rpartition("\n")
+    if not sep or not above.strip() or len(above) > MAX_CURSOR_LINE:
+        return None
+    return head + sep
+
+
 class Anchors:
     """The heads of recent editor prompts, with the text after the cursor each was sent with."""
 
@@ -61,6 +78,10 @@ class Anchors:
                 if "\n" in middle or (middle + tail).strip():
                     return head, middle
                 return None  # the anchor is this line's start and the line is indentation only
+            above = line_above(prefix, tail)
+            if above is not None:  # indentation only under a line of code: that line's start
+                self._items.append((above, suffix))
+                return above, prefix[len(above) :]
             split = cursor_line(prefix, tail)
             head, sep, _ = prefix.rpartition("\n")
             if sep:  # the cursor line's start: the next keystroke on this line appends after it
@@ -68,11 +89,15 @@ class Anchors:
             return split
 
     def spans_lines(self, prefix: str, suffix: str) -> bool:
-        """Whether a remembered anchor fits with a line break after it: the text after the middle
-        token then ends on a line of its own (whose indentation healing must cover). Records
-        nothing."""
+        """Whether the split ``split`` will make has a line break after its head: the text after
+        the middle token then ends on a line of its own (whose indentation healing must cover).
+        That is a remembered anchor that fits with a line break after it, or, with none fitting,
+        an indentation-only cursor line under a line of code (``line_above``). Records nothing."""
         with self._lock:
-            return any("\n" in prefix[len(h) :] for h in self._fitting(prefix, suffix))
+            fits = self._fitting(prefix, suffix)
+            if fits:
+                return "\n" in prefix[len(max(fits, key=len)) :]
+            return line_above(prefix) is not None
 
     def _fitting(self, prefix: str, suffix: str) -> list[str]:
         """The remembered heads that fit ``prefix`` with ``suffix`` (the caller holds the lock)."""

@@ -249,6 +249,34 @@ def test_editor_paths_send_a_bounded_suffix_window(model: CodeModel) -> None:
         assert suffix_of(whole) == [FIM_SUF, *v.plain(suffix), FIM_MID]
 
 
+def test_editor_paths_send_a_prefix_window_that_stays_put_while_typing(model: CodeModel) -> None:
+    from cgstudio.evaluation.protocol import EVAL_GUARDS
+    from cgstudio.session.anchors import Anchors
+    from cgstudio.session.window import PrefixWindows
+
+    model.anchors, model.windows = Anchors(), PrefixWindows()  # nothing from another test
+    v, limit = model.vocab, model.settings.guards.fim_prefix_tokens
+    body, i = "", 0
+    while len(v.plain(body)) < limit + 150:  # longer than the window, within the 1,024-token context
+        body += f"value_{i} = compute({i})\n"
+        i += 1
+    suffix = "\nprint(value_0)\n"
+    first, _ = model.prompt(GenerationRequest("fim", body + "res", suffix))
+    pre = first.tokens[first.tokens.index(FIM_PRE) + 1 : first.tokens.index(FIM_SUF)]
+    sent = v.engine.detokenize(pre)
+    assert limit - 20 < len(pre) <= limit and body.endswith(sent) and sent.startswith("value_")  # a line start
+    # Typing lines keeps the window's start: the tokens before the middle token stay the same.
+    typed = body + "result = 1\nother = 2\nmo"
+    again, _ = model.prompt(GenerationRequest("fim", typed, suffix))
+    upto_middle = lambda p: p.tokens[: p.tokens.index(FIM_MID) + 1]  # noqa: E731
+    assert upto_middle(again) == upto_middle(first)
+    # Per request (0: all of it), and the paper protocol, send the whole prefix.
+    for guards in ({"fim_prefix_tokens": 0}, EVAL_GUARDS):
+        whole, _ = model.prompt(GenerationRequest("fim", body + "res", suffix, guards=dict(guards)))
+        want = [BOS, FIM_PRE, *v.plain(body)]  # then "res" here (PSM) or after the middle token
+        assert whole.tokens[: len(want)] == want
+
+
 def test_typing_a_line_only_changes_what_follows_the_middle_token(model: CodeModel) -> None:
     """fim_cursor_line_in_middle: the cursor line's start goes after the middle token (llama.vim's
     /infill layout), so each keystroke keeps the prefix, the suffix and their cache; in the PSM
@@ -295,7 +323,7 @@ def test_the_cursor_line_stays_in_the_prefix_where_the_layout_does_not_apply(mod
     for prefix, guards in (
         ("def f():\n    ret", dict(EVAL_GUARDS)),  # the paper protocol: PSM as trained
         ("def f():\n    ret", {"fim_cursor_line_in_middle": False}),
-        ("x = 1\n" * 400 + "    ret", {}),  # over the context: trimmed, PSM
+        ("x = 1\n" * 400 + "    ret", {"fim_prefix_tokens": 0}),  # over the context: trimmed, PSM
         ("    ret", {}),  # the first line
     ):
         p, _ = model.prompt(GenerationRequest("fim", prefix, suffix, guards=guards))

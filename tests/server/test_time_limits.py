@@ -41,14 +41,15 @@ def _infill(live: Live, **body: Any) -> httpx.Response:
 def test_a_prompt_over_its_budget_ends_before_generating(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
     prefix = script_text(150, seed=1)  # a prompt of several 512-token batches
     monkeypatch.setattr(scheduler, "time", SlowClock())
-    r = _infill(live, input_prefix=prefix, input_suffix="\n", t_max_prompt_ms=500)
+    whole = {"fim_prefix_tokens": 0}  # the whole prefix: no 384-token window
+    r = _infill(live, input_prefix=prefix, input_suffix="\n", t_max_prompt_ms=500, guards=whole)
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["stop_type"] == "limit" and doc["content"] == "" and doc["tokens_predicted"] == 0
     assert "prompt_time_limit" in [w["code"] for w in doc["warnings"]]
     assert 0 < doc["timings"]["prompt_n"] < doc["tokens_evaluated"]  # stopped after one batch
     # The evaluated part stayed cached: without a budget the same request starts after it.
-    again = _infill(live, input_prefix=prefix, input_suffix="\n").json()
+    again = _infill(live, input_prefix=prefix, input_suffix="\n", guards=whole).json()
     assert again["tokens_cached"] >= doc["timings"]["prompt_n"]
     assert again["stop_type"] != "limit"
 

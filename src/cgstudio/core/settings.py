@@ -235,6 +235,15 @@ class GuardSettings(_Strict):
         "a bounded suffix bounds a keystroke's cost. 128 is what llama-server's /infill keeps at batch 512 "
         "(n_batch/4); the suffixes of 295 of the 300 seeded HumanEval infilling tasks fit in it.",
     )
+    fim_prefix_tokens: int = Field(
+        384,
+        ge=0,
+        le=1_048_576,
+        description="Editor paths: send the code before the cursor from a line start about this many "
+        "tokens back (0: all of it), so that a first request in a file costs a bounded prompt however "
+        "long the file. 384 is what llama-server's /infill keeps at batch 512 (3 n_batch/4). The start "
+        "is kept while the window grows to twice that, so typing only appends to the cached prompt.",
+    )
     fim_prefix_share: float = Field(
         0.75, gt=0.0, lt=1.0, description="Share of the FIM token budget kept for the prefix when trimming."
     )

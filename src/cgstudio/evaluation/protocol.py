@@ -50,6 +50,7 @@ EVAL_GUARDS = {
     "fim_token_healing": False,
     "fim_cursor_line_in_middle": False,
     "fim_suffix_tokens": 0,
+    "fim_prefix_tokens": 0,
     "repetition": True,
     "strict": False,
 }
@@ -65,6 +66,7 @@ EDITOR_GUARDS = {
     "fim_token_healing": True,
     "fim_cursor_line_in_middle": True,
     "fim_suffix_tokens": 128,
+    "fim_prefix_tokens": 384,
 }
 GUARD_SETS = {"paper": EVAL_GUARDS, "suffix": SUFFIX_GUARDS, "editor": EDITOR_GUARDS}
 PASS_AT_K = (1, 10, 100)

@@ -25,6 +25,7 @@ from cgstudio.prompts.healing import split_last_token
 from cgstudio.prompts.vocab import Vocab
 from cgstudio.session.anchors import Anchors
 from cgstudio.session.inputs import check_text
+from cgstudio.session.window import PrefixWindows
 
 FimBuilder = Callable[..., tuple[Prompt, str | None]]  # CodeModel._fim_prompt
 
@@ -38,19 +39,28 @@ def editor_prompt(
     guards: GuardSettings,
     anchors: Anchors | None,
     heal: str = "",
+    windows: PrefixWindows | None = None,
 ) -> tuple[Prompt, str | None]:
     """The prompt of a fim, infill or plain request (plain: no suffix, no window). Editor paths
-    (fim, infill) send a bounded window of the suffix (``fim_suffix_tokens``); with ``anchors``
-    (the editor layout on), the text before the cursor is split where ``Anchors.split`` says."""
+    (fim, infill) send a bounded window of the suffix (``fim_suffix_tokens``) and, with
+    ``windows``, of the prefix (``fim_prefix_tokens``, cut where ``PrefixWindows.cut`` says); with
+    ``anchors`` (the editor layout on), the text before the cursor is split where ``Anchors.split``
+    says, and the prefix window is cut from the part before the middle token."""
     editor = req.mode in ("fim", "infill")
     window = guards.fim_suffix_tokens if editor else 0
+
+    def cut(text: str) -> str:
+        if not editor or windows is None:
+            return text
+        return windows.cut(text, guards.fim_prefix_tokens, lambda t: len(vocab.plain(t)))
+
     if (
         editor
         and not req.middle
         and anchors is not None
         and (split := anchors.split(req.prompt, req.suffix, heal))
     ):
-        moved = replace(req, mode="infill", prompt=split[0], middle=split[1])
+        moved = replace(req, mode="infill", prompt=cut(split[0]), middle=split[1])
         prompt, problem = infill_prompt(build, vocab, n_ctx, moved, max_tokens, window)
         room = n_ctx - len(prompt.tokens) - 1  # what the reply may use after the moved text
         trimmed = any(w.code == "prompt_truncated" for w in prompt.warnings)
@@ -58,6 +68,7 @@ def editor_prompt(
             return prompt, problem
         # The file does not fit, or the moved text would eat the reply's room: the PSM prompt
         # trims the prefix instead (and a trimmed window moves with every keystroke anyway).
+    req = replace(req, prompt=cut(req.prompt))
     if req.mode == "infill":
         return infill_prompt(build, vocab, n_ctx, req, max_tokens, window)
     suffix = req.suffix if req.mode == "fim" else ""

@@ -43,6 +43,7 @@ from cgstudio.repo import RepoContext
 from cgstudio.session.anchors import Anchors
 from cgstudio.session.editor import editor_prompt, healed, mark_editor
 from cgstudio.session.inputs import check_text, to_message  # check_text: also by the faces
+from cgstudio.session.window import PrefixWindows
 
 ESTIMATE_WARNING = GuardWarning(
     "token_estimate",
@@ -67,6 +68,7 @@ class CodeModel:
         self.format: FamilyFormat = get_format(self.profile.family, self.vocab)
         self.variant: VariantGuess = self.profile.variant
         self.anchors = Anchors()  # where editor prompts split the text before the cursor
+        self.windows = PrefixWindows()  # where editor prompts' prefix starts
 
     @property
     def fim_capable(self) -> bool:
@@ -308,8 +310,9 @@ class CodeModel:
             and anchors.spans_lines(req.prompt, req.suffix)
         )
         req, heal = healed(req, self.vocab, heal_on, in_middle=in_middle)
+        build, n_ctx = self._fim_prompt, self.engine.n_ctx
         prompt, problem = editor_prompt(
-            self._fim_prompt, self.vocab, self.engine.n_ctx, req, max_tokens, guards, anchors, heal
+            build, self.vocab, n_ctx, req, max_tokens, guards, anchors, heal, self.windows
         )
         prompt.warnings.extend(notes)
         mark_editor(prompt, req, heal)  # editor paths: endings and token healing (session/editor.py)

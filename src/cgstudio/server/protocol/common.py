@@ -45,6 +45,9 @@ class GuardOverrides(BaseModel):
     fim_suffix_tokens: int | None = Field(
         None, ge=0, le=1_048_576, description="Editor paths: at most this many suffix tokens (0: all)."
     )
+    fim_prefix_tokens: int | None = Field(
+        None, ge=0, le=1_048_576, description="Editor paths: about this many prefix tokens (0: all)."
+    )
     fim_prefix_share: float | None = Field(None, gt=0.0, lt=1.0)
     variant: Literal["auto", "pretrained", "instruction-tuned"] | None = None
 

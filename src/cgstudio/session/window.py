@@ -1,0 +1,67 @@
+"""Where an editor prompt's prefix starts: a window of the code before the cursor, kept in place.
+
+Editor paths send the code before the cursor from a line start about ``fim_prefix_tokens`` tokens
+back (384 by default: what llama-server's /infill keeps at batch 512, three quarters of its batch),
+so a cold request, the first one in a file or after a jump, evaluates a bounded prompt, however
+long the file. The window's start is remembered, by the text before it, and kept while the text
+before the cursor extends that text and the window holds at most ``GROWTH`` times the limit: typing
+only appends to the window, so the cached prompt stays valid (a start that moved with every
+keystroke, as a token window does, would make every keystroke evaluate the whole prompt again).
+Past that, the window starts again about the limit back, once.
+
+A text that fits the limit is sent whole. Starts are matched by content, so several editors and
+files share the memory without mixing; the most recent ``STARTS`` are kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+
+GROWTH = 2  # a remembered start is kept until its window passes this many times the limit
+STARTS = 32
+
+Count = Callable[[str], int]  # the tokens of a text
+
+
+class PrefixWindows:
+    """The starts of recent editor prompts' prefix windows, as the text before each start."""
+
+    def __init__(self, size: int = STARTS) -> None:
+        self._items: deque[str] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def cut(self, text: str, limit: int, count: Count) -> str:
+        """``text`` from its window's start: all of it when it has at most ``limit`` tokens (or
+        ``limit`` is 0); else from the longest remembered start that still fits ``GROWTH`` times
+        the limit; else from a new start, the earliest line start with at most ``limit`` tokens
+        after it (then remembered)."""
+        if limit <= 0 or len(text) <= limit:
+            return text
+        with self._lock:
+            kept = [b for b in self._items if text.startswith(b)]
+            for before in sorted(kept, key=len, reverse=True):
+                window = text[len(before) :]
+                if count(window) <= GROWTH * limit:
+                    return window
+            if count(text) <= limit:
+                return text
+            start = _start(text, limit, count)
+            if start:
+                self._items.append(text[:start])
+            return text[start:]
+
+
+def _start(text: str, limit: int, count: Count) -> int:
+    """The earliest line start after which ``text`` has at most ``limit`` tokens, counted line by
+    line from the end; the last line's start when that line alone is longer."""
+    start = len(text)
+    used = 0
+    while start > 0:
+        line_start = text.rfind("\n", 0, start - 1) + 1  # the line that ends at ``start``
+        used += count(text[line_start:start])
+        if used > limit:
+            return start if start < len(text) else line_start
+        start = line_start
+    return 0

@@ -1,0 +1,61 @@
+"""Where editor prompts' prefix starts (session/window.py). Pure: a character counts as a token."""
+
+from __future__ import annotations
+
+from cgstudio.session.window import GROWTH, PrefixWindows
+
+
+def count(text: str) -> int:
+    return len(text)
+
+
+LINES = "".join(f"line {i:03d} = value\n" for i in range(100))  # 19 characters a line
+
+
+def test_a_text_within_the_limit_is_sent_whole_and_remembers_nothing() -> None:
+    w = PrefixWindows()
+    assert w.cut(LINES[:190], 200, count) == LINES[:190]
+    assert w.cut(LINES, 0, count) == LINES  # 0: no window
+    assert w.cut(LINES, 10_000, count) == LINES
+
+
+def test_a_long_text_starts_at_a_line_start_within_the_limit() -> None:
+    w = PrefixWindows()
+    window = w.cut(LINES + "    ret", 200, count)
+    assert len(window) <= 200 and LINES.endswith(window[: -len("    ret")])
+    assert window.startswith("line ") and len(window) + 19 > 200  # the earliest line start that fits
+
+
+def test_typing_keeps_the_start_until_the_window_doubles_then_it_moves_once() -> None:
+    w = PrefixWindows()
+    first = w.cut(LINES, 200, count)
+    before = LINES[: len(LINES) - len(first)]
+    assert w.cut(LINES, 200, count) == first  # the same request: the same window
+    typed = ""
+    moved = 0
+    for i in range(40):
+        typed += f"new {i:02d}\n"
+        window = w.cut(LINES + typed, 200, count)
+        if window == (LINES + typed)[len(before) :]:
+            continue  # only appended to the last window: the cached prompt stays valid
+        moved += 1
+        assert len(window) <= 200
+        before = (LINES + typed)[: len(LINES + typed) - len(window)]
+    assert moved == 1  # 40 lines of 7 characters: one move, past GROWTH * 200
+    assert len(first) + 40 * 7 > GROWTH * 200 > len(first) + 20 * 7
+
+
+def test_starts_are_matched_by_content_so_files_do_not_mix() -> None:
+    w = PrefixWindows()
+    a = w.cut(LINES, 200, count)
+    other = LINES.replace("line", "item")
+    b = w.cut(other, 200, count)
+    assert b.startswith("item") and w.cut(LINES, 200, count) == a
+    edited = "changed\n" + LINES[8:]  # an edit above the start: a new start
+    assert w.cut(edited, 200, count) == a  # the text after the start is the same, so is the window
+
+
+def test_a_line_longer_than_the_limit_is_kept_whole() -> None:
+    w = PrefixWindows()
+    long_line = "x = '" + "a" * 500 + "'"
+    assert w.cut(LINES + long_line, 200, count) == long_line

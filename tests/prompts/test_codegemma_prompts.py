@@ -264,7 +264,9 @@ def test_editor_paths_send_a_prefix_window_that_stays_put_while_typing(model: Co
     first, _ = model.prompt(GenerationRequest("fim", body + "res", suffix))
     pre = first.tokens[first.tokens.index(FIM_PRE) + 1 : first.tokens.index(FIM_SUF)]
     sent = v.engine.detokenize(pre)
-    assert limit - 20 < len(pre) <= limit and body.endswith(sent) and sent.startswith("value_")  # a line start
+    assert (
+        limit - 20 < len(pre) <= limit and body.endswith(sent) and sent.startswith("value_")
+    )  # a line start
     # Typing lines keeps the window's start: the tokens before the middle token stay the same.
     typed = body + "result = 1\nother = 2\nmo"
     again, _ = model.prompt(GenerationRequest("fim", typed, suffix))

@@ -59,3 +59,12 @@ def test_a_line_longer_than_the_limit_is_kept_whole() -> None:
     w = PrefixWindows()
     long_line = "x = '" + "a" * 500 + "'"
     assert w.cut(LINES + long_line, 200, count) == long_line
+
+
+def test_each_client_keeps_its_own_starts() -> None:
+    w = PrefixWindows()
+    longer = LINES + "".join(f"more {i:03d} = value\n" for i in range(12))
+    a = w.cut(LINES, 200, count, "editor-a")
+    assert w.cut(longer, 200, count, "editor-a") == longer[len(LINES) - len(a) :]  # a's start, kept
+    b = w.cut(longer, 200, count, "editor-b")  # b has no start yet: its own, about the limit back
+    assert len(b) <= 200 < len(longer[len(LINES) - len(a) :])

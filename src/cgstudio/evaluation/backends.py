@@ -4,6 +4,7 @@ server-side backend, ``RemoteBackend``, is in ``remote``; ``open_local_backend``
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +55,7 @@ class LocalBackend:
         self.variant: str = model.variant.variant
         self.fim_capable = model.fim_capable
         self.guards = dict(guards or EVAL_GUARDS)
+        self._requests = itertools.count()
 
     def describe(self) -> dict[str, Any]:
         m, info = self.model, self.model.engine.info
@@ -96,7 +98,11 @@ class LocalBackend:
         """The eval protocol's style as the one request type: ``chat`` sends the prompt as a user
         turn; ``plain`` continues the text as it is (raw mode: a FIM-capable model would otherwise
         get it wrapped in its FIM format); ``fim`` and ``fim-completion`` use the FIM format."""
-        common: dict[str, Any] = {"sampling": dict(request.sampling), "guards": dict(self.guards)}
+        common: dict[str, Any] = {
+            "sampling": dict(request.sampling),
+            "guards": dict(self.guards),
+            "client": f"eval:{next(self._requests)}",  # a task of its own: no editor memory from another
+        }
         if request.style == "chat":
             return GenerationRequest("chat", messages=[{"role": "user", "content": request.prompt}], **common)
         if request.style == "plain" and self.model.fim_capable:

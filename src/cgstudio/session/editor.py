@@ -52,7 +52,7 @@ def editor_prompt(
     def cut(text: str) -> str:
         if not editor or windows is None:
             return text
-        return windows.cut(text, guards.fim_prefix_tokens, lambda t: len(vocab.plain(t)))
+        return windows.cut(text, guards.fim_prefix_tokens, lambda t: len(vocab.plain(t)), req.client)
 
     if (
         editor

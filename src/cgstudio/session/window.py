@@ -9,47 +9,60 @@ only appends to the window, so the cached prompt stays valid (a start that moved
 keystroke, as a token window does, would make every keystroke evaluate the whole prompt again).
 Past that, the window starts again about the limit back, once.
 
-A text that fits the limit is sent whole. Starts are matched by content, so several editors and
-files share the memory without mixing; the most recent ``STARTS`` are kept.
+A text that fits the limit is sent whole. Each client (``GenerationRequest.client``: the server's
+client key; the eval gives every task its own) keeps its most recent ``STARTS`` starts, so one
+client's files never move another's window. A start is known by its offset and a hash of the text
+just before it: matching one in an unrelated text by chance would only move where a prefix starts,
+never what it holds.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 GROWTH = 2  # a remembered start is kept until its window passes this many times the limit
-STARTS = 32
+STARTS = 32  # per client
+CLIENTS = 64
+_KEY_CHARS = 256  # the text before a start that identifies it
 
 Count = Callable[[str], int]  # the tokens of a text
 
 
-class PrefixWindows:
-    """The starts of recent editor prompts' prefix windows, as the text before each start."""
+def _key(text: str, start: int) -> tuple[int, int]:
+    return start, hash(text[max(0, start - _KEY_CHARS) : start])
 
-    def __init__(self, size: int = STARTS) -> None:
-        self._items: deque[str] = deque(maxlen=size)
+
+class PrefixWindows:
+    """Where recent editor prompts' prefix windows start, per client."""
+
+    def __init__(self) -> None:
+        self._clients: OrderedDict[str, deque[tuple[int, int]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def cut(self, text: str, limit: int, count: Count) -> str:
+    def cut(self, text: str, limit: int, count: Count, client: str = "") -> str:
         """``text`` from its window's start: all of it when it has at most ``limit`` tokens (or
-        ``limit`` is 0); else from the longest remembered start that still fits ``GROWTH`` times
-        the limit; else from a new start, the earliest line start with at most ``limit`` tokens
-        after it (then remembered)."""
+        ``limit`` is 0); else from the furthest-on start ``client`` remembers that still fits ``GROWTH``
+        times the limit; else from a new start, the earliest line start with at most ``limit``
+        tokens after it (then remembered)."""
         if limit <= 0 or len(text) <= limit:
             return text
         with self._lock:
-            kept = [b for b in self._items if text.startswith(b)]
-            for before in sorted(kept, key=len, reverse=True):
-                window = text[len(before) :]
-                if count(window) <= GROWTH * limit:
-                    return window
+            starts = self._clients.pop(client, None) or deque(maxlen=STARTS)
+            self._clients[client] = starts  # the most recent client last
+            while len(self._clients) > CLIENTS:
+                self._clients.popitem(last=False)
+            for start, h in sorted(starts, reverse=True):
+                if 0 < start < len(text) and _key(text, start) == (start, h):
+                    window = text[start:]
+                    if count(window) <= GROWTH * limit:
+                        return window
             if count(text) <= limit:
                 return text
             start = _start(text, limit, count)
             if start:
-                self._items.append(text[:start])
+                starts.append(_key(text, start))
             return text[start:]
 
 

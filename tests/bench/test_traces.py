@@ -20,7 +20,7 @@ def test_traces_are_deterministic_and_every_kind_appears(quick: bool) -> None:
         assert len(t.steps) >= 4, t.name
     for t in traces:
         if t.name in tr.EXACT_REUSE:  # edits at the cursor only, in the trace's own file
-            assert {s.kind for s in t.steps} <= {"open", "type", "backspace", "enter", "accept"}
+            assert {s.kind for s in t.steps} <= {"open", "type", "backspace", "enter", "accept", "ghost"}
             assert {s.file for s in t.steps} == {t.file}
         if t.name in tr.NO_SUFFIX:  # typing at the end of the file
             assert {s.kind for s in t.steps} == {"open", "type"} and {s.suffix for s in t.steps} == {""}
@@ -43,6 +43,9 @@ def _check(prev: tr.Step, step: tr.Step) -> None:
         assert step.prefix + step.suffix == prev.prefix + prev.suffix  # only the cursor moved
         lines = abs(step.prefix.count("\n") - prev.prefix.count("\n"))
         assert 20 <= lines <= 2 * tr.JUMP_LINES + 2
+        return
+    if step.kind == "ghost":  # the runner inserts its own answer: nothing scripted
+        assert (step.prefix, step.suffix) == (prev.prefix, prev.suffix)
         return
     if step.kind == "backspace":
         assert prev.prefix[:-1] == step.prefix and prev.suffix == step.suffix
@@ -84,3 +87,25 @@ def test_typing_a_line_ends_with_the_file_as_it_was() -> None:
         if t.name in ("enter", "accept"):
             last = t.steps[-1]
             assert last.prefix + last.suffix == text, t.name
+
+
+def test_a_runner_s_accepted_suggestions_go_where_it_accepted_them() -> None:
+    ghost = next(t for t in tr.typing_traces(0, quick=True) if t.name == "ghost")
+    kinds = [s.kind for s in ghost.steps]
+    assert kinds == ["open", "type", "ghost", "enter", "type", "ghost"]
+    assert tr.accepted_text("eturn x\n    y = 2") == "eturn x"
+    accepted: list[tuple[int, str]] = []
+    sent = []
+    answers = [""]
+    for step, answer in zip(ghost.steps[1:], ["elf.a = 1", "", "", "ff", ""], strict=True):
+        if step.kind == "ghost":
+            accepted.append((len(step.prefix), tr.accepted_text(answers[-1])))
+        sent.append(tr.with_accepted(step, accepted))
+        answers.append(answer)
+    # Each step's document is the scripted one with the accepted texts where they were accepted.
+    assert sent[1].prefix == ghost.steps[2].prefix + "elf.a = 1"
+    assert sent[2].prefix == ghost.steps[3].prefix[: len(ghost.steps[2].prefix)] + "elf.a = 1" + (
+        ghost.steps[3].prefix[len(ghost.steps[2].prefix) :]
+    )
+    assert sent[4].prefix.endswith("ff") and sent[4].prefix.count("elf.a = 1") == 1
+    assert all(s.suffix == ghost.steps[1].suffix for s in sent)

@@ -65,9 +65,15 @@ def test_an_indented_empty_line_under_code_starts_at_the_line_above() -> None:
     assert b.split(body, SUFFIX, "    ") == (HEAD, "    total = sum(values)\n")
 
 
-def test_column_zero_a_blank_line_above_or_the_first_line_stay_psm() -> None:
-    assert Anchors().split(HEAD + "    x = 1\n", SUFFIX) is None  # column 0: HumanEval's prompts end so
+def test_blank_lines_between_go_after_the_middle_token_too() -> None:
     a = Anchors()
-    assert not a.spans_lines(HEAD + "    x = 1\n\n    ", SUFFIX)
-    assert a.split(HEAD + "    x = 1\n\n    ", SUFFIX) is None  # a blank line above
+    body = HEAD + "    x = 1\n"
+    assert a.spans_lines(body + "\n  \n    ", SUFFIX)
+    assert a.split(body + "\n  \n    ", SUFFIX) == (HEAD, "    x = 1\n\n  \n    ")
+    assert a.split(body + "\n  \n    y", SUFFIX) == (HEAD, "    x = 1\n\n  \n    y")
+
+
+def test_column_zero_or_no_code_above_but_the_first_line_stay_psm() -> None:
+    assert Anchors().split(HEAD + "    x = 1\n", SUFFIX) is None  # column 0: HumanEval's prompts end so
     assert Anchors().split("def f():\n    ", SUFFIX) is None  # the line above is the first line
+    assert Anchors().split("def f():\n\n\n    ", SUFFIX) is None  # blank lines up to the first line

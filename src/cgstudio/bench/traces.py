@@ -12,7 +12,12 @@ to fill its cache without timing it. Then each step is one editor event:
   runner sends the same prompts whatever its model answered;
 - ``jump``: the cursor moves 40 lines (the text stays as it is);
 - ``switch``: the user goes to another file (``Step.file``), or back, where the cursor was left;
-- ``paste``: a block of whole lines inserted at once.
+- ``paste``: a block of whole lines inserted at once;
+- ``ghost``: the runner's own suggestion accepted: the first line of its answer to the step before
+  goes in at the cursor. The step itself inserts nothing; a runner applies what it accepted with
+  ``with_accepted``, so later steps' documents hold it. Only the ``ghost`` trace has such steps:
+  every runner there sends prompts that depend on its own answers (deterministic under greedy
+  decoding), as an editor does.
 
 The ``end`` trace types a line at the end of a file (new code at the bottom, or in a new file):
 the suffix is empty, so nothing after the cursor is evaluated again and exact reuse covers the
@@ -37,14 +42,14 @@ from __future__ import annotations
 import itertools
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cgstudio.bench.workloads import stdlib_source
 
-KINDS = ("open", "type", "backspace", "enter", "accept", "jump", "switch", "paste")
-EXACT_REUSE = ("type", "backspace", "enter", "accept")  # traces: edits at the cursor only
+KINDS = ("open", "type", "backspace", "enter", "accept", "jump", "switch", "paste", "ghost")
+EXACT_REUSE = ("type", "backspace", "enter", "accept", "ghost")  # traces: edits at the cursor only
 NO_SUFFIX = ("end",)  # traces: typing at the end of the file, nothing after the cursor
-TRACE_NAMES = ("type", "backspace", "enter", "accept", "jump", "switch", "paste", "end")
+TRACE_NAMES = ("type", "backspace", "enter", "accept", "jump", "switch", "paste", "end", "ghost")
 FILES = ("argparse", "shlex")  # the main file, and the one the switch trace goes to
 JUMP_LINES = 40
 
@@ -77,10 +82,11 @@ class _Sizes:
     jumps: tuple[int, ...]  # cursor moves, in lines
     switches: int
     paste: tuple[int, int]  # lines of the two pasted blocks
+    ghosts: int  # own suggestions accepted in the ghost trace, one a line
 
 
-FULL = _Sizes(10_400, 10, 5, 3, 1, 2, (JUMP_LINES, JUMP_LINES, -2 * JUMP_LINES), 3, (8, 6))
-QUICK = _Sizes(3100, 4, 3, 2, 0, 1, (JUMP_LINES, -JUMP_LINES), 2, (4, 3))
+FULL = _Sizes(10_400, 10, 5, 3, 1, 2, (JUMP_LINES, JUMP_LINES, -2 * JUMP_LINES), 3, (8, 6), 3)
+QUICK = _Sizes(3100, 4, 3, 2, 0, 1, (JUMP_LINES, -JUMP_LINES), 2, (4, 3), 2)
 
 
 def typing_traces(seed: int = 0, quick: bool = False) -> list[Trace]:
@@ -98,7 +104,26 @@ def typing_traces(seed: int = 0, quick: bool = False) -> list[Trace]:
         _switch(main, other, rng, sizes),
         _paste(main, rng, sizes),
         _end(main, rng, sizes),
+        _ghost(main, rng, sizes),
     ]
+
+
+def accepted_text(answer: str) -> str:
+    """What a ``ghost`` step accepts of a runner's answer: its first line, as the ghost text of a
+    line completion shows it."""
+    return answer.split("\n", 1)[0]
+
+
+def with_accepted(step: Step, accepted: list[tuple[int, str]]) -> Step:
+    """``step`` with each ``(offset, text)`` a runner accepted inserted into its prefix, where the
+    ``ghost`` step at that offset of the scripted prefix put it (offsets ascending)."""
+    if not accepted:
+        return step
+    parts, at = [], 0
+    for offset, text in accepted:
+        parts += [step.prefix[at:offset], text]
+        at = offset
+    return replace(step, prefix="".join(parts) + step.prefix[at:])
 
 
 # -- documents -------------------------------------------------------------------------------------
@@ -331,3 +356,23 @@ def _end(w: _Window, rng: random.Random, s: _Sizes) -> Trace:
         doc.insert(ch)
         steps.append(doc.step("type"))
     return Trace("end", w.file, steps)
+
+
+def _ghost(w: _Window, rng: random.Random, s: _Sizes) -> Trace:
+    """Lines written with the model: a character typed, the runner's own suggestion accepted
+    (``ghost``), then Enter and the next line's indentation; ``s.ghosts`` lines."""
+    lines = w.lines
+    i = _pick(rng, _runs(w, s.ghosts), "ghost")
+    indent, code = _split(lines[i])
+    text = "".join(lines[:i]) + indent + "\n" + "".join(lines[i + s.ghosts :])
+    doc = _Doc(w.file, text, w.offset(i) + len(indent))
+    steps = [doc.step("open")]
+    for r in range(s.ghosts):
+        if r:
+            indent, code = _split(lines[i + r])
+            doc.insert("\n" + indent)
+            steps.append(doc.step("enter"))
+        doc.insert(code[0])
+        steps.append(doc.step("type"))
+        steps.append(doc.step("ghost"))
+    return Trace("ghost", w.file, steps)

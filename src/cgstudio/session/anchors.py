@@ -10,7 +10,7 @@ the head's end decides how long that lasts:
   the line above's start instead (``line_above``), when that line has code: moved after the
   middle token alone, indentation is not how the model tokenizes an indented line, but after a
   line of code and its line break it is (token healing covers it), and the first character typed
-  then only appends. A cursor at column 0, or under a blank line, stays PSM;
+  then only appends (blank lines between go there too). A cursor at column 0 stays PSM;
 * with one, the anchor an earlier request of this editing run set: while the new text before the
   cursor extends that head, and the text after the cursor is the same, the head stays, so Enter,
   new lines and accepted multi-line suggestions append to the middle too.
@@ -46,16 +46,20 @@ def cursor_line(prefix: str, tail: str = "") -> tuple[str, str] | None:
 
 
 def line_above(prefix: str, tail: str = "") -> str | None:
-    """The start of the line above the cursor (the head), where the cursor line holds indentation
-    only (``tail`` included) and the line above has code; None elsewhere, and when the line above
-    is the first line or over ``MAX_CURSOR_LINE``."""
+    """The start of the nearest line above the cursor that has code (the head), where the cursor
+    line holds indentation only (``tail`` included) and at most ``MAX_MIDDLE_LINES`` blank lines
+    lie between; None elsewhere, and when that line is the first line or over
+    ``MAX_CURSOR_LINE``."""
     rest, sep, line = prefix.rpartition("\n")
     if not sep or not line + tail or (line + tail).strip():
         return None
-    head, sep, above = rest.rpartition("\n")
-    if not sep or not above.strip() or len(above) > MAX_CURSOR_LINE:
-        return None
-    return head + sep
+    for _ in range(MAX_MIDDLE_LINES):
+        rest, sep, above = rest.rpartition("\n")
+        if not sep or len(above) > MAX_CURSOR_LINE:
+            return None
+        if above.strip():
+            return rest + sep
+    return None
 
 
 class Anchors:

@@ -11,7 +11,7 @@ evaluated a step (the engine's counters: what was not reused), and the share of 
 greedy token ids equal the cold run's. One decode step is the median time between successive
 tokens of the trace's own answers (the same prompts, the same run); where they hold too few, a
 plain decode after the trace. ``keystroke_p95_over_decode_step`` is, per trace where exact reuse
-applies (``traces.EXACT_REUSE``: type, backspace, enter, accept), the p95 time to first token
+applies (``traces.EXACT_REUSE``: type, backspace, enter, accept, ghost), the p95 time to first token
 over that trace's decode step (target 2, lower is better). In PSM order each of those keystrokes
 evaluates the suffix again, so ``keystroke_p95_over_decode_step_no_suffix`` gives the same ratio on
 the ``end`` trace (typing at the end of a file), where nothing follows the cursor.
@@ -85,13 +85,20 @@ def run(bc: BenchContext) -> None:
 
 def run_trace(m: CodeModel, trace: tr.Trace, say: Callable[[str], None] = lambda _: None) -> TraceRun:
     """One trace: opened cold, every step with reuse in order, then every step cold."""
-    first, *steps = trace.steps
+    first, *scripted = trace.steps
     serve(m, trace, first, cache=False)
-    warm, prompts = [], []
-    for i, step in enumerate(steps, 1):
-        say(f"trace {trace.name}: step {i}/{len(steps)} ({step.kind}), with reuse")
-        prompts.append(m.prompt(request(trace, step))[0])
-        warm.append(serve(m, trace, step, prompt=prompts[-1]))
+    warm: list[Served] = []
+    prompts: list[Prompt] = []
+    steps: list[tr.Step] = []
+    accepted: list[tuple[int, str]] = []  # the ghost steps' own suggestions (traces.with_accepted)
+    for i, step in enumerate(scripted, 1):
+        say(f"trace {trace.name}: step {i}/{len(scripted)} ({step.kind}), with reuse")
+        if step.kind == "ghost" and warm:
+            answer = m.engine.detokenize(warm[-1].ids)[len(prompts[-1].heal) :]
+            accepted.append((len(step.prefix), tr.accepted_text(answer)))
+        steps.append(tr.with_accepted(step, accepted))
+        prompts.append(m.prompt(request(trace, steps[-1]))[0])
+        warm.append(serve(m, trace, steps[-1], prompt=prompts[-1]))
     gaps = [g for w in warm for g in w.gaps_s]
     source = "answers"
     if len(gaps) < MIN_STEPS:

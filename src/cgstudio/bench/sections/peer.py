@@ -54,12 +54,12 @@ def run(bc: BenchContext) -> None:
 
 def infill_step(
     base_url: str, prefix: str, suffix: str, n_predict: int = KEY_TOKENS
-) -> tuple[float, int | None]:
+) -> tuple[float, int | None, str]:
     """Seconds from sending a streamed greedy ``/infill`` to its first non-empty content (or to the
-    end of an answer with none), and the prompt tokens the server evaluated for it (its last
-    chunk's ``timings.prompt_n``; both servers send it). The answer is read to its end, as an
-    editor reads it: closing the stream early would cancel the request, and each server handles a
-    cancel its own way."""
+    end of an answer with none), the prompt tokens the server evaluated for it (its last chunk's
+    ``timings.prompt_n``; both servers send it), and the answer's text. The answer is read to its
+    end, as an editor reads it: closing the stream early would cancel the request, and each server
+    handles a cancel its own way."""
     body = {
         "input_prefix": prefix,
         "input_suffix": suffix,
@@ -70,6 +70,7 @@ def infill_step(
     }
     first: float | None = None
     evaluated: int | None = None
+    text: list[str] = []
     t0 = time.perf_counter()
     with httpx.stream("POST", base_url + "/infill", json=body, timeout=600) as r:
         if r.status_code != 200:
@@ -82,9 +83,10 @@ def infill_step(
             doc = json.loads(data)
             if first is None and doc.get("content"):
                 first = time.perf_counter() - t0
+            text.append(doc.get("content") or "")
             if isinstance(n := (doc.get("timings") or {}).get("prompt_n"), int):
                 evaluated = n
-    return (first if first is not None else time.perf_counter() - t0), evaluated
+    return (first if first is not None else time.perf_counter() - t0), evaluated, "".join(text)
 
 
 def _keystrokes(bc: BenchContext, ours: Served, theirs: Served) -> list[dict[str, Any]]:
@@ -96,13 +98,19 @@ def _keystrokes(bc: BenchContext, ours: Served, theirs: Served) -> list[dict[str
         b: list[float] = []
         evaluated: dict[str, list[int]] = {"cgstudio": [], "llama_server": []}
         first, *steps = trace.steps
+        # Each server's own suggestions, accepted by the ghost trace (traces.with_accepted).
+        accepted: dict[str, list[tuple[int, str]]] = {"cgstudio": [], "llama_server": []}
+        answers = {"cgstudio": "", "llama_server": ""}
         for server in (ours, theirs):  # the file opens: a cold prompt on each, not counted
             infill_step(server.base_url, first.prefix, first.suffix)
         for i, step in enumerate(steps, 1):
             bc.progress(f"peer: trace {trace.name}, keystroke {i}/{len(steps)}")
             order = [(ours, a, "cgstudio"), (theirs, b, "llama_server")]
             for server, out, name in order if i % 2 else order[::-1]:
-                ttft, n = infill_step(server.base_url, step.prefix, step.suffix)
+                if step.kind == "ghost":
+                    accepted[name].append((len(step.prefix), tr.accepted_text(answers[name])))
+                sent = tr.with_accepted(step, accepted[name])
+                ttft, n, answers[name] = infill_step(server.base_url, sent.prefix, sent.suffix)
                 out.append(ttft)
                 if n is not None:
                     evaluated[name].append(n)

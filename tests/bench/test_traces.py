@@ -104,8 +104,11 @@ def test_a_runner_s_accepted_suggestions_go_where_it_accepted_them() -> None:
         answers.append(answer)
     # Each step's document is the scripted one with the accepted texts where they were accepted.
     assert sent[1].prefix == ghost.steps[2].prefix + "elf.a = 1"
-    assert sent[2].prefix == ghost.steps[3].prefix[: len(ghost.steps[2].prefix)] + "elf.a = 1" + (
-        ghost.steps[3].prefix[len(ghost.steps[2].prefix) :]
+    assert (
+        sent[2].prefix
+        == ghost.steps[3].prefix[: len(ghost.steps[2].prefix)]
+        + "elf.a = 1"
+        + (ghost.steps[3].prefix[len(ghost.steps[2].prefix) :])
     )
     assert sent[4].prefix.endswith("ff") and sent[4].prefix.count("elf.a = 1") == 1
     assert all(s.suffix == ghost.steps[1].suffix for s in sent)

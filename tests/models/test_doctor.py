@@ -141,6 +141,9 @@ def test_memory_check_against_model_and_kv(codegemma7b_info: Any) -> None:
     assert small.status == "fail" and "KV 3.50 GiB" in small.detail and "q8_0" in small.fix
     big = check_memory(machine(ram=64 * GIB), LoadProfile(), codegemma7b_info)[0]
     assert big.status == "ok"
+    # Each slot has its own n_ctx cells: four slots need four times the KV cache.
+    four = check_memory(machine(ram=64 * GIB), LoadProfile(n_parallel=4), codegemma7b_info)[0]
+    assert "KV 14.00 GiB" in four.detail
 
 
 # -- the GGUF -----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """How much memory a model needs with a load profile, split between RAM and VRAM. Units: bytes.
 
 weights   the GGUF's tensors (the file size is a close upper bound)
-kv        layers x (K width x K type size + V width x V type size) x n_ctx
+kv        layers x (K width x K type size + V width x V type size) x n_ctx x n_parallel (a stream
+          of n_ctx cells per slot)
           codegemma-7b: 28 layers x 16 heads x 256 x 2 (K, V) x 2 bytes = 448 KiB/token in F16
 compute   llama.cpp's scratch for one micro-batch: the larger of the logits (n_vocab x ubatch x 4)
           and, without flash attention, the KQ scores (n_ctx x ubatch x n_head x 4), plus a margin;
@@ -77,7 +78,8 @@ def estimate(info: ModelInfo, profile: LoadProfile) -> MemoryNeed:
     n_layers = max(info.n_layers, 1)
     gpu_layers = n_layers if profile.n_gpu_layers < 0 else min(profile.n_gpu_layers, n_layers)
     weights = info.size_bytes
-    kv = kv_bytes(info, profile.n_ctx, profile.cache_type_k, profile.cache_type_v)
+    # Every slot (n_parallel) has its own stream of n_ctx cells (engine/llamacpp/handle.py).
+    kv = kv_bytes(info, profile.n_ctx * max(profile.n_parallel, 1), profile.cache_type_k, profile.cache_type_v)
     compute = compute_bytes(info, profile.n_ctx, profile.n_batch, profile.flash_attn)
     overhead = 64 * MIB + weights // 50
     if gpu_layers == 0:

@@ -31,7 +31,10 @@ class FixedDepth(Anchors):
         super().__init__()
         self.depth = depth
 
-    def split(self, prefix: str, suffix: str) -> tuple[str, str] | None:
+    def spans_lines(self, prefix: str, suffix: str) -> bool:
+        return self.depth > 0 and self.split(prefix, suffix) is not None
+
+    def split(self, prefix: str, suffix: str, tail: str = "") -> tuple[str, str] | None:
         starts = [i + 1 for i, ch in enumerate(prefix) if ch == "\n"]
         cursor_line = starts[-1] if starts else 0  # where the cursor's line starts
         above = [s for s in starts if s <= cursor_line]

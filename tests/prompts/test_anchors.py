@@ -73,7 +73,19 @@ def test_blank_lines_between_go_after_the_middle_token_too() -> None:
     assert a.split(body + "\n  \n    y", SUFFIX) == (HEAD, "    x = 1\n\n  \n    y")
 
 
-def test_column_zero_or_no_code_above_but_the_first_line_stay_psm() -> None:
-    assert Anchors().split(HEAD + "    x = 1\n", SUFFIX) is None  # column 0: HumanEval's prompts end so
+def test_a_cursor_at_column_zero_takes_the_lines_above_up_to_a_limit() -> None:
+    from cgstudio.session.anchors import LINES_ABOVE
+
+    assert Anchors().split(HEAD + "    x = 1\n", SUFFIX) == (HEAD, "    x = 1\n")
+    body = "".join(f"    x{i} = {i}\n" for i in range(LINES_ABOVE + 5))
+    head, middle = Anchors().split(HEAD + body, SUFFIX) or ("", "")
+    assert middle.count("\n") == LINES_ABOVE and (head + middle) == HEAD + body
+    wide = "".join(f"    s{i} = '{'a' * 300}'\n" for i in range(6))  # the middle's first size cap
+    head, middle = Anchors().split(HEAD + wide, SUFFIX) or ("", "")
+    assert 0 < middle.count("\n") < 6 and len(middle) <= 1024
+
+
+def test_the_first_line_or_blank_lines_alone_above_stay_psm() -> None:
     assert Anchors().split("def f():\n    ", SUFFIX) is None  # the line above is the first line
     assert Anchors().split("def f():\n\n\n    ", SUFFIX) is None  # blank lines up to the first line
+    assert Anchors().split("first", SUFFIX) is None

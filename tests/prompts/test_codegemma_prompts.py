@@ -53,11 +53,17 @@ def test_user_text_never_becomes_special(model: CodeModel) -> None:
 
 def test_fim_psm_layout_is_token_exact(model: CodeModel) -> None:
     prefix, suffix = "def f(a):\n    " + INJECT, "\n    return a\n<|fim_prefix|>"
-    prompt, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
+    psm = {"fim_cursor_line_in_middle": False}
+    prompt, _ = model.prompt(GenerationRequest("fim", prefix, suffix, guards=psm))
     v = model.vocab
     assert prompt.tokens == [BOS, FIM_PRE, *v.plain(prefix), FIM_SUF, *v.plain(suffix), FIM_MID]
     assert prompt.tokens.count(FIM_SUF) == 1
     assert prompt.tokens.count(BOS) == 1
+    # The editor layout (the default) moves the lines above the cursor after the middle token,
+    # as plain text: the markers still appear once each.
+    layout, _ = model.prompt(GenerationRequest("fim", prefix, suffix))
+    assert layout.tokens[-len(v.plain("    " + INJECT)) :] == v.plain("    " + INJECT)
+    assert [layout.tokens.count(t) for t in (BOS, FIM_PRE, FIM_SUF, FIM_MID)] == [1, 1, 1, 1]
     assert not SPECIAL.intersection(prompt.tokens[2:-1]) - {FIM_SUF}
     assert prompt.stop_ids == frozenset({EOS, FIM_PRE, FIM_MID, FIM_SUF, FILE_SEP, EOT})
 

@@ -87,8 +87,8 @@ def test_an_indented_cursor_gets_no_extra_space_in_the_editor_layout(qwen: CodeM
     """The cursor after a line's indentation. Sent after the middle token, a whole 8-space token is
     not how the model writes an indented line, and it answered " self.add_keywords(...)", a space
     too many (seen in `eval repo` on sqlparse). Indentation alone never follows the middle token:
-    under a line of code, that line goes there too, and token healing takes the indentation off
-    (the reply starts with it); once the cursor line has text, it is sent there, healed."""
+    the lines of code above it go there too, and token healing takes the indentation off (the
+    reply starts with it); once the cursor line has text, it is sent there, healed."""
     prefix = (
         "class Lexer:\n    def __init__(self):\n        self._keywords = []\n\n"
         "    def default_initialization(self):\n        self.clear()\n        self.set_SQL_REGEX(SQL_REGEX)\n"
@@ -99,7 +99,9 @@ def test_an_indented_cursor_gets_no_extra_space_in_the_editor_layout(qwen: CodeM
     prompt, _ = qwen.prompt(req)
     middle = qwen.vocab.id("<|fim_middle|>")
     after = prompt.tokens[prompt.tokens.index(middle) + 1 :]
-    assert qwen.vocab.engine.detokenize(after) == "        self.add_keywords(KEYWORDS_ORACLE)\n"
+    moved = qwen.vocab.engine.detokenize(after)  # the lines above the cursor, healed indentation
+    assert moved.endswith("        self.add_keywords(KEYWORDS_ORACLE)\n") and prefix.startswith("class")
+    assert prefix.endswith(moved + prompt.heal) and moved.count("\n") >= 2
     assert prompt.heal.strip() == "" and prompt.heal  # the indentation: the reply starts with it
     text = _final(qwen, req).text
     assert text.strip() and not text[0].isspace(), repr(text)

@@ -79,7 +79,8 @@ def estimate(info: ModelInfo, profile: LoadProfile) -> MemoryNeed:
     gpu_layers = n_layers if profile.n_gpu_layers < 0 else min(profile.n_gpu_layers, n_layers)
     weights = info.size_bytes
     # Every slot (n_parallel) has its own stream of n_ctx cells (engine/llamacpp/handle.py).
-    kv = kv_bytes(info, profile.n_ctx * max(profile.n_parallel, 1), profile.cache_type_k, profile.cache_type_v)
+    cells = profile.n_ctx * max(profile.n_parallel, 1)
+    kv = kv_bytes(info, cells, profile.cache_type_k, profile.cache_type_v)
     compute = compute_bytes(info, profile.n_ctx, profile.n_batch, profile.flash_attn)
     overhead = 64 * MIB + weights // 50
     if gpu_layers == 0:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when a prompt or generation rule changes what a model is asked (not how answers are scored).
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: editor prompts take the lines above a line-start cursor and a prefix window
 _EDGE_BYTES = 16 << 20
 
 

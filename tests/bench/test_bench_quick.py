@@ -63,10 +63,12 @@ def test_quick_bench_reports_every_ratio_and_writes_the_report(qwen_path: Path, 
     rows = {r["trace"]: r for r in res["keystroke"]}
     assert list(rows) == list(TRACE_NAMES)
     for name in EXACT_REUSE:
-        assert rows[name]["prompt_tokens"] > 400, name  # ~600-token files, a 128-token suffix window
+        # ~600-token files seen through the editor's windows: up to 384 prefix tokens (kept in place
+        # while typing, up to twice that), up to 128 suffix tokens.
+        assert rows[name]["prompt_tokens"] > 300, name
         assert 0 < rows[name]["evaluated_per_step"]["max"] < rows[name]["prompt_tokens"] - 100, name
     for name in NO_SUFFIX:  # nothing after the cursor: a keystroke evaluates only what changed
-        assert rows[name]["prompt_tokens"] > 500 and rows[name]["evaluated_per_step"]["max"] <= 8, name
+        assert rows[name]["prompt_tokens"] > 300 and rows[name]["evaluated_per_step"]["max"] <= 8, name
     # Agreement is a share of steps per trace; exact reuse differs from cold only where llama.cpp
     # rounds a near-tie differently, so most steps must agree.
     agreement = doc["ratios"]["keystroke_agreement_vs_cold"]

@@ -25,6 +25,7 @@ from cgstudio.core.settings import LoadProfile
 from cgstudio.testing.synthetic_gguf import write_codegemma_gguf
 
 FAKE = Path(__file__).with_name("fake_llama_server.py")
+FAKE_TOKENS = ["a", "b", "c"]  # what fake_llama_server.py streams for every answer
 
 
 def test_the_peer_section_needs_a_peer(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,8 +74,19 @@ def test_every_trace_step_goes_to_both_servers(tmp_path: Path, monkeypatch: pyte
     # The peer runs with the profile's flash attention (off), not its own default (auto: on).
     assert [s["body"] for s in sent if s["path"] == "argv"] == [{"flash_attn": "off"}]
     infill = [s["body"] for s in sent if s["path"] == "/infill"]
-    want = [(st.prefix, st.suffix) for t in traces.typing_traces(quick=True) for st in t.steps]
-    assert [(b["input_prefix"], b["input_suffix"]) for b in infill] == want  # every step, in order
+    # Every step, in order. A ghost step accepts the first line of the peer's own last answer
+    # (the fake streams "abc"), so the ghost trace's later prefixes hold it.
+    answer = "".join(FAKE_TOKENS)
+    want = []
+    for t in traces.typing_traces(quick=True):
+        accepted: list[tuple[int, str]] = []
+        for i, st in enumerate(t.steps):
+            if st.kind == "ghost":
+                accepted.append((len(st.prefix), answer if i > 1 else ""))
+            step = traces.with_accepted(st, accepted)
+            want.append((step.prefix, step.suffix))
+    assert any(st.kind == "ghost" for t in traces.typing_traces(quick=True) for st in t.steps)
+    assert [(b["input_prefix"], b["input_suffix"]) for b in infill] == want
     assert all(b["n_predict"] == peer.KEY_TOKENS and b["temperature"] == 0 and b["stream"] for b in infill)
     streams = [s for s in sent if s["path"] == "/v1/completions"]
     trials = max(2, bc.plan.trials // 2)

@@ -95,8 +95,12 @@ def test_fim_keystroke_reuses_the_exact_prefix_and_evaluates_the_suffix_again(qw
     window = qwen4.settings.guards.fim_suffix_tokens
     n_suffix = min(len(qwen4.vocab.plain(suffix)), window)
     assert 0 < window < len(qwen4.vocab.plain(suffix))
+    # ... and of the prefix (fim_prefix_tokens), which this prefix exceeds as well.
+    prefix_window = qwen4.settings.guards.fim_prefix_tokens
+    assert 0 < prefix_window < len(qwen4.vocab.plain(prefix))
     first = qwen4.complete(prefix, suffix, sampling=params, guards=psm)
-    assert first.timings.prompt_tokens_evaluated > 500
+    evaluated = first.timings.prompt_tokens_evaluated
+    assert n_suffix + prefix_window // 2 < evaluated <= n_suffix + prefix_window + 8
     typed = qwen4.complete(prefix + "1", suffix, sampling=params, guards=psm)  # one keystroke
     # The prefix up to the cursor comes from the cache; the suffix, whose cached cells were
     # computed under the old prefix, is evaluated again (shifted reuse is opt-in: kv_shift_reuse).

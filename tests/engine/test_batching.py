@@ -27,3 +27,21 @@ def test_background_prompts_go_in_small_chunks() -> None:
     # Idle work runs only when it is the most urgent there is.
     assert prompt_shares([(IDLE, 50), (N, 50)], rows=512, top=N, background_chunk=128) == [0, 50]
     assert prompt_shares([(IDLE, 50)], rows=512, top=IDLE, background_chunk=128) == [50]
+
+
+def test_a_generating_chat_advances_one_step_in_four_while_a_keystroke_runs() -> None:
+    from cgstudio.engine.llamacpp.batching import BACKGROUND_EVERY, yields
+
+    assert BACKGROUND_EVERY == 4
+    # Steps of a chat generating beside a keystroke: it sits out three, advances on the fourth.
+    sat_out, advanced = 0, []
+    for _ in range(12):
+        if yields(N, True, sat_out):
+            sat_out += 1
+        else:
+            sat_out = 0
+            advanced.append(True)
+    assert len(advanced) == 3
+    assert not yields(N, False, 0)  # no keystroke running: every step
+    assert not yields(E, True, 0)  # keystrokes never sit out for each other
+    assert yields(IDLE, True, 0)

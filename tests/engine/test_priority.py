@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +69,22 @@ def test_a_fim_prompt_is_never_stuck_behind_a_chat_prompt(engine: LlamaCppEngine
     assert chat.stats.n_prompt_evaluated == len(chat_tokens) and chat.stats.finish == "max_tokens"
 
 
+def test_a_generating_chat_advances_one_step_in_four_while_a_keystroke_runs(engine: LlamaCppEngine) -> None:
+    chat = engine.stream(_request(_tokens(engine, 20, "chat-gen"), Priority.NORMAL, max_tokens=200))
+    next(chat)  # the chat is generating
+    generated_before = chat.stats.n_generated
+    fim = engine.stream(_request(_tokens(engine, 40, "fim-gen"), Priority.EDITOR, max_tokens=8))
+    _drain(fim)
+    fim_steps = fim.stats.prefill_steps + fim.stats.n_generated
+    chat.close()
+    # The chat sat out three steps of every four the keystroke ran (the step that admitted the
+    # keystroke, and the one after its last token, may carry a chat token either way).
+    assert fim_steps >= 10
+    assert chat.stats.yielded_steps >= (fim_steps - 2) * 3 // 4
+    assert chat.stats.n_generated - generated_before <= fim_steps // 4 + 3
+    assert fim.stats.yielded_steps == 0 and fim.stats.n_generated == 8
+
+
 def test_a_queued_fim_request_is_admitted_before_queued_chat(engine: LlamaCppEngine) -> None:
     sched = engine._scheduler
     with sched._cv:
@@ -105,3 +122,22 @@ def test_idle_work_is_cancelled_by_any_real_request(engine: LlamaCppEngine) -> N
     _drain(real)
     assert idle.stats.finish == "cancelled" and idle.stats.n_generated < 400
     assert real.stats.finish == "max_tokens"
+
+
+def test_chat_prompts_go_in_smaller_chunks_while_an_editor_is_typing(tmp_path: Path) -> None:
+    path = write_codegemma_gguf(tmp_path / "codegemma-2b.gguf")
+    profile = LoadProfile.model_validate({"n_ctx": 1024, "n_parallel": 2, "n_batch": 256})
+    eng = LlamaCppEngine(path, profile)
+    try:
+        chat_tokens = _tokens(eng, 200, "chunks")
+        before = eng.stream(_request(chat_tokens, Priority.NORMAL, max_tokens=2))
+        _drain(before)
+        # No editor yet: a free slot keeps chat prompts to 128-token chunks (BACKGROUND_CHUNK).
+        assert before.stats.prefill_steps == math.ceil(200 / 128)
+        _drain(eng.stream(_request(_tokens(eng, 20, "key"), Priority.EDITOR, max_tokens=2)))
+        after = eng.stream(_request(_tokens(eng, 200, "chunks-2"), Priority.NORMAL, max_tokens=2))
+        _drain(after)
+        # An editor request ran a moment ago: its next keystroke would wait for 32 tokens at most.
+        assert after.stats.prefill_steps == math.ceil(200 / 32)
+    finally:
+        eng.close()

@@ -157,6 +157,7 @@ class DecodeStats:
     n_shared: int = 0  # prompt tokens this choice took from choice 0's evaluation (KV copied, n > 1)
     prefill_steps: int = 0  # decode steps that carried part of this sequence's prompt
     held_steps: int = 0  # decode steps its prompt waited out for a more urgent sequence (priority)
+    yielded_steps: int = 0  # decode steps its generation sat out for an editor keystroke (priority)
 
 
 Piece = int | bytes

@@ -16,8 +16,8 @@ it does not evaluate it again.
 Priority (``DecodeRequest.priority``): queued requests are admitted most urgent first (FIFO
 within a class); each step gives every generating sequence its token and then the prompt rows to
 the most urgent active class (``batching``): a FIM keystroke's prompt is never stuck behind a chat
-prompt, and while it runs chat prompts wait. IDLE requests (speculative work) are cancelled as
-soon as any other request is submitted.
+prompt, and while it runs chat prompts wait and generating chats advance one step in four. IDLE
+requests (speculative work) are cancelled as soon as any other request is submitted.
 
 Speculation: ``speculative`` proposes prompt-lookup drafts, verified here in the same batch
 as the pending token; rejected drafts leave the cache after the step.
@@ -49,7 +49,13 @@ from cgstudio.core.engine import (
 )
 from cgstudio.core.errors import CGStudioError, ContextOverflowError, SettingsError
 from cgstudio.engine.llamacpp import speculative as spec
-from cgstudio.engine.llamacpp.batching import BACKGROUND_CHUNK, prompt_shares
+from cgstudio.engine.llamacpp.batching import (
+    BACKGROUND_CHUNK,
+    EDITOR_NEAR_CHUNK,
+    EDITOR_RECENT_S,
+    prompt_shares,
+    yields,
+)
 from cgstudio.engine.llamacpp.handle import ContextHandle, ModelHandle, llama_log_tail
 from cgstudio.engine.llamacpp.healing import Healer, built_index
 from cgstudio.engine.llamacpp.kvcache import Slot, choose_slot
@@ -83,6 +89,7 @@ class Scheduler:
         self.shift_reuse = shift_reuse
         self.speculative = speculative
         self.background_chunk = background_chunk
+        self._editor_seen = -EDITOR_RECENT_S  # when an editor sequence last ran (perf_counter)
         self._slots = [Slot(seq_id=i) for i in range(n_parallel)]
         # With shifted reuse the context has one unified pool and an extra id for SlotCache.fill_gap.
         self._scratch = n_parallel
@@ -278,7 +285,20 @@ class Scheduler:
         # (seq id, seq, its (token, position) rows, generating)
         parts: list[tuple[int, Seq, list[tuple[int, int]], bool]] = []
         budget = self._batch_cap
-        generating = sorted((s for s in self._active if s.pending is not None), key=lambda s: s.req.priority)
+        now = time.perf_counter()
+        editor_running = any(
+            s.req.priority == Priority.EDITOR and (s.todo or s.pending is not None) for s in self._active
+        )
+        if editor_running:
+            self._editor_seen = now
+        generating = []
+        for s in sorted((s for s in self._active if s.pending is not None), key=lambda s: s.req.priority):
+            if yields(s.req.priority, editor_running, s.sat_out):  # a chat row waits out a keystroke
+                s.sat_out += 1
+                s.stats.yielded_steps += 1
+            else:
+                s.sat_out = 0
+                generating.append(s)
         # Drafts never take the last free row from a prompt waiting to be evaluated.
         reserve = 1 if any(s.todo for s in self._active) else 0
         for k, seq in enumerate(generating):  # generation first: one token (plus drafts) each, lowest latency
@@ -300,7 +320,10 @@ class Scheduler:
         small = any(not s.busy for s in self._slots) or any(
             s.req.priority == Priority.IDLE for s in self._active
         )
-        chunk_cap = self.background_chunk if small else budget
+        near = now - self._editor_seen < EDITOR_RECENT_S  # an editor's next keystroke is likely
+        chunk_cap = budget
+        if small:
+            chunk_cap = min(self.background_chunk, EDITOR_NEAR_CHUNK) if near else self.background_chunk
         for seq, share in zip(
             list(self._active), prompt_shares(todo, budget - used, top, chunk_cap), strict=True
         ):

@@ -44,6 +44,7 @@ class Seq:
     history: list[int] = field(default_factory=list)  # prompt + output, for n-gram lookup
     followers: list[Seq] = field(default_factory=list)  # choices 1..n-1 waiting for this prompt
     leader: Seq | None = None  # a follower: the choice whose prompt evaluation it waits for
+    sat_out: int = 0  # decode steps in a row its generation sat out for a keystroke (batching.yields)
 
 
 class SeqStream(TokenStream):

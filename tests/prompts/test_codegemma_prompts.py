@@ -283,6 +283,15 @@ def test_editor_paths_send_a_prefix_window_that_stays_put_while_typing(model: Co
         whole, _ = model.prompt(GenerationRequest("fim", body + "res", suffix, guards=dict(guards)))
         want = [BOS, FIM_PRE, *v.plain(body)]  # then "res" here (PSM) or after the middle token
         assert whole.tokens[: len(want)] == want
+    # A cursor at a line start takes the lines above it after the middle token: a new window
+    # leaves room for them, so a first visit costs about the limit before the suffix, as with
+    # llama-server's /infill, not the limit and the lines on top.
+    model.anchors, model.windows = Anchors(), PrefixWindows()
+    at_start, _ = model.prompt(GenerationRequest("fim", body, suffix))
+    head = at_start.tokens[at_start.tokens.index(FIM_PRE) + 1 : at_start.tokens.index(FIM_SUF)]
+    lines = at_start.tokens[at_start.tokens.index(FIM_MID) + 1 :]
+    assert len(lines) > 30  # several lines above the cursor went after the middle token
+    assert limit - 20 < len(head) + len(lines) <= limit
 
 
 def test_typing_a_line_only_changes_what_follows_the_middle_token(model: CodeModel) -> None:

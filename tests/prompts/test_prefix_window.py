@@ -68,3 +68,15 @@ def test_each_client_keeps_its_own_starts() -> None:
     assert w.cut(longer, 200, count, "editor-a") == longer[len(LINES) - len(a) :]  # a's start, kept
     b = w.cut(longer, 200, count, "editor-b")  # b has no start yet: its own, about the limit back
     assert len(b) <= 200 < len(longer[len(LINES) - len(a) :])
+
+
+def test_a_new_window_leaves_room_for_the_text_after_the_middle_token_and_keeps_its_start() -> None:
+    w = PrefixWindows()
+    window = w.cut(LINES, 200, count, first=120)  # 80 of the 200 go to the lines after the middle
+    assert len(window) <= 120 < len(window) + 19
+    # The text after the middle token grows while the user types (first shrinks): the remembered
+    # start stays, so the cached prompt stays valid, until the window passes GROWTH * limit.
+    for first in (100, 60, 1):
+        assert w.cut(LINES + "x = 1\n", 200, count, first=first) == window + "x = 1\n"
+    assert w.cut(LINES[:110], 200, count, first=120) == LINES[:110]  # it fits: whole
+    assert w.cut(LINES, 200, count, first=500) == window  # first never exceeds the limit

@@ -49,10 +49,18 @@ def editor_prompt(
     editor = req.mode in ("fim", "infill")
     window = guards.fim_suffix_tokens if editor else 0
 
-    def cut(text: str) -> str:
+    def count(text: str) -> int:
+        return len(vocab.plain(text))
+
+    def cut(text: str, beside: str = "") -> str:
+        """The prefix window of ``text``; ``beside``: the text after the middle token, which a new
+        window leaves room for (down to a quarter of the limit), so a first visit to a file costs
+        about what llama-server's /infill evaluates."""
         if not editor or windows is None:
             return text
-        return windows.cut(text, guards.fim_prefix_tokens, lambda t: len(vocab.plain(t)), req.client)
+        limit = guards.fim_prefix_tokens
+        first = max(limit - count(beside), limit // 4) if beside else limit
+        return windows.cut(text, limit, count, req.client, first=first)
 
     if (
         editor
@@ -60,7 +68,7 @@ def editor_prompt(
         and anchors is not None
         and (split := anchors.split(req.prompt, req.suffix, heal))
     ):
-        moved = replace(req, mode="infill", prompt=cut(split[0]), middle=split[1])
+        moved = replace(req, mode="infill", prompt=cut(split[0], split[1]), middle=split[1])
         prompt, problem = infill_prompt(build, vocab, n_ctx, moved, max_tokens, window)
         room = n_ctx - len(prompt.tokens) - 1  # what the reply may use after the moved text
         trimmed = any(w.code == "prompt_truncated" for w in prompt.warnings)

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 # Bump when a prompt or generation rule changes what a model is asked (not how answers are scored).
-PROTOCOL_VERSION = 2  # 2: editor prompts take the lines above a line-start cursor and a prefix window
+# 2: editor prompts take the lines above a line-start cursor and a prefix window;
+# 3: a new prefix window leaves room for those lines
+PROTOCOL_VERSION = 3
 _EDGE_BYTES = 16 << 20
 
 

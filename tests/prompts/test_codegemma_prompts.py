@@ -286,6 +286,10 @@ def test_editor_paths_send_a_prefix_window_that_stays_put_while_typing(model: Co
     # A cursor at a line start takes the lines above it after the middle token: a new window
     # leaves room for them, so a first visit costs about the limit before the suffix, as with
     # llama-server's /infill, not the limit and the lines on top.
+    # (Only a new start leaves that room: a head within the limit stays whole, as above.)
+    while len(v.plain(body)) < limit + 300:
+        body += f"value_{i} = compute({i})\n"
+        i += 1
     model.anchors, model.windows = Anchors(), PrefixWindows()
     at_start, _ = model.prompt(GenerationRequest("fim", body, suffix))
     head = at_start.tokens[at_start.tokens.index(FIM_PRE) + 1 : at_start.tokens.index(FIM_SUF)]

@@ -78,5 +78,8 @@ def test_a_new_window_leaves_room_for_the_text_after_the_middle_token_and_keeps_
     # start stays, so the cached prompt stays valid, until the window passes GROWTH * limit.
     for first in (100, 60, 1):
         assert w.cut(LINES + "x = 1\n", 200, count, first=first) == window + "x = 1\n"
-    assert w.cut(LINES[:110], 200, count, first=120) == LINES[:110]  # it fits: whole
+    # A text within the limit stays whole however small first is: the lines after the middle
+    # token grow as the user types, and a window that started to move then would cost the cache.
+    assert w.cut(LINES[:190], 200, count, first=120) == LINES[:190]
+    assert w.cut(LINES[:190], 200, count, first=10) == LINES[:190]
     assert w.cut(LINES, 200, count, first=500) == window  # first never exceeds the limit

@@ -42,15 +42,16 @@ class PrefixWindows:
         self._lock = threading.Lock()
 
     def cut(self, text: str, limit: int, count: Count, client: str = "", first: int | None = None) -> str:
-        """``text`` from its window's start: all of it when it has at most ``first`` tokens (or
+        """``text`` from its window's start: all of it when it has at most ``limit`` tokens (or
         ``limit`` is 0); else from the furthest-on start ``client`` remembers that still fits ``GROWTH``
         times ``limit``; else from a new start, the earliest line start with at most ``first``
         tokens after it (then remembered). ``first`` (``limit`` by default, at most ``limit``) is
         smaller where other text of the prompt shares the limit: the editor layout's lines after
-        the middle token. A remembered start stays valid whatever ``first`` is, so that text
-        growing while the user types never moves the window."""
+        the middle token. Only a new start uses it: a text within the limit stays whole, and a
+        remembered start stays valid, however that other text grows while the user types, so
+        typing never moves the window."""
         first = limit if first is None else max(1, min(first, limit))
-        if limit <= 0 or len(text) <= first:
+        if limit <= 0 or len(text) <= limit:
             return text
         with self._lock:
             starts = self._clients.pop(client, None) or deque(maxlen=STARTS)
@@ -62,7 +63,7 @@ class PrefixWindows:
                     window = text[start:]
                     if count(window) <= GROWTH * limit:
                         return window
-            if count(text) <= first:
+            if count(text) <= limit:
                 return text
             start = _start(text, first, count)
             if start:

@@ -120,9 +120,10 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def open_studio(studio: Studio, browser: Any) -> Iterator[Callable[..., Any]]:
-    """``open_studio(key=True, width=1440, height=900, url=None, scheme="dark", max_tokens=MAX_TOKENS)``:
-    a fresh page on the studio (``url``: another server's; ``scheme``: the prefers-color-scheme the
-    browser reports).
+    """``open_studio(key=True, width=1440, height=900, url=None, scheme="dark", max_tokens=MAX_TOKENS,
+    before_load=None)``: a fresh page on the studio (``url``: another server's; ``scheme``: the
+    prefers-color-scheme the browser reports; ``before_load(page)`` runs before the page opens, to
+    set up routes).
 
     ``key=True`` stores the API key first; ``key=False`` leaves the page to ask for it.
     Sampling starts at ``max_tokens`` and seed 7, so replies stay short and repeatable.
@@ -139,6 +140,7 @@ def open_studio(studio: Studio, browser: Any) -> Iterator[Callable[..., Any]]:
         url: str | None = None,
         scheme: str = "dark",
         max_tokens: int = MAX_TOKENS,
+        before_load: Callable[[Any], None] | None = None,
     ) -> Any:
         ctx = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
         contexts.append(ctx)
@@ -153,6 +155,8 @@ def open_studio(studio: Studio, browser: Any) -> Iterator[Callable[..., Any]]:
         page = ctx.new_page()
         page.set_default_timeout(90_000)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        if before_load is not None:
+            before_load(page)
         page.goto((url or studio.url) + "/")
         return page
 

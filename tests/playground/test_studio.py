@@ -216,6 +216,56 @@ def test_edit_resend_continue_and_a_model_switch(open_studio: PageFactory, studi
     expect(reply.locator(".msg-note")).to_contain_text(f"without the replies of {studio.qwen}")
 
 
+def hold_models() -> tuple[list[Any], Callable[[Any], None], Callable[[Any], None]]:
+    """Routes that hold /v1/models back: (held, install(page), release(page))."""
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    def release(page: Any) -> None:
+        assert held, "the page never asked for /v1/models"
+        for route in held:
+            route.continue_()
+        page.unroute("**/v1/models")  # any later request goes straight through
+
+    return held, lambda page: page.route("**/v1/models", hold), release
+
+
+def test_a_message_sent_before_the_model_list_arrives_waits_for_it(
+    open_studio: PageFactory, studio: Any
+) -> None:
+    # Enter pressed while the page still asks the server for its models used to do nothing at all:
+    # the message sat in the box. The list is held back until after Enter to make that moment certain.
+    _, install, release = hold_models()
+    page = open_studio(max_tokens=SHORT, before_load=install)
+    send(page, "Say hello.")
+    expect(page.locator("#btn-send")).to_have_text("Waiting for models…")
+    assert page.input_value("#chat-input") == "Say hello."
+    expect(page.locator(".msg")).to_have_count(0)
+    release(page)
+    reply = reply_done(page)
+    expect(page.locator(".msg.user .msg-body")).to_have_text("Say hello.")
+    assert page.input_value("#chat-input") == ""
+    expect(page.locator("#btn-send")).to_have_text("Send")
+    expect(reply.locator(".s-stop b")).to_have_text("length")
+
+
+def test_a_completion_asked_before_the_model_list_arrives_runs_once_it_does(
+    open_studio: PageFactory, studio: Any
+) -> None:
+    _, install, release = hold_models()
+    page = open_studio(max_tokens=SHORT, before_load=install)
+    page.click("#nav-completion")
+    page.locator("#code").click()
+    page.keyboard.press("Control+Space")
+    expect(page.locator("#completion-state")).to_have_text("Waiting for the server's models…")
+    with page.expect_request(lambda r: r.url.endswith("/infill")):
+        release(page)
+    expect(page.locator("#completion-stats .s-gtps")).to_be_visible()  # the request has finished
+    expect(page.locator("#completion-state")).not_to_have_text("Waiting for the server's models…")
+
+
 def test_lost_server_is_shown_within_5_s_and_the_studio_recovers(
     open_studio: PageFactory, own_server: Any
 ) -> None:

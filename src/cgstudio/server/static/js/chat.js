@@ -10,13 +10,13 @@ import { isUnreachable, unreachableMessage, checkServerNow } from './connection.
 import { activeConversation, ensureConversation, onConversationChange, saveConversations, saveConversationsSoon,
   touchConversation } from './conversations.js';
 import { addMessageNode, messagesEl, openEditor, paintAssistant, paintProgress, scrollDown } from './messages.js';
-import { modelById, setModelDot } from './models.js';
+import { modelById, onModelsListed, setModelDot } from './models.js';
 import { watchProgress } from './progress.js';
 import { currentModel, state } from './state.js';
 import { chart } from './stats.js';
 
 export const CONTINUE_PROMPT = 'Continue exactly where your last reply stopped. Do not repeat what you already wrote.';
-const chat = { controller: null };
+const chat = { controller: null, waiting: false };
 const actions = { edit: editMessage, continueReply };
 const newId = () => Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
 
@@ -121,9 +121,18 @@ async function runAssistant(conv, msg, continuation = false) {
   setModelDot(modelId, fin.error ? 'idle' : 'loaded');
 }
 
+/** A send before the page knows the server's models (Enter right after the page opens) waits for
+    the list instead of vanishing: the text stays in the box and goes out once a model is known. */
+function holdSend(waiting) {
+  chat.waiting = waiting;
+  $('#btn-send').textContent = waiting ? 'Waiting for models…' : 'Send';
+  $('#btn-send').title = waiting ? 'The message goes out once the server lists its models' : '';
+}
 function sendChat() {
   const input = $('#chat-input'), text = input.value.trim();
-  if (!text || chat.controller || !currentModel('chat')) return;
+  if (!text || chat.controller) return;
+  if (!currentModel('chat')) { holdSend(!state.models.length); return; }
+  holdSend(false);
   input.value = '';
   const conv = ensureConversation();
   const user = { id: newId(), role: 'user', content: text }, reply = { id: newId(), role: 'assistant', content: '' };
@@ -181,4 +190,5 @@ export function bindChat() {
     if (btn) copyText($('code', btn.closest('.codeblock')).textContent, btn);
   });
   onConversationChange(renderChat);
+  onModelsListed(() => { if (chat.waiting) sendChat(); });
 }

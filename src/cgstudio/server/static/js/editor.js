@@ -2,12 +2,12 @@
 import { $, $$, esc, h } from './dom.js';
 import { api, guardsBody, samplingBody, sseDocs } from './api.js';
 import { langOfPath, renderTokens, tokenize } from './highlight.js';
-import { refreshModels } from './models.js';
+import { onModelsListed, refreshModels } from './models.js';
 import { codeEl, infillBody, refreshPrompt } from './prompt.js';
 import { currentModel, save, saveSoon, state } from './state.js';
 import { chart, errorBox, renderStats, renderWarnings } from './stats.js';
 
-const editor = { ghost: null, controller: null, escArmed: false };
+const editor = { ghost: null, controller: null, escArmed: false, waiting: false };
 export function renderEditor() {
   const text = codeEl().value, g = editor.ghost, tokens = tokenize(text, langOfPath(state.filePath));
   const ghostHtml = g && g.text ? `<span class="ghost" id="ghost-text">${esc(g.text)}</span>` : '';
@@ -30,7 +30,8 @@ export function dismissGhost() {
 }
 export async function requestCompletion() {
   const ta = codeEl(), model = currentModel('completion');
-  if (!model) return;
+  editor.waiting = !model && !state.models.length;  // asked before the model list came: it runs then
+  if (!model) { if (editor.waiting) setCompletionState('Waiting for the server\'s models…', true); return; }
   dismissGhost();
   const pos = ta.selectionEnd;
   ta.focus(); ta.setSelectionRange(pos, pos);
@@ -118,4 +119,5 @@ export function bindEditor() {
     if (state.showPrompt) refreshPrompt();
   });
   $('#btn-prompt-refresh').addEventListener('click', () => refreshPrompt());
+  onModelsListed(() => { if (editor.waiting) requestCompletion(); });
 }

@@ -7,9 +7,11 @@ import { currentModel, save, state } from './state.js';
 
 const DEMO_DISMISSED = 'cgstudio.demoBannerDismissed';
 export const CODEGEMMA_COMMAND = 'cgstudio serve --model codegemma-2b-Q4_K_M.gguf --model codegemma-7b-it-Q4_K_M.gguf';
-const pickHooks = [];
+const pickHooks = [], listHooks = [];
 /** ``fn()`` runs whenever the picked model changes (the Load tab rebuilds for it). */
 export function onModelPicked(fn) { pickHooks.push(fn); }
+/** ``fn()`` runs after each fresh model list: a send made before the first one goes out then. */
+export function onModelsListed(fn) { listHooks.push(fn); }
 export const modelById = (id) => state.models.find((m) => m.id === id) || null;
 
 /** File size as people read it: 491400064 -> "469 MiB". */
@@ -41,6 +43,7 @@ export async function refreshModels() {
   renderModels();
   $('#server-dot').className = 'dot on';
   $('#server-status').textContent = `Connected · ${state.models.length} model${state.models.length === 1 ? '' : 's'}`;
+  listHooks.forEach((fn) => fn());
 }
 
 function dotState(m) { return m.loading ? 'loading' : m.busy ? 'on busy' : m.loaded ? 'on' : ''; }

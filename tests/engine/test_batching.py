@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cgstudio.core.engine import Priority
-from cgstudio.engine.llamacpp.batching import prompt_shares
+from cgstudio.engine.llamacpp.batching import BACKGROUND_EVERY, prompt_shares, yields
 
 E, N, IDLE = Priority.EDITOR, Priority.NORMAL, Priority.IDLE
 
@@ -30,8 +30,6 @@ def test_background_prompts_go_in_small_chunks() -> None:
 
 
 def test_a_generating_chat_advances_one_step_in_four_while_a_keystroke_runs() -> None:
-    from cgstudio.engine.llamacpp.batching import BACKGROUND_EVERY, yields
-
     assert BACKGROUND_EVERY == 4
     # Steps of a chat generating beside a keystroke: it sits out three, advances on the fourth.
     sat_out, advanced = 0, []

@@ -72,14 +72,16 @@ def test_each_client_keeps_its_own_starts() -> None:
 
 def test_a_new_window_leaves_room_for_the_text_after_the_middle_token_and_keeps_its_start() -> None:
     w = PrefixWindows()
-    window = w.cut(LINES, 200, count, first=120)  # 80 of the 200 go to the lines after the middle
+    window = w.cut(LINES, 200, count, beside="m" * 80)  # 80 of the 200 go to the lines after the middle
     assert len(window) <= 120 < len(window) + 19
-    # The text after the middle token grows while the user types (first shrinks): the remembered
-    # start stays, so the cached prompt stays valid, until the window passes GROWTH * limit.
-    for first in (100, 60, 1):
-        assert w.cut(LINES + "x = 1\n", 200, count, first=first) == window + "x = 1\n"
-    # A text within the limit stays whole however small first is: the lines after the middle
+    # The text after the middle token grows while the user types: the remembered start stays, so
+    # the cached prompt stays valid, until the window passes GROWTH * limit.
+    for n in (100, 140, 199, 1000):
+        assert w.cut(LINES + "x = 1\n", 200, count, beside="m" * n) == window + "x = 1\n"
+    # A text within the limit stays whole however long that text is: the lines after the middle
     # token grow as the user types, and a window that started to move then would cost the cache.
-    assert w.cut(LINES[:190], 200, count, first=120) == LINES[:190]
-    assert w.cut(LINES[:190], 200, count, first=10) == LINES[:190]
-    assert w.cut(LINES, 200, count, first=500) == window  # first never exceeds the limit
+    assert w.cut(LINES[:190], 200, count, beside="m" * 80) == LINES[:190]
+    assert w.cut(LINES[:190], 200, count, beside="m" * 190) == LINES[:190]
+    # A new start keeps at least a quarter of the limit, however long the text beside it.
+    quarter = PrefixWindows().cut(LINES, 200, count, beside="m" * 1000)
+    assert len(quarter) <= 50 < len(quarter) + 19

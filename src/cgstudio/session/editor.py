@@ -49,18 +49,14 @@ def editor_prompt(
     editor = req.mode in ("fim", "infill")
     window = guards.fim_suffix_tokens if editor else 0
 
-    def count(text: str) -> int:
-        return len(vocab.plain(text))
-
     def cut(text: str, beside: str = "") -> str:
         """The prefix window of ``text``; ``beside``: the text after the middle token, which a new
-        window leaves room for (down to a quarter of the limit), so a first visit to a file costs
-        about what llama-server's /infill evaluates."""
+        window leaves room for (``PrefixWindows.cut``), so a first visit to a file costs about what
+        llama-server's /infill evaluates."""
         if not editor or windows is None:
             return text
-        limit = guards.fim_prefix_tokens
-        first = max(limit - count(beside), limit // 4) if beside else limit
-        return windows.cut(text, limit, count, req.client, first=first)
+        count = lambda t: len(vocab.plain(t))  # noqa: E731
+        return windows.cut(text, guards.fim_prefix_tokens, count, req.client, beside=beside)
 
     if (
         editor

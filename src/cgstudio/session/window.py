@@ -41,16 +41,15 @@ class PrefixWindows:
         self._clients: OrderedDict[str, deque[tuple[int, int]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def cut(self, text: str, limit: int, count: Count, client: str = "", first: int | None = None) -> str:
+    def cut(self, text: str, limit: int, count: Count, client: str = "", beside: str = "") -> str:
         """``text`` from its window's start: all of it when it has at most ``limit`` tokens (or
         ``limit`` is 0); else from the furthest-on start ``client`` remembers that still fits ``GROWTH``
-        times ``limit``; else from a new start, the earliest line start with at most ``first``
-        tokens after it (then remembered). ``first`` (``limit`` by default, at most ``limit``) is
-        smaller where other text of the prompt shares the limit: the editor layout's lines after
-        the middle token. Only a new start uses it: a text within the limit stays whole, and a
-        remembered start stays valid, however that other text grows while the user types, so
-        typing never moves the window."""
-        first = limit if first is None else max(1, min(first, limit))
+        times ``limit``; else from a new start, the earliest line start with at most ``limit``
+        tokens after it, less those of ``beside`` (down to a quarter of the limit), then
+        remembered. ``beside`` is other text of the prompt that shares the limit: the editor
+        layout's lines after the middle token. Only a new start counts it (so a keystroke does not
+        tokenize it): a text within the limit stays whole, and a remembered start stays valid,
+        however ``beside`` grows while the user types, so typing never moves the window."""
         if limit <= 0 or len(text) <= limit:
             return text
         with self._lock:
@@ -65,6 +64,7 @@ class PrefixWindows:
                         return window
             if count(text) <= limit:
                 return text
+            first = max(limit - count(beside), limit // 4, 1) if beside else limit
             start = _start(text, first, count)
             if start:
                 starts.append(_key(text, start))

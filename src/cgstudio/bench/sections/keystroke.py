@@ -62,6 +62,7 @@ class TraceRun:
     cold: list[Served]
     decode_step_s: float | None
     decode_step_from: str  # "answers" or "plain decode"
+    prompts: list[Prompt]  # each timed step's prompt: its warm and its cold run had these tokens
 
     @property
     def same(self) -> int:
@@ -108,7 +109,7 @@ def run_trace(m: CodeModel, trace: tr.Trace, say: Callable[[str], None] = lambda
         say(f"trace {trace.name}: step {i}/{len(steps)} ({step.kind}), cold")
         cold.append(serve(m, trace, step, cache=False, prompt=prompts[i - 1]))  # the same tokens
     step_s = statistics.median(gaps) if gaps else None
-    return TraceRun(trace, steps, warm, cold, step_s, source)
+    return TraceRun(trace, steps, warm, cold, step_s, source, prompts)
 
 
 def record(bc: BenchContext, runs: list[TraceRun]) -> None:

@@ -130,7 +130,7 @@ function holdSend(waiting) {
 }
 function sendChat() {
   const input = $('#chat-input'), text = input.value.trim();
-  if (!text || chat.controller) return;
+  if (!text || chat.controller) { if (chat.waiting) holdSend(false); return; }  // emptied while waiting
   if (!currentModel('chat')) { holdSend(!state.models.length); return; }
   holdSend(false);
   input.value = '';

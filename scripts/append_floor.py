@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 
 from llama_cpp import Llama
 
 from cgstudio.bench.workloads import stdlib_source
+from cgstudio.engine.llamacpp.handle import default_threads
 from cgstudio.store.demo import ensure
 
 PREFIX_TOKENS = 600
@@ -30,7 +30,7 @@ SIZES = (1, 2, 4, 8, 12, 16, 32)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="qwen2.5-coder-0.5b", help="a demo model's name")
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--threads", type=int, default=default_threads(), help="as the engine: physical cores")
     ap.add_argument("--trials", type=int, default=7)
     args = ap.parse_args()
     path = ensure(args.model)
